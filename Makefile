@@ -1,0 +1,31 @@
+# `make run` and `make test` are the whole quickstart: each creates .venv and
+# installs the project on first use (and again whenever pyproject.toml changes).
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test collect serve sources clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/feedhub run
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+collect: $(STAMP)
+	$(VENV)/bin/feedhub collect
+
+serve: $(STAMP)
+	$(VENV)/bin/feedhub serve
+
+sources: $(STAMP)
+	$(VENV)/bin/feedhub sources
+
+clean:
+	rm -rf $(VENV) var/ *.egg-info .pytest_cache

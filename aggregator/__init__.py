@@ -1,0 +1,1 @@
+"""feedhub's collecting side: config, the shared store, fetch, parse, normalise, collect."""

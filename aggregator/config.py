@@ -1,0 +1,456 @@
+"""config.toml -> frozen dataclasses, validated, one clear message per mistake.
+
+Every mistake found is reported at once (a wrong type, an unknown key, a
+duplicate source URL, a source naming an unknown section...), each naming the
+file, the key and what would be right, so that an admin fixes the file in one
+pass instead of one error per run.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = "config.toml"
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+SOURCE_KINDS = ("cms", "wire", "partner")
+
+
+@dataclass(frozen=True)
+class Edition:
+    """One edition of the site (English main, Arabic and Spanish sisters)."""
+
+    code: str
+    title: str
+    language: str
+    direction: str = "ltr"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section or subsection; ``parent`` is None for a top-level section."""
+
+    slug: str
+    title: str
+    parent: str | None = None
+    children: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """The site's navigation: sections (with subsections) and regions."""
+
+    sections: dict[str, Section]
+    regions: dict[str, str]
+
+    def section_family(self, slug: str) -> tuple[str, ...]:
+        """The slugs a section feed holds: the section itself and all its subsections."""
+        sec = self.sections[slug]
+        return (slug, *sec.children)
+
+    def top_section(self, slug: str) -> str:
+        """The top-level section of a section or subsection slug."""
+        return self.sections[slug].parent or slug
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One incoming feed as the admin configured it."""
+
+    id: str
+    name: str
+    url: str
+    kind: str = "cms"
+    edition: str = "en"
+    section: str | None = None
+    region: str | None = None
+    tags: tuple[str, ...] = ()
+    origin: str | None = None
+    breaking: bool = False
+    interval: int | None = None
+    enabled: bool = True
+    #: absolute path for local sample files, None for http(s) sources
+    local_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: public URL prefix used for self links; empty means "from the request"
+    base_url: str = ""
+    threads: int = 8
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    title: str = "feedhub"
+    link: str = "https://news.example.org/"
+    description: str = "News feeds"
+    #: authority and date of the tag: URIs minted for entries and feeds (RFC 4151)
+    id_authority: str = "news.example.org,2026"
+    rights: str = ""
+    default_edition: str = "en"
+    #: cache lifetime announced to pollers (seconds) for ordinary feeds and the ticker
+    feed_max_age: int = 300
+    breaking_max_age: int = 30
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    interval: int = 900
+    timeout: float = 20.0
+    max_bytes: int = 10 * 1024 * 1024
+    user_agent: str = "feedhub/0.1 (+https://news.example.org/feedhub)"
+    samples_dir: Path = Path("samples")
+    workers: int = 4
+    fetch_log_keep: int = 200
+    breaking_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration; passed explicitly, never global."""
+
+    path: Path
+    database_url: str
+    server: ServerConfig
+    site: SiteConfig
+    collect: CollectConfig
+    editions: dict[str, Edition]
+    taxonomy: Taxonomy
+    sources: tuple[SourceConfig, ...]
+
+    def source(self, source_id: str) -> SourceConfig:
+        """The source with that id (KeyError if none)."""
+        for s in self.sources:
+            if s.id == source_id:
+                return s
+        raise KeyError(source_id)
+
+
+# --- validation helpers ------------------------------------------------------
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list", dict: "a table"}
+
+
+class _Checker:
+    """Collects problems while reading raw TOML data against simple specs."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def table(self, data: Any, key: str, spec: dict[str, tuple[type, Any]]) -> dict[str, Any]:
+        """Check a table against ``spec`` (name -> (type, default)); return values with defaults."""
+        out: dict[str, Any] = {}
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.problem(key, f"must be a table, got {_describe(data)}")
+            data = {}
+        for name in data:
+            if name not in spec:
+                self.unknown(f"{key}.{name}" if key else name, name, spec)
+        for name, (typ, default) in spec.items():
+            full = f"{key}.{name}" if key else name
+            if name not in data:
+                if default is _REQUIRED:
+                    self.problem(full, f"is required ({_TYPE_NAMES.get(typ, typ.__name__)})")
+                out[name] = None if default is _REQUIRED else default
+                continue
+            out[name] = self.value(data[name], full, typ, default)
+        return out
+
+    def value(self, value: Any, key: str, typ: type, default: Any) -> Any:
+        ok = isinstance(value, typ) and not (typ in (int, float) and isinstance(value, bool))
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            self.problem(key, f"must be {_TYPE_NAMES.get(typ, typ.__name__)}, got {_describe(value)}")
+            return None if default is _REQUIRED else default
+        return value
+
+    def unknown(self, key: str, name: str, allowed: Any) -> None:
+        close = difflib.get_close_matches(name, list(allowed), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        self.problem(key, f"unknown key; {hint}allowed keys: {', '.join(sorted(allowed))}")
+
+
+_REQUIRED = object()
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    for typ, name in _TYPE_NAMES.items():
+        if isinstance(value, typ):
+            return f"{name} ({value!r})" if typ in (str, int, float) else name
+    return type(value).__name__
+
+
+def _one_of(value: str, choices: Any) -> str:
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"{hint}expected one of: {', '.join(sorted(choices))}"
+
+
+# --- loading -------------------------------------------------------------------
+
+def config_path_from_env(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Which config file to read: ``--config``, else ``FEEDHUB_CONFIG``, else ./config.toml."""
+    return Path(explicit or os.environ.get("FEEDHUB_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    """Read and validate a config file; ``DATABASE_URL`` in ``environ`` overrides the database."""
+    env = os.environ if environ is None else environ
+    cfg_path = Path(path) if path is not None else config_path_from_env()
+    try:
+        raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(cfg_path), ["the file does not exist (use --config or FEEDHUB_CONFIG)"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(cfg_path), [f"cannot be read: {e}"]) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(cfg_path), [f"is not valid TOML: {e}"]) from e
+    return parse_config(raw, cfg_path, env)
+
+
+def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None = None) -> Config:
+    """Validate already-parsed TOML data; relative paths resolve against the file's folder."""
+    env = {} if environ is None else environ
+    c = _Checker(path)
+    base = path.resolve().parent
+    top = c.table(raw, "", {
+        "database": (dict, {}), "server": (dict, {}), "site": (dict, {}), "collect": (dict, {}),
+        "editions": (dict, _REQUIRED), "sections": (dict, _REQUIRED), "regions": (dict, {}),
+        "sources": (list, []),
+    })
+
+    db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
+    db_url = env.get("DATABASE_URL") or db["url"]
+    db_url = _resolve_db_url(db_url, base, c)
+
+    srv = c.table(top["server"], "server", {
+        "host": (str, "127.0.0.1"), "port": (int, 8080), "base_url": (str, ""), "threads": (int, 8)})
+    if srv["port"] is not None and not 0 < srv["port"] < 65536:
+        c.problem("server.port", f"must be between 1 and 65535, got {srv['port']}")
+    if srv["base_url"]:
+        parts = urlsplit(srv["base_url"])
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            c.problem("server.base_url", f"must be an absolute http(s) URL such as "
+                      f"'https://feeds.example.org', got {srv['base_url']!r}")
+        srv["base_url"] = srv["base_url"].rstrip("/")
+    if srv["threads"] is not None and srv["threads"] < 1:
+        c.problem("server.threads", "must be at least 1")
+    server = ServerConfig(**srv)
+
+    editions = _editions(top["editions"], c)
+    site_raw = c.table(top["site"], "site", {
+        "title": (str, SiteConfig.title), "link": (str, SiteConfig.link),
+        "description": (str, SiteConfig.description), "id_authority": (str, SiteConfig.id_authority),
+        "rights": (str, ""), "default_edition": (str, "en"),
+        "feed_max_age": (int, SiteConfig.feed_max_age), "breaking_max_age": (int, SiteConfig.breaking_max_age)})
+    if editions and site_raw["default_edition"] not in editions:
+        c.problem("site.default_edition", f"unknown edition {site_raw['default_edition']!r}; "
+                  + _one_of(site_raw["default_edition"], editions))
+    if not re.match(r"^[A-Za-z0-9.-]+,\d{4}(-\d{2}(-\d{2})?)?$", site_raw["id_authority"] or ""):
+        c.problem("site.id_authority", "must be 'domain,YYYY' (RFC 4151 tag authority), e.g. "
+                  "'news.example.org,2026'")
+    site = SiteConfig(**site_raw)
+
+    col = c.table(top["collect"], "collect", {
+        "interval": (int, CollectConfig.interval), "timeout": (float, CollectConfig.timeout),
+        "max_bytes": (int, CollectConfig.max_bytes), "user_agent": (str, CollectConfig.user_agent),
+        "samples_dir": (str, "samples"), "workers": (int, CollectConfig.workers),
+        "fetch_log_keep": (int, CollectConfig.fetch_log_keep), "breaking_prefixes": (dict, {})})
+    for key in ("interval", "max_bytes", "workers", "fetch_log_keep"):
+        if col[key] is not None and col[key] < 1:
+            c.problem(f"collect.{key}", f"must be a positive integer, got {col[key]}")
+    if col["timeout"] is not None and col["timeout"] <= 0:
+        c.problem("collect.timeout", "must be a positive number of seconds")
+    prefixes: dict[str, tuple[str, ...]] = {}
+    for lang, values in (col["breaking_prefixes"] or {}).items():
+        if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+            c.problem(f"collect.breaking_prefixes.{lang}", "must be a list of non-empty strings")
+            continue
+        prefixes[lang] = tuple(values)
+    col["breaking_prefixes"] = prefixes
+    col["samples_dir"] = (base / col["samples_dir"]).resolve()
+    collect = CollectConfig(**col)
+
+    taxonomy = _taxonomy(top["sections"], top["regions"], c)
+    sources = _sources(top["sources"], c, base, collect.samples_dir, editions, taxonomy)
+
+    if c.problems:
+        raise ConfigError(str(path), c.problems)
+    return Config(path=path, database_url=db_url, server=server, site=site, collect=collect,
+                  editions=editions, taxonomy=taxonomy, sources=sources)
+
+
+def _resolve_db_url(url: str, base: Path, c: _Checker) -> str:
+    """Make a relative SQLite path absolute against the config folder; check the scheme."""
+    scheme = url.split(":", 1)[0]
+    if scheme == "sqlite":
+        rest = url[len("sqlite://"):] if url.startswith("sqlite://") else None
+        if rest is None or not rest.startswith("/"):
+            c.problem("database.url", f"a SQLite URL looks like 'sqlite:///var/feedhub.db', got {url!r}")
+            return url
+        if rest == "/:memory:":
+            return url
+        p = Path(rest[1:]) if not rest.startswith("//") else Path(rest[1:])
+        if not p.is_absolute():
+            p = base / p
+        return f"sqlite:///{p}"
+    if scheme in ("postgres", "postgresql"):
+        return url
+    c.problem("database.url", f"unsupported database {scheme!r}; use 'sqlite:///path.db' or "
+              "'postgresql://user@host:5432/dbname'")
+    return url
+
+
+def _editions(raw: dict[str, Any], c: _Checker) -> dict[str, Edition]:
+    out: dict[str, Edition] = {}
+    for code, data in (raw or {}).items():
+        key = f"editions.{code}"
+        if not re.match(r"^[a-z]{2,3}$", code):
+            c.problem(key, "edition codes are two or three lowercase letters, e.g. 'en', 'ar', 'es'")
+            continue
+        d = c.table(data, key, {"title": (str, _REQUIRED), "language": (str, code),
+                                "direction": (str, "ltr")})
+        if d["direction"] not in ("ltr", "rtl"):
+            c.problem(f"{key}.direction", f"must be 'ltr' or 'rtl', got {d['direction']!r}")
+        out[code] = Edition(code=code, title=d["title"] or code, language=d["language"],
+                            direction=d["direction"])
+    if not out and raw is not None:
+        c.problem("editions", "at least one edition is required, e.g. [editions.en] title = \"English\"")
+    return out
+
+
+def _taxonomy(sections_raw: dict[str, Any], regions_raw: dict[str, Any], c: _Checker) -> Taxonomy:
+    sections: dict[str, Section] = {}
+    for slug, data in (sections_raw or {}).items():
+        key = f"sections.{slug}"
+        if not SLUG_RE.match(slug):
+            c.problem(key, "section slugs are lowercase words joined by '-', e.g. 'arts-culture'")
+        d = c.table(data, key, {"title": (str, _REQUIRED), "subsections": (dict, {})})
+        children = []
+        for sub, title in (d["subsections"] or {}).items():
+            skey = f"{key}.subsections.{sub}"
+            if not isinstance(title, str):
+                c.problem(skey, f"must be the subsection's title (a string), got {_describe(title)}")
+                continue
+            if not SLUG_RE.match(sub):
+                c.problem(skey, "subsection slugs are lowercase words joined by '-'")
+            if sub in sections or sub in (sections_raw or {}):
+                # Section feeds are addressed by slug alone, so slugs must be unique site-wide.
+                c.problem(skey, f"slug {sub!r} is already used by another section or subsection")
+                continue
+            sections[sub] = Section(slug=sub, title=title, parent=slug)
+            children.append(sub)
+        if slug in sections:
+            c.problem(key, f"slug {slug!r} is already used by a subsection")
+            continue
+        sections[slug] = Section(slug=slug, title=d["title"] or slug, children=tuple(children))
+    regions: dict[str, str] = {}
+    for slug, title in (regions_raw or {}).items():
+        if not isinstance(title, str):
+            c.problem(f"regions.{slug}", f"must be the region's title (a string), got {_describe(title)}")
+            continue
+        if not SLUG_RE.match(slug):
+            c.problem(f"regions.{slug}", "region slugs are lowercase words joined by '-'")
+        regions[slug] = title
+    return Taxonomy(sections=sections, regions=regions)
+
+
+_SOURCE_SPEC: dict[str, tuple[type, Any]] = {
+    "id": (str, _REQUIRED), "name": (str, _REQUIRED), "url": (str, _REQUIRED),
+    "kind": (str, "cms"), "edition": (str, "en"), "section": (str, ""), "region": (str, ""),
+    "tags": (list, []), "origin": (str, ""), "breaking": (bool, False), "interval": (int, 0),
+    "enabled": (bool, True),
+}
+
+
+def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
+             editions: dict[str, Edition], taxonomy: Taxonomy) -> tuple[SourceConfig, ...]:
+    out: list[SourceConfig] = []
+    seen_ids: dict[str, int] = {}
+    seen_urls: dict[str, int] = {}
+    for i, data in enumerate(raw or []):
+        key = f"sources[{i}]"
+        if isinstance(data, dict) and isinstance(data.get("id"), str):
+            key = f"sources[{i}] (id {data['id']!r})"
+        d = c.table(data, key, _SOURCE_SPEC)
+        sid, url = d["id"], d["url"]
+        if sid is not None:
+            if not SLUG_RE.match(sid):
+                c.problem(f"{key}.id", "source ids are lowercase words joined by '-', e.g. 'wire-agency'")
+            if sid in seen_ids:
+                c.problem(f"{key}.id", f"duplicate source id; sources[{seen_ids[sid]}] already uses it")
+            seen_ids.setdefault(sid, i)
+        local_path = None
+        if url is not None:
+            url, local_path = _source_location(url, f"{key}.url", c, base, samples_dir)
+            norm = url.rstrip("/").lower() if local_path is None else str(local_path)
+            if norm in seen_urls:
+                c.problem(f"{key}.url", f"duplicate source URL; sources[{seen_urls[norm]}] already "
+                          f"collects {url!r}")
+            seen_urls.setdefault(norm, i)
+        if d["kind"] not in SOURCE_KINDS:
+            c.problem(f"{key}.kind", f"unknown kind {d['kind']!r}; " + _one_of(d["kind"], SOURCE_KINDS))
+        if editions and d["edition"] not in editions:
+            c.problem(f"{key}.edition", f"unknown edition {d['edition']!r}; " + _one_of(d["edition"], editions))
+        if d["section"] and d["section"] not in taxonomy.sections:
+            c.problem(f"{key}.section", f"unknown section {d['section']!r}; "
+                      + _one_of(d["section"], taxonomy.sections))
+        if d["region"] and d["region"] not in taxonomy.regions:
+            c.problem(f"{key}.region", f"unknown region {d['region']!r}; "
+                      + _one_of(d["region"], taxonomy.regions))
+        tags = d["tags"] or []
+        if not all(isinstance(t, str) and t.strip() for t in tags):
+            c.problem(f"{key}.tags", "must be a list of non-empty strings")
+            tags = []
+        if d["interval"] and d["interval"] < 1:
+            c.problem(f"{key}.interval", "must be a positive number of seconds")
+        out.append(SourceConfig(
+            id=sid or f"source-{i}", name=d["name"] or "", url=url or "", kind=d["kind"],
+            edition=d["edition"], section=d["section"] or None, region=d["region"] or None,
+            tags=tuple(tags), origin=d["origin"] or None, breaking=d["breaking"],
+            interval=d["interval"] or None, enabled=d["enabled"], local_path=local_path))
+    return tuple(out)
+
+
+def _source_location(url: str, key: str, c: _Checker, base: Path,
+                     samples_dir: Path) -> tuple[str, Path | None]:
+    """http(s) URLs pass through; anything else must be a file under the samples directory."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        if not parts.netloc:
+            c.problem(key, f"{url!r} has no host")
+        return url, None
+    if parts.scheme not in ("", "file") or (parts.scheme == "" and "://" in url):
+        c.problem(key, f"unsupported scheme {parts.scheme!r}; sources are http(s) URLs or "
+                  "files under the samples directory")
+        return url, None
+    raw_path = parts.path if parts.scheme == "file" else url
+    p = Path(raw_path)
+    resolved = (p if p.is_absolute() else base / p).resolve()
+    # resolve() follows symlinks, so a link out of the samples folder is refused too.
+    if not resolved.is_relative_to(samples_dir):
+        c.problem(key, f"local files must be under the samples directory {samples_dir}, "
+                  f"got {resolved}")
+        return url, None
+    return url, resolved

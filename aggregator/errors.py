@@ -1,0 +1,66 @@
+"""The one exception hierarchy of feedhub.
+
+Foreign errors (urllib3, feedparser, peewee, tomllib) are wrapped at the
+boundary where they occur (``raise FetchError(...) from e``) so that callers
+only ever need to know these classes.
+"""
+from __future__ import annotations
+
+
+class FeedhubError(Exception):
+    """Base of every error feedhub raises on purpose."""
+
+
+class ConfigError(FeedhubError):
+    """config.toml is unreadable or invalid; ``problems`` lists every mistake found."""
+
+    def __init__(self, path: str, problems: list[str]):
+        self.path = path
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{path}: {len(self.problems)} problem(s) in the configuration:\n{lines}")
+
+
+class SourceError(FeedhubError):
+    """A problem with one source; recorded on the source, never fatal to the others."""
+
+    #: short machine-readable class shown in the fetch log and health table
+    kind = "error"
+
+
+class FetchError(SourceError):
+    """Retrieving a source failed (network, HTTP status, size, refused location)."""
+
+    kind = "fetch"
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class ParseError(SourceError):
+    """A source's body is not a feed we can read."""
+
+    kind = "parse"
+
+
+class StoreError(FeedhubError):
+    """The store could not be opened, created or written."""
+
+
+class RequestError(FeedhubError):
+    """A client asked for something wrong; ``status`` is the HTTP status to answer."""
+
+    status = 400
+
+
+class BadRequest(RequestError):
+    """A query parameter or path part has a bad value."""
+
+    status = 400
+
+
+class NotFound(RequestError):
+    """An unknown feed, slug or edition."""
+
+    status = 404

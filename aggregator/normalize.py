@@ -1,0 +1,419 @@
+"""Pure normalisation: RawEntry -> Entry (ids, dates, text, sanitised HTML, media, taxonomy).
+
+Nothing here touches the network, the disk or the store, so every rule is
+tested with inline data.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import nh3
+
+from .config import Config, Edition, SourceConfig, Taxonomy
+from .model import Author, Entry, Media, RawEntry, RawFeed, RawMedia, Tag
+
+# XML 1.0 allows only these characters; anything else (C0 controls, lone
+# surrogates, U+FFFE/U+FFFF) would make every feed we generate invalid.
+_XML_ILLEGAL = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_WS = re.compile(r"\s+")
+_TRAILING_CREDIT = re.compile(r"^(?P<caption>.*?)\s*\((?P<credit>[^()]{1,80})\)\s*$", re.S)
+_TRACKING_PARAMS = re.compile(r"^(utm_[a-z_]+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|yclid|_ga|igshid)$", re.I)
+_WORDS_PER_MINUTE = 200
+FUTURE_TOLERANCE = timedelta(minutes=10)
+SUMMARY_MAX = 320
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "col", "colgroup", "dd", "del",
+    "div", "dl", "dt", "em", "figcaption", "figure", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img",
+    "ins", "li", "ol", "p", "pre", "q", "s", "small", "span", "strong", "sub", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "time", "tr", "u", "ul",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title", "hreflang"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "blockquote": {"cite"}, "q": {"cite"}, "del": {"cite", "datetime"}, "ins": {"cite", "datetime"},
+    "time": {"datetime"}, "td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan", "scope"},
+    "abbr": {"title"}, "ol": {"start"},
+    "*": {"lang", "dir"},
+}
+_URL_ATTRIBUTES = {"href", "src", "cite"}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What normalisation needs from config, passed explicitly."""
+
+    taxonomy: Taxonomy
+    editions: dict[str, Edition]
+    id_authority: str
+    breaking_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Context":
+        return cls(taxonomy=config.taxonomy, editions=config.editions,
+                   id_authority=config.site.id_authority,
+                   breaking_prefixes=config.collect.breaking_prefixes)
+
+
+# --- text ------------------------------------------------------------------------
+
+def xml_safe(text: str) -> str:
+    """Remove characters XML 1.0 forbids (controls, lone surrogates, U+FFFE/U+FFFF)."""
+    return _XML_ILLEGAL.sub("", text)
+
+
+def plain_text(value: str | None, is_html: bool = True) -> str:
+    """Tags stripped, entities decoded, whitespace collapsed, XML-safe."""
+    if not value:
+        return ""
+    text = value
+    if is_html:
+        # nh3 with no allowed tags drops markup (and script/style contents) and
+        # escapes the rest; unescape afterwards to get the plain characters.
+        text = html.unescape(nh3.clean(xml_safe(text), tags=set(), clean_content_tags={"script", "style"}))
+    return _WS.sub(" ", xml_safe(unicodedata.normalize("NFC", text))).strip()
+
+
+def sanitize_html(value: str | None, base: str | None = None) -> str:
+    """Entry body HTML restricted to a news allow-list; only http(s)/mailto URLs, made absolute."""
+    if not value:
+        return ""
+
+    def resolve(element: str, attribute: str, url: str) -> str | None:
+        if attribute not in _URL_ATTRIBUTES:
+            return url
+        absolute = urljoin(base, url.strip()) if base else url.strip()
+        scheme = urlsplit(absolute).scheme.lower()
+        if scheme in ("http", "https", "mailto"):
+            return absolute
+        return None  # drop relative links we cannot resolve and every other scheme
+
+    cleaned = nh3.clean(
+        xml_safe(unicodedata.normalize("NFC", value)), tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
+        attribute_filter=resolve, link_rel="noopener noreferrer",
+        clean_content_tags={"script", "style"}, strip_comments=True)
+    return cleaned.strip()
+
+
+def truncate_words(text: str, limit: int = SUMMARY_MAX) -> str:
+    """Cut plain text at a word boundary, marking the cut with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.-")
+    return cut + "…"
+
+
+def slugify(text: str) -> str:
+    """Lowercase words joined by '-': Latin letters ASCII-folded, other scripts kept as they are."""
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFC", text.strip().lower()):
+        folded = unicodedata.normalize("NFKD", ch)
+        base = folded[0] if folded else ch
+        if base.isascii():
+            out.append(base if base.isalnum() else " ")
+        elif unicodedata.category(ch).startswith("M"):
+            continue  # diacritics such as Arabic harakat do not belong in a slug
+        elif ch.isalnum():
+            out.append(ch)
+        else:
+            out.append(" ")
+    return "-".join("".join(out).split())
+
+
+# --- links and ids -------------------------------------------------------------
+
+def canonical_link(link: str | None, base: str | None = None) -> str | None:
+    """Absolute http(s) URL without fragment and tracking parameters; None if unusable."""
+    if not link or not link.strip():
+        return None
+    absolute = urljoin(base, link.strip()) if base else link.strip()
+    parts = urlsplit(absolute)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if not _TRACKING_PARAMS.match(k)]
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/",
+                       urlencode(query, doseq=True), ""))
+
+
+_URI_ID = re.compile(r"^(https?://[^\s]+|tag:[^\s]+|urn:[a-z0-9][a-z0-9-]{0,31}:[^\s]+)$", re.I)
+
+
+def public_id(guid: str, source_key: str, authority: str) -> str:
+    """The id feeds publish: the source's guid when it is already a URI, else a tag: URI."""
+    if _URI_ID.match(guid) and guid.isascii():
+        return guid
+    digest = hashlib.sha256(guid.encode("utf-8")).hexdigest()[:24]
+    return f"tag:{authority}:{source_key}/{digest}"
+
+
+def entry_guid(raw: RawEntry, link: str | None, title: str) -> str:
+    """Identity within the source: guid, else canonical link, else a hash of title and date."""
+    if raw.guid and raw.guid.strip():
+        return xml_safe(raw.guid.strip())
+    if link:
+        return link
+    basis = f"{title}\x00{raw.published_raw or raw.updated_raw or ''}"
+    return "sha256:" + hashlib.sha256(basis.encode("utf-8")).hexdigest()
+
+
+# --- dates ---------------------------------------------------------------------------
+
+def to_naive_utc(dt: datetime) -> datetime:
+    if dt.tzinfo is None:
+        return dt
+    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def entry_dates(raw: RawEntry, now: datetime) -> tuple[datetime, datetime, bool]:
+    """(published, updated, date_missing) in naive UTC; future dates clamped to now."""
+    published = raw.published or raw.updated
+    missing = published is None
+    pub = now if published is None else to_naive_utc(published)
+    upd = to_naive_utc(raw.updated) if raw.updated else pub
+    limit = now + FUTURE_TOLERANCE
+    # A date beyond the tolerance is a source's clock or typo, not news from the future.
+    if pub > limit:
+        pub = now
+    if upd > limit:
+        upd = now
+    return pub, max(upd, pub), missing
+
+
+# --- media -------------------------------------------------------------------------
+
+def _media_kind(m: RawMedia) -> str:
+    medium = (m.medium or "").lower()
+    mime = (m.type or "").lower()
+    for kind in ("image", "video", "audio"):
+        if medium == kind or mime.startswith(kind + "/"):
+            return kind
+    path = urlsplit(m.url).path.lower()
+    if path.endswith((".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")):
+        return "image"
+    if path.endswith((".mp4", ".webm", ".m3u8", ".mov")):
+        return "video"
+    if path.endswith((".mp3", ".m4a", ".ogg", ".opus")):
+        return "audio"
+    return "file"
+
+
+def split_credit(caption: str | None, credit: str | None) -> tuple[str | None, str | None]:
+    """Caption and credit; a trailing '(AP)' in the caption becomes the credit when none is given."""
+    caption = plain_text(caption) or None
+    credit = plain_text(credit) or None
+    if caption and not credit:
+        m = _TRAILING_CREDIT.match(caption)
+        if m and m.group("caption").strip():
+            caption, credit = m.group("caption").strip(), m.group("credit").strip()
+    return caption, credit
+
+
+_IMG_IN_BODY = re.compile(r"<img\b[^>]*\bsrc=\"(?P<src>[^\"]+)\"[^>]*>", re.I)
+_ALT = re.compile(r"\balt=\"(?P<alt>[^\"]*)\"", re.I)
+
+
+def normalize_media(raw: list[RawMedia], content_html: str, base: str | None) -> tuple[Media, ...]:
+    """Dedupe by URL, classify, split captions/credits, and flag the lead image."""
+    out: list[Media] = []
+    seen: set[str] = set()
+    candidates = list(raw)
+    if not any(_media_kind(m) == "image" for m in candidates):
+        found = _IMG_IN_BODY.search(content_html)  # body is sanitised: quoted attributes only
+        if found:
+            alt = _ALT.search(found.group(0))
+            candidates.append(RawMedia(url=html.unescape(found.group("src")), medium="image",
+                                       caption=html.unescape(alt.group("alt")) if alt else None,
+                                       origin="body"))
+    # Thumbnails go last so that a full-size image, when present, is the lead.
+    candidates.sort(key=lambda m: m.origin == "media:thumbnail")
+    for m in candidates:
+        url = canonical_media_url(m.url, base)
+        if url is None or url in seen:
+            continue
+        seen.add(url)
+        caption, credit = split_credit(m.caption, m.credit)
+        kind = _media_kind(m)
+        lead = kind == "image" and not any(x.lead for x in out)
+        out.append(Media(kind=kind, url=url, type=m.type, length=m.length, width=m.width,
+                         height=m.height, duration=m.duration, caption=caption, credit=credit,
+                         lead=lead))
+    return tuple(out)
+
+
+def canonical_media_url(url: str | None, base: str | None) -> str | None:
+    """Absolute http(s) media URL (query kept: image services use it), without fragment."""
+    if not url or not url.strip():
+        return None
+    absolute = urljoin(base, url.strip()) if base else url.strip()
+    parts = urlsplit(absolute)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return urlunsplit((parts.scheme.lower(), parts.netloc, parts.path, parts.query, ""))
+
+
+# --- authors, taxonomy, breaking ------------------------------------------------------
+
+# Only a free-standing conjunction splits a byline: Arabic "و" usually joins the
+# next word and also occurs inside names, so it splits only with spaces around it.
+_BYLINE_SPLIT = re.compile(r"\s*,\s*|\s+(?:and|&|y|e|و)\s+", re.I)
+
+
+def normalize_authors(raw: RawEntry) -> tuple[Author, ...]:
+    """Authors with slugs; a byline 'By A and B' becomes two authors."""
+    out: list[Author] = []
+    seen: set[str] = set()
+    for person in raw.authors:
+        name = plain_text(person.name)
+        name = re.sub(r"^(by|por|بقلم)\s+", "", name, flags=re.I)
+        names = [n for n in _BYLINE_SPLIT.split(name) if n] if len(raw.authors) == 1 else [name]
+        for n in names:
+            slug = slugify(n)
+            if not slug or slug in seen:
+                continue
+            seen.add(slug)
+            url = person.url if person.url and urlsplit(person.url).scheme in ("http", "https") else None
+            out.append(Author(name=n, slug=slug, url=url if len(names) == 1 else None))
+    return tuple(out)
+
+
+def classify(raw: RawEntry, source: SourceConfig, ctx: Context) -> tuple[str | None, tuple[str, ...], tuple[Tag, ...], bool]:
+    """(section, regions, tags, breaking-category) from categories plus the source's defaults.
+
+    A category naming a known section/subsection or region (by slug or title)
+    files the entry there; every other category is a tag.
+    """
+    tax = ctx.taxonomy
+    by_title = {slugify(s.title): slug for slug, s in tax.sections.items()}
+    region_by_title = {slugify(t): slug for slug, t in tax.regions.items()}
+    section: str | None = None
+    regions: list[str] = []
+    tags: list[Tag] = []
+    breaking = False
+    for cat in raw.categories:
+        name = plain_text(cat.label or cat.term, is_html=False)
+        slug = slugify(cat.term)
+        if not slug:
+            continue
+        if slug == "breaking" or slug == "breaking-news":
+            breaking = True
+            continue
+        sec = slug if slug in tax.sections else by_title.get(slug)
+        reg = slug if slug in tax.regions else region_by_title.get(slug)
+        if sec and (section is None or tax.sections[sec].parent == section):
+            section = sec  # a subsection refines its own section
+        elif reg:
+            if reg not in regions:
+                regions.append(reg)
+        elif not sec and all(t.slug != slug for t in tags):
+            tags.append(Tag(name=name, slug=slug))
+    if section is None:
+        section = source.section
+    if not regions and source.region:
+        regions.append(source.region)
+    for t in source.tags:
+        slug = slugify(t)
+        if slug and all(x.slug != slug for x in tags):
+            tags.append(Tag(name=t, slug=slug))
+    return section, tuple(regions), tuple(tags), breaking
+
+
+def has_breaking_prefix(title: str, language: str, ctx: Context) -> bool:
+    primary = language.split("-")[0]
+    prefixes = ctx.breaking_prefixes.get(primary, ()) + ctx.breaking_prefixes.get("*", ())
+    folded = title.casefold()
+    return any(folded.startswith(p.casefold()) for p in prefixes)
+
+
+def pick_edition(language: str, source: SourceConfig, ctx: Context) -> str:
+    """The edition whose language matches the entry's, else the source's own edition."""
+    primary = language.split("-")[0]
+    source_edition = ctx.editions.get(source.edition)
+    if source_edition and source_edition.language.split("-")[0] == primary:
+        return source.edition
+    for code, ed in ctx.editions.items():
+        if ed.language.split("-")[0] == primary:
+            return code
+    return source.edition
+
+
+def reading_minutes(text: str) -> int:
+    words = len(text.split())
+    return math.ceil(words / _WORDS_PER_MINUTE) if words else 0
+
+
+# --- the whole entry -----------------------------------------------------------------
+
+def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Context,
+                    now: datetime) -> Entry:
+    """Turn one parsed entry into a clean Entry; ``now`` is naive UTC (first-seen time)."""
+    base = raw.base or raw.link or feed.link or (source.url if "://" in source.url else None)
+    link = canonical_link(raw.link, base)
+    content = sanitize_html(raw.content, base) if raw.content_is_html else \
+        "".join(f"<p>{html.escape(p)}</p>" for p in plain_text(raw.content, False).split("\n\n") if p)
+    summary_html = raw.summary or ""
+    if not content and raw.summary and raw.summary_is_html and "<" in raw.summary:
+        content = sanitize_html(raw.summary, base)  # RSS descriptions often carry the body
+    summary = plain_text(summary_html, raw.summary_is_html) or plain_text(content)
+    summary = truncate_words(summary)
+    title = plain_text(raw.title, raw.title_is_html) or truncate_words(summary, 80) or "(untitled)"
+    source_edition = ctx.editions.get(source.edition)
+    language = (raw.language or feed.language or
+                (source_edition.language if source_edition else None) or "en").strip().lower()
+    published, updated, missing = entry_dates(raw, now)
+    guid = entry_guid(raw, link, title)
+    section, regions, tags, breaking_cat = classify(raw, source, ctx)
+    breaking = source.breaking or breaking_cat or has_breaking_prefix(title, language, ctx)
+    authors = normalize_authors(raw)
+    media = normalize_media(raw.media, content, base)
+    body_text = plain_text(content) or summary
+    entry = dict(
+        guid=guid, public_id=public_id(guid, source.id, ctx.id_authority), title=title, link=link,
+        language=language, edition=pick_edition(language, source, ctx), summary=summary,
+        content=content, published=published, updated=updated, section=section, regions=regions,
+        tags=tags, authors=authors, media=media, origin=source.origin, breaking=breaking,
+        reading_time=reading_minutes(body_text), date_missing=missing)
+    return Entry(**entry, fingerprint=fingerprint(entry))
+
+
+def fingerprint(fields: dict[str, object]) -> str:
+    """A hash of the meaningful fields; a dateless entry's first-seen time is left out."""
+    data = dict(fields)
+    if data.get("date_missing"):
+        data.pop("published", None)
+        data.pop("updated", None)
+    blob = json.dumps(data, default=_jsonable, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "__dict__"):
+        return value.__dict__
+    return str(value)
+
+
+def normalize_feed(feed: RawFeed, source: SourceConfig, ctx: Context,
+                   now: datetime) -> tuple[list[Entry], list[str]]:
+    """Normalise every entry; the same guid twice in one feed keeps the first. Returns warnings too."""
+    out: list[Entry] = []
+    warnings = list(feed.warnings)
+    seen: set[str] = set()
+    for raw in feed.entries:
+        entry = normalize_entry(raw, feed, source, ctx, now)
+        if entry.guid in seen:
+            warnings.append(f"duplicate id {entry.guid!r} in one feed; kept the first")
+            continue
+        seen.add(entry.guid)
+        out.append(entry)
+    return out, warnings

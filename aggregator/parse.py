@@ -1,0 +1,299 @@
+"""bytes -> RawFeed. feedparser reads RSS/Atom; JSON Feed is read by our own code. No I/O.
+
+feedparser is always handed a BytesIO: given a str or bytes it may treat the
+value as a URL or a path and open it, which a hostile feed must never cause.
+"""
+from __future__ import annotations
+
+import calendar
+import io
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import feedparser
+from feedparser.datetimes import _parse_date as _feedparser_date
+from lxml import etree
+
+from .errors import ParseError
+from .model import Category, Person, RawEntry, RawFeed, RawMedia
+
+_MRSS = "http://search.yahoo.com/mrss/"
+_ATOM = "http://www.w3.org/2005/Atom"
+_ATOM03 = "http://purl.org/atom/ns#"
+_RSS1 = "http://purl.org/rss/1.0/"
+_JSONFEED_VERSIONS = {"https://jsonfeed.org/version/1": "json10",
+                      "https://jsonfeed.org/version/1.1": "json11"}
+
+
+def parse_feed(body: bytes, url: str = "", content_type: str | None = None) -> RawFeed:
+    """Parse a feed body in any supported format; ParseError says why a body is not a feed."""
+    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head == b"{" or (content_type and "json" in content_type.lower() and head != b"<"):
+        return parse_json_feed(body)
+    return parse_xml_feed(body, url, content_type)
+
+
+# --- RSS / Atom via feedparser ----------------------------------------------------
+
+def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None) -> RawFeed:
+    """Parse RSS 0.9x/1.0/2.0 or Atom 0.3/1.0 bytes with feedparser."""
+    headers = {"content-location": url} if url else {}
+    if content_type:
+        headers["content-type"] = content_type
+    try:
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers,
+                                  sanitize_html=False, resolve_relative_uris=True)
+    except Exception as e:  # feedparser is tolerant; anything raised here is a real blow-up
+        raise ParseError(f"the feed parser failed: {type(e).__name__}: {e}") from e
+    version = parsed.get("version") or ""
+    if not version:
+        sniff = body.lstrip()[:200].lower()
+        if sniff.startswith((b"<!doctype html", b"<html")):
+            raise ParseError("got an HTML page, not a feed (RSS, Atom or JSON Feed)")
+        reason = parsed.get("bozo_exception")
+        detail = f": {reason}" if reason else ""
+        raise ParseError(f"not a recognised feed format (RSS, Atom or JSON Feed){detail}")
+    feed = parsed.feed
+    out = RawFeed(format=_format_name(version), title=feed.get("title"), link=feed.get("link"),
+                  language=feed.get("language") or _detail_lang(feed.get("title_detail")),
+                  ttl=_int(feed.get("ttl")))
+    if parsed.get("bozo"):
+        out.warnings.append(f"feed is not well-formed, read leniently: {parsed.get('bozo_exception')}")
+    media_by_entry = _media_from_xml(body, len(parsed.entries))
+    for i, e in enumerate(parsed.entries):
+        out.entries.append(_entry_from_feedparser(e, media_by_entry[i] if media_by_entry else None))
+    return out
+
+
+def _format_name(version: str) -> str:
+    if version.startswith("atom"):
+        return "atom10" if version == "atom10" else "atom03"
+    if version == "rss10" or version == "rss090":
+        return "rss10"
+    if version == "rss20" or version == "rss":
+        return "rss20"
+    return "rss09x"
+
+
+def _entry_from_feedparser(e: Any, xml_media: list[RawMedia] | None) -> RawEntry:
+    raw = RawEntry(guid=e.get("id") or None, link=e.get("link") or None, title=e.get("title"))
+    title_detail = e.get("title_detail") or {}
+    raw.title_is_html = "html" in (title_detail.get("type") or "")
+    raw.language = _detail_lang(title_detail)
+    raw.base = title_detail.get("base") or None
+    summary_detail = e.get("summary_detail") or {}
+    raw.summary = e.get("summary")
+    raw.summary_is_html = (summary_detail.get("type") or "text/html") != "text/plain"
+    contents = e.get("content") or []
+    if contents:
+        best = next((c for c in contents if "html" in (c.get("type") or "")), contents[0])
+        raw.content = best.get("value")
+        raw.content_is_html = (best.get("type") or "text/html") != "text/plain"
+        raw.base = best.get("base") or raw.base
+        raw.language = raw.language or best.get("language")
+    for a in e.get("authors") or []:
+        if a.get("name") or a.get("email"):
+            raw.authors.append(Person(name=a.get("name") or a.get("email"),
+                                      url=a.get("href"), email=a.get("email")))
+    if not raw.authors and e.get("author"):
+        raw.authors.append(Person(name=e["author"]))
+    for t in e.get("tags") or []:
+        if t.get("term"):
+            raw.categories.append(Category(term=t["term"], scheme=t.get("scheme"), label=t.get("label")))
+    raw.published, raw.published_raw = _fp_date(e, "published")
+    raw.updated, raw.updated_raw = _fp_date(e, "updated")
+    raw.media = xml_media if xml_media is not None else _media_from_feedparser(e)
+    for enc in e.get("enclosures") or []:
+        href = enc.get("href")
+        if href and not any(m.url == href for m in raw.media):
+            raw.media.append(RawMedia(url=href, type=enc.get("type") or None,
+                                      length=_int(enc.get("length")), origin="enclosure"))
+    return raw
+
+
+def _fp_date(e: Any, name: str) -> tuple[datetime | None, str | None]:
+    raw = e.get(name)
+    parsed = e.get(f"{name}_parsed")
+    if parsed:
+        return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc), raw
+    return None, raw
+
+
+def _media_from_feedparser(e: Any) -> list[RawMedia]:
+    """Fallback when the XML could not be re-read: feedparser's flattened media lists."""
+    out: list[RawMedia] = []
+    for m in e.get("media_content") or []:
+        if m.get("url"):
+            out.append(RawMedia(url=m["url"], medium=m.get("medium"), type=m.get("type"),
+                                length=_int(m.get("filesize")), width=_int(m.get("width")),
+                                height=_int(m.get("height")), duration=_int(m.get("duration")),
+                                origin="media:content"))
+    for m in e.get("media_thumbnail") or []:
+        if m.get("url"):
+            out.append(RawMedia(url=m["url"], medium="image", width=_int(m.get("width")),
+                                height=_int(m.get("height")), origin="media:thumbnail"))
+    return out
+
+
+# feedparser folds media:description into the entry's own description and
+# keeps media:credit apart from the item it belongs to, so captions and
+# credits are read from the XML tree directly, item by item.
+_SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True, recover=True,
+                            huge_tree=False, load_dtd=False)
+
+
+def _media_from_xml(body: bytes, expected: int) -> list[list[RawMedia]] | None:
+    if b"search.yahoo.com/mrss" not in body or expected == 0:
+        return None
+    try:
+        root = etree.fromstring(body, parser=_SAFE_XML)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    if root is None:
+        return None
+    items = [el for el in root.iter() if isinstance(el.tag, str) and el.tag in (
+        "item", f"{{{_RSS1}}}item", f"{{{_ATOM}}}entry", f"{{{_ATOM03}}}entry")]
+    if len(items) != expected:
+        return None  # cannot pair items with feedparser's entries reliably
+    return [_item_media(item) for item in items]
+
+
+def _item_media(item: etree._Element) -> list[RawMedia]:
+    out: list[RawMedia] = []
+    item_desc = _mrss_text(item, "description")
+    item_credit = _mrss_text(item, "credit")
+    for el in item.iter(f"{{{_MRSS}}}content", f"{{{_MRSS}}}thumbnail"):
+        url = el.get("url")
+        if not url:
+            continue
+        parent = el.getparent()
+        group_desc = _mrss_text(parent, "description") if parent is not None and parent is not item else None
+        is_thumb = el.tag.endswith("thumbnail")
+        out.append(RawMedia(
+            url=url, medium="image" if is_thumb else el.get("medium"), type=el.get("type"),
+            length=_int(el.get("fileSize")), width=_int(el.get("width")), height=_int(el.get("height")),
+            duration=_int(el.get("duration")),
+            caption=_mrss_text(el, "description") or group_desc or item_desc,
+            credit=_mrss_text(el, "credit") or item_credit,
+            origin="media:thumbnail" if is_thumb else "media:content"))
+    return out
+
+
+def _mrss_text(el: etree._Element, name: str) -> str | None:
+    child = el.find(f"{{{_MRSS}}}{name}")
+    if child is None:
+        return None
+    text = "".join(child.itertext()).strip()
+    return text or None
+
+
+def _detail_lang(detail: Any) -> str | None:
+    return (detail or {}).get("language") or None
+
+
+# --- JSON Feed ---------------------------------------------------------------------
+
+def parse_json_feed(body: bytes) -> RawFeed:
+    """Parse JSON Feed 1.0 or 1.1 (https://jsonfeed.org/version/1.1)."""
+    try:
+        data = json.loads(body.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise ParseError(f"JSON Feed is not UTF-8: {e}") from e
+    except json.JSONDecodeError as e:
+        raise ParseError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    if not isinstance(data, dict):
+        raise ParseError("a JSON Feed must be a JSON object")
+    version = data.get("version")
+    fmt = _JSONFEED_VERSIONS.get(str(version).rstrip("/"))
+    if fmt is None:
+        raise ParseError(f"unknown JSON Feed version {version!r}; expected "
+                         "'https://jsonfeed.org/version/1' or '.../version/1.1'")
+    items = data.get("items")
+    if not isinstance(items, list):
+        raise ParseError("a JSON Feed needs an 'items' array")
+    out = RawFeed(format=fmt, title=_str(data.get("title")), link=_str(data.get("home_page_url")),
+                  language=_str(data.get("language")))
+    feed_authors = _json_authors(data)
+    for n, item in enumerate(items):
+        if not isinstance(item, dict):
+            out.warnings.append(f"items[{n}] is not an object; skipped")
+            continue
+        out.entries.append(_json_item(item, feed_authors))
+    return out
+
+
+def _json_item(item: dict[str, Any], feed_authors: list[Person]) -> RawEntry:
+    guid = item.get("id")
+    raw = RawEntry(
+        guid=str(guid) if isinstance(guid, (str, int)) and str(guid) else None,
+        link=_str(item.get("url")) or _str(item.get("external_url")),
+        title=_str(item.get("title")), title_is_html=False,
+        summary=_str(item.get("summary")), summary_is_html=False,
+        language=_str(item.get("language")),
+    )
+    if _str(item.get("content_html")):
+        raw.content, raw.content_is_html = item["content_html"], True
+    elif _str(item.get("content_text")):
+        raw.content, raw.content_is_html = item["content_text"], False
+    raw.authors = _json_authors(item) or list(feed_authors)
+    for tag in item.get("tags") or []:
+        if isinstance(tag, str) and tag.strip():
+            raw.categories.append(Category(term=tag))
+    raw.published_raw = _str(item.get("date_published"))
+    raw.updated_raw = _str(item.get("date_modified"))
+    raw.published = parse_date(raw.published_raw)
+    raw.updated = parse_date(raw.updated_raw)
+    ext = item.get("_feedhub") if isinstance(item.get("_feedhub"), dict) else {}
+    image = _str(item.get("image"))
+    if image:
+        raw.media.append(RawMedia(url=image, medium="image", origin="image",
+                                  caption=_str(ext.get("image_caption")),
+                                  credit=_str(ext.get("image_credit"))))
+    for att in item.get("attachments") or []:
+        if isinstance(att, dict) and _str(att.get("url")):
+            raw.media.append(RawMedia(url=att["url"], type=_str(att.get("mime_type")),
+                                      length=_int(att.get("size_in_bytes")),
+                                      duration=_int(att.get("duration_in_seconds")),
+                                      caption=_str(att.get("title")), origin="attachment"))
+    return raw
+
+
+def _json_authors(obj: dict[str, Any]) -> list[Person]:
+    people = obj.get("authors")
+    if not isinstance(people, list):
+        single = obj.get("author")  # JSON Feed 1.0
+        people = [single] if isinstance(single, dict) else []
+    out = []
+    for p in people:
+        if isinstance(p, dict) and _str(p.get("name")):
+            out.append(Person(name=p["name"], url=_str(p.get("url"))))
+    return out
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """An aware datetime from RFC 3339, RFC 822 or any form feedparser knows; None if unreadable."""
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.strip())
+        return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    except ValueError:
+        pass
+    parsed: time.struct_time | None = _feedparser_date(value)
+    if parsed is None:
+        return None
+    return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        n = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return n if n >= 0 else None

@@ -1,0 +1,372 @@
+"""The shared store: peewee models and database setup.
+
+SQLite (WAL, foreign keys, busy timeout) is the embedded default; a
+``postgresql://`` URL runs the same models on PostgreSQL. The schema records a
+version in ``feedhub_meta`` so later releases can migrate an existing store.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import peewee as pw
+from playhouse.db_url import connect as url_connect
+
+from . import model
+from .config import Config, SourceConfig
+from .errors import StoreError
+
+SCHEMA_VERSION = 1
+
+db = pw.DatabaseProxy()
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: the store keeps every instant as naive UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class MetaInfo(BaseModel):
+    key = pw.CharField(primary_key=True, max_length=64)
+    value = pw.TextField()
+
+    class Meta:
+        table_name = "feedhub_meta"
+
+
+class Source(BaseModel):
+    key = pw.CharField(unique=True, max_length=100)
+    url = pw.TextField()
+    name = pw.TextField()
+    kind = pw.CharField(max_length=16, default="cms")
+    edition = pw.CharField(max_length=8, default="en")
+    enabled = pw.BooleanField(default=True)
+    breaking = pw.BooleanField(default=False)
+    interval = pw.IntegerField(default=900)
+    # HTTP validators and body hash from the last successful fetch
+    etag = pw.TextField(null=True)
+    last_modified = pw.TextField(null=True)
+    content_hash = pw.CharField(max_length=64, null=True)
+    # health
+    last_fetched_at = pw.DateTimeField(null=True)
+    last_success_at = pw.DateTimeField(null=True)
+    last_status = pw.IntegerField(null=True)
+    last_error = pw.TextField(null=True)
+    last_error_kind = pw.CharField(max_length=32, null=True)
+    consecutive_failures = pw.IntegerField(default=0)
+    next_due_at = pw.DateTimeField(null=True, index=True)
+    entries_seen = pw.IntegerField(default=0)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Entry(BaseModel):
+    source = pw.ForeignKeyField(Source, backref="entries", on_delete="CASCADE")
+    guid = pw.TextField()  # identity within the source
+    public_id = pw.TextField(index=True)  # what feeds publish as id/guid
+    title = pw.TextField()
+    link = pw.TextField(null=True)
+    language = pw.CharField(max_length=16)
+    edition = pw.CharField(max_length=8)
+    summary = pw.TextField(default="")
+    content = pw.TextField(default="")
+    section = pw.CharField(max_length=64, null=True, index=True)
+    origin = pw.TextField(null=True)
+    breaking = pw.BooleanField(default=False)
+    reading_time = pw.IntegerField(default=0)
+    published = pw.DateTimeField()
+    updated = pw.DateTimeField()
+    date_missing = pw.BooleanField(default=False)
+    first_seen = pw.DateTimeField(default=utcnow)
+    stored_at = pw.DateTimeField(default=utcnow)  # last time the store wrote this row
+    fingerprint = pw.CharField(max_length=64)
+
+    class Meta:
+        indexes = (
+            (("source", "guid"), True),
+            (("edition", "published"), False),
+            (("edition", "breaking", "published"), False),
+        )
+
+
+class Author(BaseModel):
+    slug = pw.CharField(unique=True, max_length=200)
+    name = pw.TextField()
+    url = pw.TextField(null=True)
+
+
+class EntryAuthor(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="author_links", on_delete="CASCADE")
+    author = pw.ForeignKeyField(Author, backref="entry_links", on_delete="CASCADE")
+    position = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("entry", "author"), True),)
+
+
+class Tag(BaseModel):
+    slug = pw.CharField(unique=True, max_length=200)
+    name = pw.TextField()
+
+
+class EntryTag(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="tag_links", on_delete="CASCADE")
+    tag = pw.ForeignKeyField(Tag, backref="entry_links", on_delete="CASCADE")
+    position = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("entry", "tag"), True),)
+
+
+class EntryRegion(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="region_links", on_delete="CASCADE")
+    region = pw.CharField(max_length=64, index=True)
+
+    class Meta:
+        indexes = ((("entry", "region"), True),)
+
+
+class Media(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="media", on_delete="CASCADE")
+    position = pw.IntegerField(default=0)
+    kind = pw.CharField(max_length=16)
+    url = pw.TextField()
+    type = pw.CharField(max_length=100, null=True)
+    length = pw.BigIntegerField(null=True)
+    width = pw.IntegerField(null=True)
+    height = pw.IntegerField(null=True)
+    duration = pw.IntegerField(null=True)
+    caption = pw.TextField(null=True)
+    credit = pw.TextField(null=True)
+    lead = pw.BooleanField(default=False)
+
+
+class FetchLog(BaseModel):
+    source = pw.ForeignKeyField(Source, backref="fetch_log", on_delete="CASCADE")
+    started_at = pw.DateTimeField(index=True)
+    duration_ms = pw.IntegerField(default=0)
+    status = pw.IntegerField(null=True)
+    outcome = pw.CharField(max_length=16)  # ok | not-modified | unchanged | error
+    bytes = pw.IntegerField(default=0)
+    entries_new = pw.IntegerField(default=0)
+    entries_updated = pw.IntegerField(default=0)
+    error_kind = pw.CharField(max_length=32, null=True)
+    error = pw.TextField(null=True)
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, Media, FetchLog)
+
+
+# --- opening and creating ------------------------------------------------------
+
+def open_database(url: str) -> pw.Database:
+    """Open (without connecting) the database behind ``url`` and bind the models to it."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        database: pw.Database = pw.SqliteDatabase(path, pragmas={
+            # WAL lets the web layer read while a collector writes.
+            "journal_mode": "wal",
+            "foreign_keys": 1,
+            "busy_timeout": 10_000,
+            "synchronous": "normal",
+        })
+    else:
+        try:
+            database = url_connect(url)
+        except Exception as e:  # unknown scheme, bad URL syntax
+            raise StoreError(f"cannot open database {redact_url(url)}: {e}") from e
+    db.initialize(database)
+    return database
+
+
+def write_transaction() -> pw._atomic:
+    """A transaction that takes SQLite's write lock at BEGIN.
+
+    A deferred SQLite transaction that reads and then writes cannot wait for a
+    concurrent writer (it fails at once with "database is locked"); BEGIN
+    IMMEDIATE makes it queue on the busy timeout instead. PostgreSQL needs no hint.
+    """
+    if isinstance(db.obj, pw.SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        return f"{scheme}://{creds}@{host}"
+    return url
+
+
+def init_db(url: str) -> pw.Database:
+    """Open the store, create the schema when missing, and migrate an older one."""
+    database = open_database(url)
+    try:
+        database.connect(reuse_if_open=True)
+        with write_transaction():
+            database.create_tables(MODELS, safe=True)
+            row = MetaInfo.get_or_none(MetaInfo.key == "schema_version")
+            if row is None:
+                MetaInfo.create(key="schema_version", value=str(SCHEMA_VERSION))
+            else:
+                _migrate(int(row.value))
+    except pw.PeeweeException as e:
+        raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
+    except Exception as e:
+        if type(e).__module__.startswith(("psycopg2", "sqlite3")):
+            raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
+        raise
+    return database
+
+
+def _migrate(found: int) -> None:
+    """Bring a store at schema ``found`` up to SCHEMA_VERSION, one step at a time."""
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"the store has schema version {found}, newer than this feedhub "
+                         f"({SCHEMA_VERSION}); upgrade feedhub")
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[version]()
+        MetaInfo.update(value=str(version)).where(MetaInfo.key == "schema_version").execute()
+
+
+# version -> function that upgrades a store from version-1 to version
+MIGRATIONS: dict[int, object] = {}
+
+
+def schema_version() -> int:
+    """The schema version recorded in the open store."""
+    return int(MetaInfo.get(MetaInfo.key == "schema_version").value)
+
+
+# --- sources ---------------------------------------------------------------------
+
+def sync_sources(config: Config) -> dict[str, Source]:
+    """Make the store's source rows match config: add new ones, update settings, keep health.
+
+    A source removed from config is disabled, not deleted, so its entries stay published.
+    """
+    with write_transaction():
+        rows = {s.key: s for s in Source.select()}
+        wanted = {s.id for s in config.sources}
+        for sc in config.sources:
+            fields = _source_fields(sc, config)
+            row = rows.get(sc.id)
+            if row is None:
+                rows[sc.id] = Source.create(key=sc.id, **fields)
+            elif any(getattr(row, k) != v for k, v in fields.items()):
+                Source.update(**fields).where(Source.id == row.id).execute()
+                rows[sc.id] = Source.get_by_id(row.id)
+        for key, row in rows.items():
+            if key not in wanted and row.enabled:
+                Source.update(enabled=False).where(Source.id == row.id).execute()
+    return rows
+
+
+def _source_fields(sc: SourceConfig, config: Config) -> dict[str, object]:
+    return {"url": sc.url, "name": sc.name, "kind": sc.kind, "edition": sc.edition,
+            "enabled": sc.enabled, "breaking": sc.breaking,
+            "interval": sc.interval or config.collect.interval}
+
+
+# --- entries ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SaveResult:
+    new: int
+    updated: int
+    unchanged: int
+
+
+def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime) -> SaveResult:
+    """Upsert a source's entries; an entry whose fingerprint is unchanged is not written.
+
+    Call inside a transaction: the caller commits entries and the source's new
+    validators together.
+    """
+    entries = list(entries)
+    existing = {row.guid: (row.id, row.fingerprint) for row in
+                Entry.select(Entry.id, Entry.guid, Entry.fingerprint).where(Entry.source == source)}
+    authors = _ensure_slugged(Author, {a.slug: {"name": a.name, "url": a.url}
+                                       for e in reversed(entries) for a in e.authors})
+    tags = _ensure_slugged(Tag, {t.slug: {"name": t.name} for e in reversed(entries) for t in e.tags})
+    new = updated = unchanged = 0
+    for e in entries:
+        fields = dict(public_id=e.public_id, title=e.title, link=e.link, language=e.language,
+                      edition=e.edition, summary=e.summary, content=e.content, section=e.section,
+                      origin=e.origin, breaking=e.breaking, reading_time=e.reading_time,
+                      published=e.published, updated=e.updated, date_missing=e.date_missing,
+                      fingerprint=e.fingerprint, stored_at=now)
+        found = existing.get(e.guid)
+        if found is None:
+            entry_id = Entry.insert(source=source, guid=e.guid, first_seen=now, **fields).execute()
+            new += 1
+        elif found[1] == e.fingerprint:
+            unchanged += 1
+            continue
+        else:
+            entry_id = found[0]
+            Entry.update(**fields).where(Entry.id == entry_id).execute()
+            for child in (EntryAuthor, EntryTag, EntryRegion, Media):
+                child.delete().where(child.entry == entry_id).execute()
+            updated += 1
+        _insert_children(entry_id, e, authors, tags)
+    return SaveResult(new=new, updated=updated, unchanged=unchanged)
+
+
+def _insert_children(entry_id: int, e: model.Entry, authors: dict[str, int],
+                     tags: dict[str, int]) -> None:
+    if e.authors:
+        EntryAuthor.insert_many([{"entry": entry_id, "author": authors[a.slug], "position": i}
+                                 for i, a in enumerate(e.authors)]).execute()
+    if e.tags:
+        EntryTag.insert_many([{"entry": entry_id, "tag": tags[t.slug], "position": i}
+                              for i, t in enumerate(e.tags)]).execute()
+    if e.regions:
+        EntryRegion.insert_many([{"entry": entry_id, "region": r} for r in e.regions]).execute()
+    if e.media:
+        Media.insert_many([{
+            "entry": entry_id, "position": i, "kind": m.kind, "url": m.url, "type": m.type,
+            "length": m.length, "width": m.width, "height": m.height, "duration": m.duration,
+            "caption": m.caption, "credit": m.credit, "lead": m.lead,
+        } for i, m in enumerate(e.media)]).execute()
+
+
+def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]) -> dict[str, int]:
+    """Slug -> row id in ``table`` (Author or Tag), creating missing rows.
+
+    The first spelling seen names a new row; later spellings do not rename it.
+    """
+    if not wanted:
+        return {}
+    def lookup() -> dict[str, int]:
+        query = table.select(table.id, table.slug).where(table.slug.in_(list(wanted)))
+        return {row.slug: row.id for row in query}
+    ids = lookup()
+    missing = [{"slug": slug, **fields} for slug, fields in wanted.items() if slug not in ids]
+    if missing:
+        # on_conflict_ignore: another collector may create the same slug concurrently.
+        table.insert_many(missing).on_conflict_ignore().execute()
+        ids = lookup()
+    return ids
+
+
+def trim_fetch_log(source: Source, keep: int) -> None:
+    """Keep only the newest ``keep`` fetch-log rows of a source (the log stays bounded)."""
+    cutoff = (FetchLog.select(FetchLog.id).where(FetchLog.source == source)
+              .order_by(FetchLog.id.desc()).offset(keep).limit(1).scalar())
+    if cutoff is not None:
+        FetchLog.delete().where((FetchLog.source == source) & (FetchLog.id <= cutoff)).execute()
