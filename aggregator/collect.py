@@ -18,7 +18,7 @@ from . import store
 from .config import Config, SourceConfig
 from .errors import SourceError
 from .fetch import FetchResult, Fetcher
-from .normalize import Context, normalize_feed
+from .normalize import Context, canonical_link, normalize_feed, plain_text
 from .parse import parse_feed
 
 log = logging.getLogger("feedhub.collect")
@@ -118,7 +118,8 @@ class Collector:
                 saved = store.save_entries(row, entries, started)
                 return self._record(row, started, t0, "ok", result, new=saved.new,
                                     updated=saved.updated, content_hash=digest,
-                                    seen=len(entries), ttl=feed.ttl)
+                                    seen=len(entries), ttl=feed.ttl, feed_title=feed.title,
+                                    feed_link=feed.link)
         except SourceError as e:
             log.warning("%s: %s", sc.id, e)
             return self._record_failure(row, started, t0, e.kind, str(e), getattr(e, "status", None))
@@ -130,7 +131,8 @@ class Collector:
     def _record(self, row: store.Source, started: datetime, t0: float, outcome: str,
                 result: FetchResult, new: int = 0, updated: int = 0,
                 content_hash: str | None = None, seen: int | None = None,
-                ttl: int | None = None) -> SourceOutcome:
+                ttl: int | None = None, feed_title: str | None = None,
+                feed_link: str | None = None) -> SourceOutcome:
         """Record a successful fetch on the source (validators, health, log)."""
         duration = int((time.monotonic() - t0) * 1000)
         interval = max(row.interval, (ttl or 0) * 60)
@@ -142,7 +144,8 @@ class Collector:
         if content_hash is not None:
             fields["content_hash"] = content_hash
         if seen is not None:
-            fields["entries_seen"] = seen
+            fields.update(entries_seen=seen, feed_title=plain_text(feed_title) or None,
+                          feed_link=canonical_link(feed_link))
         with store.write_transaction():
             store.Source.update(**fields).where(store.Source.id == row.id).execute()
             self._log(row, started, duration, result.status, outcome,

@@ -105,12 +105,27 @@ def _entry_from_feedparser(e: Any, xml_media: list[RawMedia] | None) -> RawEntry
     raw.published, raw.published_raw = _fp_date(e, "published")
     raw.updated, raw.updated_raw = _fp_date(e, "updated")
     raw.media = xml_media if xml_media is not None else _media_from_feedparser(e)
+    # feedparser files media:description text as the entry's description or
+    # content; a caption is not the story, so drop text that is only a caption.
+    captions = {m.caption for m in raw.media if m.caption}
+    if raw.content and _bare(raw.content) in captions:
+        raw.content = None
+    if raw.summary and _bare(raw.summary) in captions:
+        raw.summary = None
     for enc in e.get("enclosures") or []:
         href = enc.get("href")
         if href and not any(m.url == href for m in raw.media):
             raw.media.append(RawMedia(url=href, type=enc.get("type") or None,
                                       length=_int(enc.get("length")), origin="enclosure"))
     return raw
+
+
+def _bare(text: str) -> str:
+    """Text without surrounding markup feedparser may add (<p>...</p>) and whitespace."""
+    text = text.strip()
+    if text.startswith("<p>") and text.endswith("</p>") and text.count("<p>") == 1:
+        text = text[3:-4]
+    return " ".join(text.split())
 
 
 def _fp_date(e: Any, name: str) -> tuple[datetime | None, str | None]:

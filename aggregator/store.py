@@ -51,6 +51,9 @@ class Source(BaseModel):
     enabled = pw.BooleanField(default=True)
     breaking = pw.BooleanField(default=False)
     interval = pw.IntegerField(default=900)
+    # what the feed says of itself (for atom:source / RSS <source> on re-syndicated entries)
+    feed_title = pw.TextField(null=True)
+    feed_link = pw.TextField(null=True)
     # HTTP validators and body hash from the last successful fetch
     etag = pw.TextField(null=True)
     last_modified = pw.TextField(null=True)

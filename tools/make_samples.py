@@ -211,7 +211,7 @@ def write(name: str, text: str) -> None:
 def cms_rss() -> int:
     items = []
     for i in range(40):
-        s = story(i, NEWS, BASE - timedelta(hours=i * 2 + 1, minutes=i * 7 % 60))
+        s = story(i, NEWS, BASE - timedelta(hours=i * 2 + 1, minutes=i * 7 % 60, seconds=11))
         authors = "".join(f"<dc:creator>{x(a[0])}</dc:creator>" for a in s["authors"])
         cats = "".join(f"<category>{x(c)}</category>" for c in [s["section"], s["region"], *s["tags"]])
         guid = f"{SITE}/story/{1000 + i}"
@@ -251,7 +251,7 @@ def cms_atom() -> int:
     entries = []
     pool = ARTICLES + VIDEOS
     for i in range(25):
-        s = story(i, pool, BASE - timedelta(hours=i * 3 + 2))
+        s = story(i, pool, BASE - timedelta(hours=i * 3 + 2, seconds=23))
         authors = "".join(f"<author><name>{x(a[0])}</name><uri>{SITE}/author/{a[1]}</uri></author>"
                           for a in s["authors"])
         cats = "".join(f'<category term="{x(c)}" scheme="{SITE}/tags" label="{x(c)}"/>' for c in s["tags"])
@@ -295,7 +295,7 @@ def wire_rdf() -> int:
     for i in range(25):
         region, place = region_place()
         title = WIRE[i % len(WIRE)].format(place=place)
-        when = BASE - timedelta(hours=i * 2, minutes=20 + i % 30)
+        when = BASE - timedelta(hours=i * 2, minutes=20 + i % 30, seconds=31)
         link = f"https://wire.example.org/meridian/2026/11/{3000 + i}"
         paras = body(SENTENCES, 3)
         seq.append(f'<rdf:li rdf:resource="{link}"/>')
@@ -333,7 +333,7 @@ def wire_rdf() -> int:
 def partner_json() -> int:
     items = []
     for i in range(20):
-        s = story(i + 7, NEWS, BASE - timedelta(hours=i * 4 + 3))
+        s = story(i + 7, NEWS, BASE - timedelta(hours=i * 4 + 3, seconds=37))
         item = {
             "id": f"partner-{4000 + i}",
             "url": s["link"].replace(SITE, "https://partner.example.org"),
@@ -365,7 +365,7 @@ def breaking_rss() -> int:
     for i in range(15):
         _, place = region_place()
         title = BREAKING[i % len(BREAKING)].format(place=place)
-        when = BASE - timedelta(minutes=i * 11)
+        when = BASE - timedelta(minutes=i * 11, seconds=i % 7)
         items.append(f"""    <item>
       <title>{x(title)}</title>
       <link>{SITE}/live/2026/11/ticker-{5000 + i}</link>
@@ -390,7 +390,7 @@ def breaking_rss() -> int:
 def arabic_atom() -> int:
     entries = []
     for i, (title, section, region, tags) in enumerate(AR_STORIES):
-        when = BASE - timedelta(hours=i * 3 + 1)
+        when = BASE - timedelta(hours=i * 3 + 1, seconds=41)
         paras = rng.sample(AR_SENTENCES, k=3)
         author = AR_AUTHORS[i % len(AR_AUTHORS)]
         image = f"{MEDIA}/ar-{6000 + i}.jpg"
@@ -425,7 +425,7 @@ def arabic_atom() -> int:
 def spanish_rss() -> int:
     items = []
     for i, (title, section, region, tags) in enumerate(ES_STORIES):
-        when = BASE - timedelta(hours=i * 5 + 2)
+        when = BASE - timedelta(hours=i * 5 + 2, seconds=43)
         paras = rng.sample(ES_SENTENCES, k=3)
         link = f"{SITE}/es/{section}/2026/11/{7000 + i}"
         cats = "".join(f"<category>{x(c)}</category>" for c in [section, region, *tags])

@@ -1,0 +1,75 @@
+"""The feed model handed from selection to rendering: plain, format-neutral data."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aggregator.model import Author, Media
+
+
+@dataclass(frozen=True)
+class Term:
+    """A category in a published feed: section, region or tag, with its scheme URI."""
+
+    kind: str  # section | region | tag
+    slug: str
+    label: str
+    scheme: str
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where a re-syndicated entry came from (RSS <source>, atom:source)."""
+
+    title: str
+    url: str | None  # the source feed's URL, when it has a public one
+    link: str | None  # the source's home page
+    id: str
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One entry as a feed publishes it; datetimes are aware UTC."""
+
+    id: str
+    title: str
+    link: str | None
+    summary: str
+    content: str
+    published: datetime
+    updated: datetime
+    language: str
+    authors: tuple[Author, ...]
+    terms: tuple[Term, ...]
+    media: tuple[Media, ...]
+    section: str | None
+    regions: tuple[str, ...]
+    tags: tuple[str, ...]
+    breaking: bool
+    origin: str | None
+    reading_time: int
+    source: SourceRef | None = None
+
+    @property
+    def lead_image(self) -> Media | None:
+        return next((m for m in self.media if m.lead), None)
+
+
+@dataclass(frozen=True)
+class FeedDoc:
+    """A whole feed, ready for any of the three formats."""
+
+    id: str
+    title: str
+    description: str
+    self_url: str  # the URL of this feed in the format being rendered
+    home_url: str  # the HTML page the feed corresponds to
+    language: str
+    updated: datetime
+    items: tuple[FeedItem, ...]
+    rights: str = ""
+    ttl_minutes: int = 5
+    author_name: str = ""
+    #: other formats of the same feed: format -> URL
+    alternates: dict[str, str] = field(default_factory=dict)
+    direction: str = "ltr"

@@ -1,0 +1,234 @@
+"""Which entries a feed holds: validated feed requests -> FeedDoc, read from the store."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import quote, urlencode
+
+import peewee as pw
+
+from aggregator import store
+from aggregator.config import Config
+from aggregator.errors import BadRequest, NotFound
+from aggregator.model import Author, Media
+
+from .model import FeedDoc, FeedItem, SourceRef, Term
+
+FEED_KINDS = ("latest", "section", "region", "tag", "author", "breaking")
+FILTERS = ("section", "region", "tag")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class FeedRequest:
+    """A validated request for one feed (format-independent)."""
+
+    kind: str
+    edition: str
+    slug: str | None = None
+    limit: int = DEFAULT_LIMIT
+    #: intersecting filters from the query string: name -> slug
+    filters: tuple[tuple[str, str], ...] = field(default=())
+    #: the edition served at the root (its feeds have no /<edition> prefix)
+    default_edition: str = "en"
+
+    @property
+    def path(self) -> str:
+        """The feed's path without format suffix, e.g. ``/ar/feeds/section/politics``."""
+        return feed_path(self.kind, self.slug, self.edition, self.default_edition)
+
+    def query_string(self) -> str:
+        """The canonical query string of non-default parameters (sorted, stable)."""
+        params = sorted(self.filters)
+        if self.limit != DEFAULT_LIMIT:
+            params.append(("limit", str(self.limit)))
+        return urlencode(params)
+
+
+def feed_path(kind: str, slug: str | None, edition: str, default_edition: str) -> str:
+    """The public path of a feed, without its format suffix."""
+    prefix = "" if edition == default_edition else f"/{edition}"
+    if kind in ("latest", "breaking"):
+        return f"{prefix}/feeds/{kind}"
+    return f"{prefix}/feeds/{kind}/{quote(slug or '', safe='')}"
+
+
+def parse_request(config: Config, kind: str, slug: str | None, edition: str | None,
+                  args: dict[str, str]) -> FeedRequest:
+    """Validate a feed request; NotFound for unknown feeds/slugs, BadRequest for bad parameters."""
+    default = config.site.default_edition
+    edition = edition or default
+    if edition not in config.editions:
+        raise NotFound(f"unknown edition {edition!r}; editions: {', '.join(sorted(config.editions))}")
+    if kind not in FEED_KINDS:
+        raise NotFound(f"unknown feed kind {kind!r}")
+    tax = config.taxonomy
+    if kind == "section" and slug not in tax.sections:
+        raise NotFound(f"unknown section {slug!r}; see /feeds/ for the list of feeds")
+    if kind == "region" and slug not in tax.regions:
+        raise NotFound(f"unknown region {slug!r}; regions: {', '.join(sorted(tax.regions))}")
+    if kind == "tag" and store.Tag.get_or_none(store.Tag.slug == slug) is None:
+        raise NotFound(f"unknown tag {slug!r}")
+    if kind == "author" and store.Author.get_or_none(store.Author.slug == slug) is None:
+        raise NotFound(f"unknown author {slug!r}")
+    limit = DEFAULT_LIMIT
+    if "limit" in args:
+        raw = args["limit"]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+        limit = int(raw)
+    filters: list[tuple[str, str]] = []
+    for name in FILTERS:
+        if name not in args:
+            continue
+        value = args[name]
+        if name == "section" and value not in tax.sections:
+            raise BadRequest(f"section filter: unknown section {value!r}")
+        if name == "region" and value not in tax.regions:
+            raise BadRequest(f"region filter: unknown region {value!r}; regions: "
+                             f"{', '.join(sorted(tax.regions))}")
+        if name == "tag" and store.Tag.get_or_none(store.Tag.slug == value) is None:
+            raise BadRequest(f"tag filter: unknown tag {value!r}")
+        filters.append((name, value))
+    return FeedRequest(kind=kind, edition=edition, slug=slug if kind not in ("latest", "breaking") else None,
+                       limit=limit, filters=tuple(filters), default_edition=default)
+
+
+def _conditions(req: FeedRequest, config: Config) -> list[pw.Expression]:
+    E = store.Entry
+    conds: list[pw.Expression] = [E.edition == req.edition]
+    wanted = [(req.kind, req.slug)] if req.slug else []
+    if req.kind == "breaking":
+        conds.append(E.breaking == True)  # noqa: E712 (peewee expression)
+    for kind, slug in wanted + list(req.filters):
+        if kind == "section":
+            conds.append(E.section.in_(config.taxonomy.section_family(slug)))
+        elif kind == "region":
+            conds.append(E.id.in_(store.EntryRegion.select(store.EntryRegion.entry)
+                                  .where(store.EntryRegion.region == slug)))
+        elif kind == "tag":
+            conds.append(E.id.in_(store.EntryTag.select(store.EntryTag.entry).join(store.Tag)
+                                  .where(store.Tag.slug == slug)))
+        elif kind == "author":
+            conds.append(E.id.in_(store.EntryAuthor.select(store.EntryAuthor.entry).join(store.Author)
+                                  .where(store.Author.slug == slug)))
+    return conds
+
+
+def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
+    """The feed's entries, newest first, with authors, terms and media loaded in batches."""
+    E = store.Entry
+    rows = list(E.select(E, store.Source).join(store.Source)
+                .where(*_conditions(req, config))
+                .order_by(E.published.desc(), E.id.desc()).limit(req.limit))
+    ids = [r.id for r in rows]
+    if not ids:
+        return []
+    authors: dict[int, list[Author]] = defaultdict(list)
+    for link in (store.EntryAuthor.select(store.EntryAuthor, store.Author).join(store.Author)
+                 .where(store.EntryAuthor.entry.in_(ids)).order_by(store.EntryAuthor.position)):
+        authors[link.entry_id].append(Author(name=link.author.name, slug=link.author.slug,
+                                             url=link.author.url))
+    tags: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for link in (store.EntryTag.select(store.EntryTag, store.Tag).join(store.Tag)
+                 .where(store.EntryTag.entry.in_(ids)).order_by(store.EntryTag.position)):
+        tags[link.entry_id].append((link.tag.slug, link.tag.name))
+    regions: dict[int, list[str]] = defaultdict(list)
+    for link in store.EntryRegion.select().where(store.EntryRegion.entry.in_(ids)):
+        regions[link.entry_id].append(link.region)
+    media: dict[int, list[Media]] = defaultdict(list)
+    for m in store.Media.select().where(store.Media.entry.in_(ids)).order_by(store.Media.position):
+        media[m.entry_id].append(Media(kind=m.kind, url=m.url, type=m.type, length=m.length,
+                                       width=m.width, height=m.height, duration=m.duration,
+                                       caption=m.caption, credit=m.credit, lead=m.lead))
+    return [_item(r, authors[r.id], tags[r.id], regions[r.id], media[r.id], config, base_url, req)
+            for r in rows]
+
+
+def _item(row: store.Entry, authors: list[Author], tags: list[tuple[str, str]], regions: list[str],
+          media: list[Media], config: Config, base_url: str, req: FeedRequest) -> FeedItem:
+    tax = config.taxonomy
+    prefix = "" if req.edition == config.site.default_edition else f"/{req.edition}"
+    scheme = f"{base_url}{prefix}/feeds/"
+    terms: list[Term] = []
+    if row.section in tax.sections:
+        terms.append(Term("section", row.section, tax.sections[row.section].title, scheme + "section/"))
+    for r in regions:
+        terms.append(Term("region", r, tax.regions.get(r, r), scheme + "region/"))
+    for slug, name in tags:
+        terms.append(Term("tag", slug, name, scheme + "tag/"))
+    src = row.source
+    source = None
+    if src.kind != "cms":  # wire and partner copy is re-syndicated: say where it came from
+        public_url = src.url if src.url.startswith(("http://", "https://")) else None
+        source = SourceRef(title=src.feed_title or src.name, url=public_url, link=src.feed_link,
+                           id=f"tag:{config.site.id_authority}:source/{src.key}")
+    return FeedItem(
+        id=row.public_id, title=row.title, link=row.link, summary=row.summary, content=row.content,
+        published=_aware(row.published), updated=_aware(row.updated), language=row.language,
+        authors=tuple(authors), terms=tuple(terms), media=tuple(media), section=row.section,
+        regions=tuple(regions), tags=tuple(s for s, _ in tags), breaking=row.breaking,
+        origin=row.origin, reading_time=row.reading_time, source=source)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc)
+
+
+def feed_title(req: FeedRequest, config: Config) -> str:
+    """Human title of a feed, e.g. 'Example Newsroom: Politics'."""
+    tax = config.taxonomy
+    if req.kind == "latest":
+        what = "Latest news"
+    elif req.kind == "breaking":
+        what = "Breaking news"
+    elif req.kind == "section":
+        what = tax.sections[req.slug].title
+    elif req.kind == "region":
+        what = tax.regions[req.slug]
+    elif req.kind == "tag":
+        tag = store.Tag.get(store.Tag.slug == req.slug)
+        what = f"Tag: {tag.name}"
+    else:
+        author = store.Author.get(store.Author.slug == req.slug)
+        what = f"Author: {author.name}"
+    site = config.site.title
+    if req.edition != config.site.default_edition:
+        site = f"{site} ({config.editions[req.edition].title})"
+    if req.filters:
+        what += " (" + ", ".join(f"{k}: {v}" for k, v in req.filters) + ")"
+    return f"{site}: {what}"
+
+
+def newest_change(req: FeedRequest, config: Config) -> datetime:
+    """The feed's date: its newest entry change; for an empty feed, the newest in its edition."""
+    E = store.Entry
+    newest = E.select(pw.fn.MAX(E.updated)).where(*_conditions(req, config)).scalar()
+    if newest is None:
+        newest = E.select(pw.fn.MAX(E.updated)).where(E.edition == req.edition).scalar()
+    if isinstance(newest, str):  # SQLite aggregate results come back as text
+        newest = datetime.fromisoformat(newest)
+    return _aware(newest) if newest else EPOCH
+
+
+def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
+               formats: dict[str, str]) -> FeedDoc:
+    """Select a feed's entries and describe the feed; ``formats`` maps format -> file suffix."""
+    items = select_items(req, config, base_url)
+    qs = req.query_string()
+    alternates = {f: f"{base_url}{req.path}.{suffix}" + (f"?{qs}" if qs else "")
+                  for f, suffix in formats.items()}
+    edition = config.editions[req.edition]
+    updated = max((i.updated for i in items), default=None) or newest_change(req, config)
+    feed_key = req.path.lstrip("/") + (f"?{qs}" if qs else "")
+    max_age = config.site.breaking_max_age if req.kind == "breaking" else config.site.feed_max_age
+    return FeedDoc(
+        id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),
+        description=f"{feed_title(req, config)}. {config.site.description}",
+        self_url=alternates[fmt], home_url=config.site.link, language=edition.language,
+        updated=updated, items=tuple(items), rights=config.site.rights,
+        ttl_minutes=max(1, max_age // 60), author_name=config.site.title, alternates=alternates,
+        direction=edition.direction)

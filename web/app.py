@@ -1,0 +1,31 @@
+"""The Flask app factory: wires config, the store and the blueprints together."""
+from __future__ import annotations
+
+from flask import Flask
+
+from aggregator import store
+from aggregator.config import Config
+
+from .errors import register_error_handlers
+from .public import public
+
+
+def create_app(config: Config) -> Flask:
+    """Build the WSGI app for ``config``; opens (and if needed creates) the store."""
+    app = Flask(__name__)
+    app.config["FEEDHUB"] = config
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Arabic stays readable
+    database = store.init_db(config.database_url)
+
+    @app.before_request
+    def _connect() -> None:
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()
+
+    app.register_blueprint(public)
+    register_error_handlers(app)
+    return app

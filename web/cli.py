@@ -1,0 +1,188 @@
+"""The ``feedhub`` command: init, collect, serve, run, sources.
+
+Exit codes: 0 success; 1 a command failed (e.g. every source failed); 2 bad
+usage or configuration; 3 the store could not be opened.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from aggregator import store
+from aggregator.collect import Collector, CollectSummary, SourceOutcome
+from aggregator.config import Config, config_path_from_env, load_config
+from aggregator.errors import ConfigError, FeedhubError, StoreError
+
+log = logging.getLogger("feedhub")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="feedhub",
+        description="Collect news feeds into one store and republish them as RSS, Atom and JSON Feed.")
+    p.add_argument("--config", metavar="FILE",
+                   help="config file (default: $FEEDHUB_CONFIG, else ./config.toml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("init", help="create the store (or migrate an older one)",
+                   description="Create the store's schema, or migrate an existing store to this version.")
+    c = sub.add_parser("collect", help="collect every enabled source once (or keep polling)",
+                       description="Fetch, parse and store every enabled source.")
+    c.add_argument("--loop", action="store_true", help="keep polling sources when they fall due")
+    c.add_argument("--source", action="append", metavar="ID", help="only this source (repeatable)")
+    s = sub.add_parser("serve", help="serve the feeds over HTTP",
+                       description="Serve the republished feeds (waitress WSGI server).")
+    s.add_argument("--host", help="address to bind (default from config: server.host)")
+    s.add_argument("--port", type=int, help="port (default from config: server.port)")
+    r = sub.add_parser("run", help="collect now, keep collecting, and serve the feeds",
+                       description="The main job: collect once, then poll in the background while serving.")
+    r.add_argument("--host", help="address to bind (default from config: server.host)")
+    r.add_argument("--port", type=int, help="port (default from config: server.port)")
+    src = sub.add_parser("sources", help="show every source and its health",
+                         description="A table of sources with their health.")
+    src.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(config_path_from_env(args.config))
+        return COMMANDS[args.command](config, args)
+    except ConfigError as e:
+        print(f"feedhub: {e}", file=sys.stderr)
+        return 2
+    except StoreError as e:
+        print(f"feedhub: store error: {e}", file=sys.stderr)
+        return 3
+    except FeedhubError as e:
+        print(f"feedhub: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_init(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    rows = store.sync_sources(config)
+    print(f"store ready at {store.redact_url(config.database_url)} "
+          f"(schema version {store.schema_version()}, {len(rows)} sources)")
+    return 0
+
+
+def _print_outcome(o: SourceOutcome) -> None:
+    detail = o.error if o.outcome == "error" else f"{o.new} new, {o.updated} updated"
+    print(f"  {o.source:<24} {o.outcome:<13} {detail}", flush=True)
+
+
+def _summary_line(summary: CollectSummary) -> str:
+    return (f"{len(summary.outcomes)} source(s): {summary.new} new, {summary.updated} updated, "
+            f"{len(summary.failed)} failed")
+
+
+def cmd_collect(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    known = {s.id for s in config.sources}
+    for sid in args.source or []:
+        if sid not in known:
+            print(f"feedhub: unknown source {sid!r}; sources: {', '.join(sorted(known))}", file=sys.stderr)
+            return 2
+    collector = Collector(config)
+    if args.loop:
+        stop = threading.Event()
+        try:
+            collector.run_forever(stop, progress=_print_outcome)
+        except KeyboardInterrupt:
+            stop.set()
+        return 0
+    summary = collector.collect(source_ids=args.source, progress=_print_outcome)
+    print(_summary_line(summary))
+    # Exit non-zero only when nothing worked: one broken source is news for the health table.
+    return 1 if summary.outcomes and len(summary.failed) == len(summary.outcomes) else 0
+
+
+def _serve(config: Config, host: str, port: int) -> None:
+    import waitress
+
+    from .app import create_app
+
+    app = create_app(config)
+    print(f"serving feeds on http://{host}:{port}/feeds/ (Ctrl-C stops)", flush=True)
+    waitress.serve(app, host=host, port=port, threads=config.server.threads, ident="feedhub")
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    _serve(config, args.host or config.server.host, args.port or config.server.port)
+    return 0
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    collector = Collector(config)
+    summary = collector.collect(progress=_print_outcome)
+    print(_summary_line(summary), flush=True)
+    stop = threading.Event()
+    # The first collect is done; from here sources are polled when they fall due.
+    thread = threading.Thread(target=collector.run_forever, args=(stop,), name="collector", daemon=True)
+    thread.start()
+    try:
+        _serve(config, args.host or config.server.host, args.port or config.server.port)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    return 0
+
+
+def _health(row: store.Source) -> str:
+    if not row.enabled:
+        return "disabled"
+    if row.last_fetched_at is None:
+        return "never"
+    return "failing" if row.consecutive_failures else "ok"
+
+
+def _when(dt: datetime | None) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
+
+
+def cmd_sources(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    store.sync_sources(config)
+    rows = list(store.Source.select().order_by(store.Source.key))
+    if args.json:
+        data = [{
+            "id": r.key, "name": r.name, "url": r.url, "kind": r.kind, "enabled": r.enabled,
+            "status": _health(r), "last_fetched_at": _iso(r.last_fetched_at),
+            "last_success_at": _iso(r.last_success_at), "last_status": r.last_status,
+            "last_error": r.last_error, "consecutive_failures": r.consecutive_failures,
+            "next_due_at": _iso(r.next_due_at), "entries_seen": r.entries_seen,
+            "entries_stored": r.entries.count(),
+        } for r in rows]
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    header = ("ID", "KIND", "STATUS", "LAST SUCCESS (UTC)", "FAILS", "NEXT DUE (UTC)", "ENTRIES", "LAST ERROR")
+    table = [header] + [(r.key, r.kind, _health(r), _when(r.last_success_at), str(r.consecutive_failures),
+                         _when(r.next_due_at), str(r.entries.count()), (r.last_error or "")[:80])
+                        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+
+
+COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run,
+            "sources": cmd_sources}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""One mapping from feedhub's errors (and HTTP errors) to short, clear responses.
+
+API clients (a .json feed, or an Accept header preferring JSON) get JSON;
+people and feed readers get a small HTML page.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from aggregator.errors import RequestError
+
+log = logging.getLogger("feedhub.web")
+
+
+def wants_json() -> bool:
+    if request.path.endswith(".json"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/feed+json"])
+    return best in ("application/json", "application/feed+json")
+
+
+def error_response(status: int, message: str) -> Response:
+    if wants_json():
+        resp = jsonify({"error": {"status": status, "message": message}})
+    else:
+        resp = Response(render_template("error.html", status=status, message=message),
+                        mimetype="text/html")
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(RequestError)
+    def _request_error(e: RequestError) -> Response:
+        return error_response(e.status, str(e))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> Response:
+        if e.code and e.code < 400:
+            return e  # redirects pass through untouched
+        return error_response(e.code or 500, e.description or e.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        log.exception("unhandled error on %s", request.path)
+        return error_response(500, "internal error; the administrators have been told")
