@@ -112,10 +112,15 @@ def truncate_words(text: str, limit: int = SUMMARY_MAX) -> str:
     return cut + "…"
 
 
+# Latin letters that have no Unicode decomposition to an ASCII base letter.
+_LATIN_FOLD = str.maketrans({"ı": "i", "ø": "o", "đ": "d", "ł": "l", "ß": "ss", "æ": "ae", "œ": "oe",
+                             "þ": "th", "ð": "d", "ħ": "h", "ŧ": "t", "ŋ": "n"})
+
+
 def slugify(text: str) -> str:
     """Lowercase words joined by '-': Latin letters ASCII-folded, other scripts kept as they are."""
     out: list[str] = []
-    for ch in unicodedata.normalize("NFC", text.strip().lower()):
+    for ch in unicodedata.normalize("NFC", text.strip().lower()).translate(_LATIN_FOLD):
         folded = unicodedata.normalize("NFKD", ch)
         base = folded[0] if folded else ch
         if base.isascii():

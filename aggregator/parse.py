@@ -129,8 +129,10 @@ def _bare(text: str) -> str:
 
 
 def _fp_date(e: Any, name: str) -> tuple[datetime | None, str | None]:
-    raw = e.get(name)
-    parsed = e.get(f"{name}_parsed")
+    # dict.get bypasses FeedParserDict's deprecated updated -> published fallback,
+    # which would report a never-updated entry as updated.
+    raw = dict.get(e, name)
+    parsed = dict.get(e, f"{name}_parsed")
     if parsed:
         return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc), raw
     return None, raw

@@ -1,0 +1,148 @@
+"""Shared fixtures: a config per test folder, the store on SQLite and (when asked) PostgreSQL.
+
+Store-touching tests take the ``backend`` fixture, so they run once on SQLite
+and again on PostgreSQL when FEEDHUB_TEST_POSTGRES_URL is set (.ci/run sets it).
+Each PostgreSQL test gets a fresh schema, selected through search_path.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg2
+import pytest
+
+from aggregator import store
+from aggregator.collect import Collector
+from aggregator.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+PG_URL = os.environ.get("FEEDHUB_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="FEEDHUB_TEST_POSTGRES_URL is not set")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+class PgSchema:
+    """A throwaway PostgreSQL schema; its URL points search_path at it."""
+
+    def __init__(self) -> None:
+        assert PG_URL
+        self.name = f"fh_test_{uuid.uuid4().hex[:12]}"
+        self._admin("CREATE SCHEMA {}")
+        sep = "&" if "?" in PG_URL else "?"
+        self.url = f"{PG_URL}{sep}options={quote(f'-csearch_path={self.name}')}"
+
+    def _admin(self, sql: str) -> None:
+        conn = psycopg2.connect(PG_URL)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.format(self.name))
+        conn.close()
+
+    def drop(self) -> None:
+        close_store()
+        self._admin("DROP SCHEMA IF EXISTS {} CASCADE")
+
+
+def close_store() -> None:
+    """Close this thread's store connection, if the proxy is bound and open."""
+    if store.db.obj is not None and not store.db.is_closed():
+        store.db.close()
+
+
+def make_db_url(backend: str, folder: Path) -> tuple[str, PgSchema | None]:
+    if backend == "sqlite":
+        return f"sqlite:///{folder / 'var' / 'feedhub.db'}", None
+    schema = PgSchema()
+    return schema.url, schema
+
+
+def write_config(folder: Path, db_url: str, sources: str | None = None, extra: str = "") -> Path:
+    """A config.toml in ``folder`` using the project's taxonomy, with ``sources`` (default: the samples)."""
+    base = (ROOT / "config.toml").read_text(encoding="utf-8")
+    head, _, sample_sources = base.partition("# --- the bundled sample newsroom")
+    head = head.replace('url = "sqlite:///var/feedhub.db"', f'url = "{db_url}"')
+    if sources is None:
+        sources = "# --- the bundled sample newsroom" + sample_sources
+    if not (folder / "samples").exists():
+        shutil.copytree(SAMPLES, folder / "samples")
+    path = folder / "config.toml"
+    path.write_text(head + extra + "\n" + sources, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    url, schema = make_db_url(backend, tmp_path)
+    yield url
+    close_store()
+    if schema:
+        schema.drop()
+
+
+@pytest.fixture
+def config_factory(tmp_path: Path, db_url: str):
+    """Build a Config in tmp_path: ``config_factory(sources_toml=None, extra="")``."""
+    def make(sources: str | None = None, extra: str = "") -> Config:
+        return load_config(write_config(tmp_path, db_url, sources, extra), environ={})
+    return make
+
+
+@pytest.fixture
+def config(config_factory) -> Config:
+    """The sample newsroom's config, on this test's store."""
+    return config_factory()
+
+
+@pytest.fixture
+def collected(config: Config) -> Config:
+    """The sample newsroom collected into a fresh store."""
+    store.init_db(config.database_url)
+    summary = Collector(config).collect()
+    assert not summary.failed, summary.failed
+    return config
+
+
+# A store holding the collected sample newsroom, shared by the read-only feed tests.
+@pytest.fixture(scope="module", params=BACKENDS)
+def newsroom(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    if request.param == "postgres" and not PG_URL:
+        pytest.skip("FEEDHUB_TEST_POSTGRES_URL is not set")
+    folder = tmp_path_factory.mktemp(f"newsroom-{request.param}")
+    url, schema = make_db_url(request.param, folder)
+    cfg = load_config(write_config(folder, url), environ={})
+    store.init_db(cfg.database_url)
+    summary = Collector(cfg).collect()
+    assert not summary.failed, summary.failed
+    store.db.close()
+    yield cfg
+    if schema:
+        schema.drop()
+
+
+@pytest.fixture
+def client(newsroom: Config):
+    from web import create_app
+
+    app = create_app(newsroom)  # re-binds the store proxy to this module's database
+    app.testing = True
+    with app.test_client() as c:
+        yield c

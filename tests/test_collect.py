@@ -1,0 +1,188 @@
+"""Collecting into the store (SQLite, and PostgreSQL when configured): counts, idempotence, failures."""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from aggregator import store
+from aggregator.collect import Collector
+from aggregator.config import Config
+from aggregator.errors import StoreError
+
+from .conftest import SAMPLES
+
+EXPECTED_PER_SOURCE = {"cms-news": 40, "cms-articles": 25, "meridian-wire": 25, "harbour-post": 20,
+                       "ticker": 15, "cms-arabic": 15, "cms-spanish": 12}
+
+
+def table_counts() -> dict[str, int]:
+    return {m.__name__: m.select().count() for m in store.MODELS}
+
+
+def entry_snapshot() -> dict[int, tuple]:
+    E = store.Entry
+    return {e.id: (e.fingerprint, e.stored_at, e.title) for e in E.select(E.id, E.fingerprint, E.stored_at, E.title)}
+
+
+def test_sample_newsroom_is_collected(collected: Config):
+    E = store.Entry
+    per_source = Counter(e.source.key for e in E.select(E, store.Source).join(store.Source))
+    assert per_source == EXPECTED_PER_SOURCE
+    assert sum(per_source.values()) >= 120
+    assert store.schema_version() == store.SCHEMA_VERSION
+    # spread over sections, regions, tags; several authors; images with captions and credits
+    assert len({e.section for e in E.select()}) >= 15
+    assert len({r.region for r in store.EntryRegion.select()}) >= 7
+    assert store.Tag.select().count() >= 40 and store.Author.select().count() >= 10
+    leads = list(store.Media.select().where(store.Media.lead == True))  # noqa: E712
+    assert len(leads) >= 100
+    assert sum(1 for m in leads if m.caption and m.credit) >= 90
+    # editions from language
+    assert Counter(e.edition for e in E.select()) == {"en": 125, "ar": 15, "es": 12}
+    # tracking parameters are stripped from the CMS's links
+    assert not E.select().where(E.link.contains("utm_")).exists()
+    # the ticker is breaking, and so are prefixed items in other editions
+    assert E.select().where(E.breaking == True).count() == 17  # noqa: E712
+    for row in store.Source.select():
+        assert row.last_error is None and row.consecutive_failures == 0
+        assert row.entries_seen == EXPECTED_PER_SOURCE[row.key]
+
+
+def test_arabic_text_is_byte_exact_in_the_store(collected: Config):
+    raw = (SAMPLES / "arabic-edition.atom").read_bytes()
+    title = "مَعْرِضُ الكِتَابِ يَفْتَحُ أَبْوَابَهُ لِلزُّوَّارِ فِي دَوْرَتِهِ العَاشِرَة"
+    assert title.encode("utf-8") in raw
+    row = store.Entry.get(store.Entry.title == title)
+    assert row.title.encode("utf-8") == title.encode("utf-8")
+    assert row.language == "ar" and row.edition == "ar"
+    tags = {t.tag.name for t in row.tag_links}
+    assert "الكتب" in tags
+
+
+def test_recollecting_unchanged_feeds_writes_nothing(collected: Config):
+    before_rows, before_entries = table_counts(), entry_snapshot()
+    summary = Collector(collected).collect()
+    assert {o.outcome for o in summary.outcomes} == {"unchanged"}  # same bytes: not even parsed
+    # Force the full path (parse, normalise, compare) with the same content:
+    store.Source.update(content_hash=None).execute()
+    summary = Collector(collected).collect()
+    assert {o.outcome for o in summary.outcomes} == {"ok"}
+    assert summary.new == 0 and summary.updated == 0
+    after_rows = table_counts()
+    assert after_rows["Entry"] == before_rows["Entry"] and after_rows["Media"] == before_rows["Media"]
+    assert after_rows["EntryTag"] == before_rows["EntryTag"]
+    assert entry_snapshot() == before_entries  # no entry row was rewritten
+
+
+def test_a_changed_entry_is_updated_in_place(config_factory, tmp_path: Path):
+    cfg = config_factory()
+    store.init_db(cfg.database_url)
+    Collector(cfg).collect()
+    feed = tmp_path / "samples" / "spanish-edition.rss"
+    text = feed.read_text(encoding="utf-8")
+    old = "Montebrisa inaugura un festival de cine al aire libre"
+    feed.write_text(text.replace(old, old + " (actualizado)"), encoding="utf-8")
+    row = store.Entry.get(store.Entry.title == old)
+    summary = Collector(cfg).collect(source_ids=["cms-spanish"])
+    (outcome,) = summary.outcomes
+    assert (outcome.outcome, outcome.new, outcome.updated) == ("ok", 0, 1)
+    again = store.Entry.get_by_id(row.id)
+    assert again.title == old + " (actualizado)"
+    assert again.published == row.published and again.first_seen == row.first_seen
+    # children were replaced, not duplicated
+    assert store.EntryAuthor.select().where(store.EntryAuthor.entry == row.id).count() == 1
+    assert store.EntryTag.select().where(store.EntryTag.entry == row.id).count() == len(row.tag_links)
+
+
+BROKEN_SOURCES = '''
+[[sources]]
+id = "good"
+name = "Good"
+url = "samples/breaking.rss"
+section = "live"
+
+[[sources]]
+id = "garbage"
+name = "Garbage"
+url = "samples/garbage.xml"
+
+[[sources]]
+id = "missing"
+name = "Missing"
+url = "samples/missing.rss"
+
+[[sources]]
+id = "also-good"
+name = "Also good"
+url = "samples/partner-outlet.json"
+'''
+
+
+def test_one_broken_source_never_stops_the_others(config_factory, tmp_path: Path):
+    cfg = config_factory(BROKEN_SOURCES)
+    (tmp_path / "samples" / "garbage.xml").write_bytes(b"\x00\x01 this is <not a feed")
+    store.init_db(cfg.database_url)
+    summary = Collector(cfg).collect()
+    by_source = {o.source: o for o in summary.outcomes}
+    assert by_source["good"].outcome == "ok" and by_source["good"].new == 15
+    assert by_source["also-good"].outcome == "ok" and by_source["also-good"].new == 20
+    assert by_source["garbage"].outcome == "error"
+    assert "not a recognised feed format" in by_source["garbage"].error
+    assert by_source["missing"].outcome == "error"
+    assert "does not exist" in by_source["missing"].error
+    garbage = store.Source.get(store.Source.key == "garbage")
+    assert garbage.last_error_kind == "parse" and garbage.consecutive_failures == 1
+    assert garbage.next_due_at > garbage.last_fetched_at  # retried later, not never
+    Collector(cfg).collect(source_ids=["garbage"])
+    garbage = store.Source.get(store.Source.key == "garbage")
+    assert garbage.consecutive_failures == 2
+    log = list(store.FetchLog.select().where(store.FetchLog.source == garbage).order_by(store.FetchLog.id))
+    assert [(r.outcome, r.error_kind) for r in log] == [("error", "parse"), ("error", "parse")]
+    assert store.Entry.select().count() == 35  # nothing half-written by the failures
+
+
+def test_fetch_log_is_bounded(config_factory):
+    cfg = config_factory(BROKEN_SOURCES)
+    assert cfg.collect.fetch_log_keep == 200  # the default
+    cfg = dataclasses.replace(cfg, collect=dataclasses.replace(cfg.collect, fetch_log_keep=3))
+    store.init_db(cfg.database_url)
+    collector = Collector(cfg)
+    for _ in range(5):
+        collector.collect(source_ids=["missing"])
+    missing = store.Source.get(store.Source.key == "missing")
+    assert store.FetchLog.select().where(store.FetchLog.source == missing).count() == 3
+
+
+def test_source_removed_from_config_is_disabled_not_deleted(config_factory):
+    cfg = config_factory()
+    store.init_db(cfg.database_url)
+    Collector(cfg).collect(source_ids=["ticker"])
+    fewer = config_factory(BROKEN_SOURCES)
+    store.sync_sources(fewer)
+    ticker = store.Source.get(store.Source.key == "ticker")
+    assert not ticker.enabled and ticker.entries.count() == 15
+
+
+def test_store_newer_than_the_code_is_refused(config: Config):
+    store.init_db(config.database_url)
+    store.MetaInfo.update(value="999").where(store.MetaInfo.key == "schema_version").execute()
+    store.db.close()
+    with pytest.raises(StoreError, match="schema version 999, newer than this feedhub"):
+        store.init_db(config.database_url)
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(config: Config):
+    if not config.database_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    store.init_db(config.database_url)
+    assert store.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.db.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 10000
+
+
+def test_unreachable_postgres_is_a_clear_store_error():
+    with pytest.raises(StoreError, match="cannot prepare the store at postgresql://nobody:\\*\\*\\*@127.0.0.1:1/x"):
+        store.init_db("postgresql://nobody:secret@127.0.0.1:1/x")

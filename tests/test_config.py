@@ -1,0 +1,146 @@
+"""config.toml validation: every mistake is named with file, key and what would be right."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import load_config
+from aggregator.errors import ConfigError
+
+from .conftest import ROOT, write_config
+
+GOOD_SOURCE = '''
+[[sources]]
+id = "one"
+name = "One"
+url = "https://feeds.example.org/one.rss"
+section = "politics"
+region = "europe"
+'''
+
+
+def load(tmp_path: Path, sources: str = GOOD_SOURCE, extra: str = "", environ=None):
+    path = write_config(tmp_path, "sqlite:///var/test.db", sources, extra)
+    return load_config(path, environ=environ or {})
+
+
+def problems(tmp_path: Path, sources: str = GOOD_SOURCE, extra: str = "") -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, sources, extra)
+    assert str(tmp_path / "config.toml") in str(info.value)  # the message names the file
+    return info.value.problems
+
+
+def test_bundled_config_is_valid_and_complete():
+    cfg = load_config(ROOT / "config.toml", environ={})
+    assert {s.id for s in cfg.sources} >= {"cms-news", "cms-articles", "meridian-wire", "harbour-post",
+                                           "ticker", "cms-arabic", "cms-spanish"}
+    assert set(cfg.editions) == {"en", "ar", "es"}
+    assert cfg.editions["ar"].direction == "rtl"
+    assert cfg.taxonomy.section_family("articles") == ("articles", "opinion", "analysis", "blog", "features")
+    assert cfg.taxonomy.top_section("explainers") == "videos"
+    assert set(cfg.taxonomy.regions) == {"africa", "asia", "asia-pacific", "europe", "latin-america",
+                                         "mena", "palestine", "us-canada"}
+    assert cfg.server.host == "127.0.0.1" and cfg.server.port == 8080
+    # the default database is a SQLite file under var/, made absolute against the config folder
+    assert cfg.database_url == f"sqlite:///{ROOT / 'var' / 'feedhub.db'}"
+    for s in cfg.sources:  # every bundled source is a local sample file
+        assert s.local_path is not None and s.local_path.is_file()
+
+
+def test_database_url_environment_override(tmp_path: Path):
+    cfg = load(tmp_path, environ={"DATABASE_URL": "postgresql://u@db.example.org:5432/feeds"})
+    assert cfg.database_url == "postgresql://u@db.example.org:5432/feeds"
+
+
+def test_feedhub_config_environment_chooses_the_file(tmp_path: Path, monkeypatch):
+    write_config(tmp_path, "sqlite:///var/x.db", GOOD_SOURCE)
+    monkeypatch.setenv("FEEDHUB_CONFIG", str(tmp_path / "config.toml"))
+    cfg = load_config()
+    assert cfg.path == tmp_path / "config.toml"
+    assert [s.id for s in cfg.sources] == ["one"]
+
+
+@pytest.mark.parametrize("snippet, key, fragment", [
+    # unknown key, with a suggestion
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "https://a.example.org/f"\nsectoin = "politics"\n',
+     "sources[0] (id 'a').sectoin", "did you mean 'section'?"),
+    # wrong type
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "https://a.example.org/f"\ninterval = "often"\n',
+     "sources[0] (id 'a').interval", "must be an integer, got a string ('often')"),
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "https://a.example.org/f"\nbreaking = "yes"\n',
+     "sources[0] (id 'a').breaking", "must be true or false"),
+    # unknown section / region / edition, with the list of what is right
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "https://a.example.org/f"\nsection = "sprots"\n',
+     "sources[0] (id 'a').section", "unknown section 'sprots'; did you mean 'sports'?"),
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "https://a.example.org/f"\nregion = "mars"\n',
+     "sources[0] (id 'a').region", "expected one of: africa, asia"),
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "https://a.example.org/f"\nedition = "fr"\n',
+     "sources[0] (id 'a').edition", "unknown edition 'fr'"),
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "https://a.example.org/f"\nkind = "blog"\n',
+     "sources[0] (id 'a').kind", "expected one of: cms, partner, wire"),
+    # missing required key
+    ('[[sources]]\nid = "a"\nurl = "https://a.example.org/f"\n', "sources[0] (id 'a').name", "is required"),
+    # schemes and local files
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "ftp://a.example.org/f"\n',
+     "sources[0] (id 'a').url", "unsupported scheme 'ftp'"),
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "/etc/passwd"\n',
+     "sources[0] (id 'a').url", "local files must be under the samples directory"),
+    ('[[sources]]\nid = "a"\nname = "A"\nurl = "samples/../config.toml"\n',
+     "sources[0] (id 'a').url", "local files must be under the samples directory"),
+    ('[[sources]]\nid = "Bad Id"\nname = "A"\nurl = "https://a.example.org/f"\n',
+     "sources[0] (id 'Bad Id').id", "lowercase words joined by '-'"),
+])
+def test_each_mistake_is_named(tmp_path: Path, snippet: str, key: str, fragment: str):
+    found = problems(tmp_path, snippet)
+    assert any(p.startswith(key + ":") and fragment in p for p in found), found
+
+
+def test_duplicate_source_url_and_id(tmp_path: Path):
+    two = GOOD_SOURCE + GOOD_SOURCE.replace('id = "one"', 'id = "two"') + GOOD_SOURCE
+    found = problems(tmp_path, two)
+    assert any(p.startswith("sources[1] (id 'two').url: duplicate source URL; sources[0] already")
+               for p in found), found
+    assert any(p.startswith("sources[2] (id 'one').id: duplicate source id") for p in found), found
+
+
+def test_every_mistake_is_reported_at_once(tmp_path: Path):
+    bad = ('[[sources]]\nid = "a"\nname = "A"\nurl = "https://a.example.org/f"\nsection = "nope"\n'
+           'region = "nope"\ncolour = "red"\n')
+    found = problems(tmp_path, bad, extra='\n[collect]\ntimeout = "soon"\n')
+    # the [collect] table above duplicates the file's own, so TOML itself refuses it:
+    assert len(found) == 1 and "is not valid TOML" in found[0]
+    found = problems(tmp_path, bad)
+    assert len(found) == 3, found
+
+
+def test_top_level_and_table_errors(tmp_path: Path):
+    found = problems(tmp_path, GOOD_SOURCE + '\n[colour]\nx = 1\n')
+    assert any(p.startswith("colour: unknown key") for p in found), found
+    text = (ROOT / "config.toml").read_text(encoding="utf-8").replace("port = 8080", "port = 99999")
+    (tmp_path / "config.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "config.toml", environ={})
+    assert info.value.problems == ["server.port: must be between 1 and 65535, got 99999"]
+
+
+def test_database_url_is_checked(tmp_path: Path):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, environ={"DATABASE_URL": "mysql://root@localhost/x"})
+    assert any(p.startswith("database.url: unsupported database 'mysql'") for p in info.value.problems)
+
+
+def test_unreadable_and_missing_files(tmp_path: Path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", environ={})
+    (tmp_path / "broken.toml").write_text("[server\nport = 1", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(tmp_path / "broken.toml", environ={})
+
+
+def test_subsection_slugs_must_be_unique_site_wide(tmp_path: Path):
+    extra = '\n[sections.more]\ntitle = "More"\nsubsections = { politics = "Politics again" }\n'
+    found = problems(tmp_path, GOOD_SOURCE, extra=extra)
+    assert any(p.startswith("sections.more.subsections.politics: slug 'politics' is already used")
+               for p in found), found

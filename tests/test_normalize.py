@@ -1,0 +1,199 @@
+"""Pure normalisation rules, table-driven with inline data."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from aggregator.config import load_config
+from aggregator.model import Category, Person, RawEntry, RawFeed, RawMedia
+from aggregator.normalize import (Context, canonical_link, entry_dates, normalize_entry, normalize_feed,
+                                  plain_text, public_id, sanitize_html, slugify, split_credit,
+                                  truncate_words, xml_safe)
+
+from .conftest import ROOT
+
+NOW = datetime(2026, 11, 25, 12, 0)
+CONFIG = load_config(ROOT / "config.toml", environ={})
+CTX = Context.from_config(CONFIG)
+
+
+@pytest.mark.parametrize("text, slug", [
+    ("Gaza Strip", "gaza-strip"),
+    ("Café Société", "cafe-societe"),
+    ("  Arts & Culture ", "arts-culture"),
+    ("Ürün Fiyatları", "urun-fiyatlari"),
+    ("الطاقة المتجددة", "الطاقة-المتجددة"),
+    ("مَعْرِضُ الكِتَاب", "معرض-الكتاب"),  # harakat are not part of a slug
+    ("COVID-19", "covid-19"),
+    ("Ñandú", "nandu"),
+    ("Øresund Straße", "oresund-strasse"),
+    ("!!!", ""),
+])
+def test_slugify(text: str, slug: str):
+    assert slugify(text) == slug
+
+
+@pytest.mark.parametrize("link, base, expected", [
+    ("https://News.Example.org/a?utm_source=rss&utm_medium=x&id=3#top", None, "https://news.example.org/a?id=3"),
+    ("/story/1?fbclid=abc&gclid=d", "https://n.example.org/feed", "https://n.example.org/story/1"),
+    ("javascript:alert(1)", None, None),
+    ("mailto:desk@example.org", None, None),
+    ("", None, None),
+    ("relative/only", None, None),
+    ("https://n.example.org", None, "https://n.example.org/"),
+])
+def test_canonical_link(link, base, expected):
+    assert canonical_link(link, base) == expected
+
+
+@pytest.mark.parametrize("value, is_html, expected", [
+    ("<p>Hello <b>world</b></p>", True, "Hello world"),
+    ("Fish &amp; chips &lt;3", True, "Fish & chips <3"),
+    ("a\n\n  b\tc", False, "a b c"),
+    ("<script>alert(1)</script>Title", True, "Title"),
+    ("bad\x00\x08char\ufffe", False, "badchar"),
+    ("lone \ud800 surrogate", False, "lone surrogate"),
+    (None, True, ""),
+])
+def test_plain_text(value, is_html, expected):
+    assert plain_text(value, is_html) == expected
+
+
+def test_xml_safe_keeps_every_allowed_character():
+    allowed = "tab\tnl\ncr\r é ع 😀 \ue000"
+    assert xml_safe(allowed) == allowed
+
+
+@pytest.mark.parametrize("html, expected", [
+    ('<p onclick="x()">Hi</p><script>bad()</script>', "<p>Hi</p>"),
+    ('<a href="javascript:alert(1)">x</a>', '<a rel="noopener noreferrer">x</a>'),
+    ('<a href="/more">more</a>', '<a href="https://n.example.org/more" rel="noopener noreferrer">more</a>'),
+    ('<img src="pic.jpg" alt="A pic" onerror="x()">', '<img src="https://n.example.org/pic.jpg" alt="A pic">'),
+    ('<iframe src="https://evil.example.org"></iframe><p>ok</p>', "<p>ok</p>"),
+    ('<figure><img src="https://n.example.org/i.jpg"><figcaption>Cap</figcaption></figure>',
+     '<figure><img src="https://n.example.org/i.jpg"><figcaption>Cap</figcaption></figure>'),
+    ('<table><tr><td colspan="2" style="color:red">x</td></tr></table>',
+     '<table><tbody><tr><td colspan="2">x</td></tr></tbody></table>'),
+    ("<style>p{}</style><!-- c --><p>t</p>", "<p>t</p>"),
+])
+def test_sanitize_html(html, expected):
+    assert sanitize_html(html, base="https://n.example.org/feed") == expected
+
+
+@pytest.mark.parametrize("caption, credit, expected", [
+    ("Council chamber (AP)", None, ("Council chamber", "AP")),
+    ("Council chamber (AP)", "Photo Desk", ("Council chamber (AP)", "Photo Desk")),
+    ("Just a caption", None, ("Just a caption", None)),
+    ("(AP)", None, ("(AP)", None)),
+    (None, None, (None, None)),
+])
+def test_split_credit(caption, credit, expected):
+    assert split_credit(caption, credit) == expected
+
+
+def test_truncate_words():
+    assert truncate_words("short", 10) == "short"
+    assert truncate_words("one two three four", 12) == "one two…"
+
+
+def test_public_id():
+    assert public_id("https://n.example.org/1", "cms", "n.example.org,2026") == "https://n.example.org/1"
+    assert public_id("tag:n.example.org,2026:1", "cms", "n.example.org,2026") == "tag:n.example.org,2026:1"
+    made = public_id("cms-4", "cms", "n.example.org,2026")
+    assert made.startswith("tag:n.example.org,2026:cms/") and made == public_id("cms-4", "cms", "n.example.org,2026")
+    assert public_id("cms-4", "wire", "n.example.org,2026") != made  # per source
+
+
+def test_dates_missing_future_and_updated():
+    utc = timezone.utc
+    pub, upd, missing = entry_dates(RawEntry(), NOW)
+    assert (pub, upd, missing) == (NOW, NOW, True)
+    far = RawEntry(published=datetime(2030, 1, 1, tzinfo=utc))
+    assert entry_dates(far, NOW) == (NOW, NOW, False)
+    near = RawEntry(published=(NOW + timedelta(minutes=5)).replace(tzinfo=utc))
+    assert entry_dates(near, NOW)[0] == NOW + timedelta(minutes=5)  # within tolerance
+    both = RawEntry(published=datetime(2026, 11, 20, 10, tzinfo=utc), updated=datetime(2026, 11, 20, 9, tzinfo=utc))
+    assert entry_dates(both, NOW)[1] == datetime(2026, 11, 20, 10)  # updated never before published
+
+
+def _entry(**kw) -> RawEntry:
+    defaults = dict(guid="g1", link="https://n.example.org/1", title="Title", summary="Summary")
+    defaults.update(kw)
+    return RawEntry(**defaults)
+
+
+def test_normalize_entry_classifies_and_cleans():
+    source = CONFIG.source("cms-news")
+    raw = _entry(
+        title="<b>Budget</b> approved", title_is_html=True,
+        content='<p>Body text here.</p><img src="https://n.example.org/i.jpg" alt="Chamber (AP)">',
+        categories=[Category("politics"), Category("Europe"), Category("Budget"), Category("Breaking")],
+        authors=[Person("By Amina Rahal and Tomasz Wren")],
+        published=datetime(2026, 11, 20, 10, tzinfo=timezone.utc),
+    )
+    e = normalize_entry(raw, RawFeed(format="rss20", language="en"), source, CTX, NOW)
+    assert e.title == "Budget approved"
+    assert e.section == "politics" and e.regions == ("europe",)
+    assert [t.slug for t in e.tags] == ["budget"]
+    assert e.breaking  # a "Breaking" category marks it, and is not a tag
+    assert [(a.name, a.slug) for a in e.authors] == [("Amina Rahal", "amina-rahal"), ("Tomasz Wren", "tomasz-wren")]
+    (img,) = e.media  # the first image of the body becomes the lead, caption/credit split
+    assert (img.kind, img.lead, img.caption, img.credit) == ("image", True, "Chamber", "AP")
+    assert e.edition == "en" and e.language == "en" and e.reading_time == 1
+    assert e.published == datetime(2026, 11, 20, 10)
+
+
+def test_source_defaults_and_edition_from_language():
+    source = CONFIG.source("meridian-wire")
+    e = normalize_entry(_entry(language="es"), RawFeed(format="rss10"), source, CTX, NOW)
+    assert e.section == "news" and e.tags[0].slug == "wire" and e.origin == "Meridian Wire"
+    assert e.edition == "es"  # a Spanish entry belongs to the Spanish edition
+    ar = normalize_entry(_entry(), RawFeed(format="atom10", language="ar"), source, CTX, NOW)
+    assert ar.edition == "ar" and ar.language == "ar"
+
+
+def test_breaking_by_prefix_per_language():
+    source = CONFIG.source("cms-news")
+    feed = RawFeed(format="rss20")
+    assert normalize_entry(_entry(title="BREAKING: Storm"), feed, source, CTX, NOW).breaking
+    assert normalize_entry(_entry(title="عاجل: عاصفة", language="ar"), feed, source, CTX, NOW).breaking
+    assert normalize_entry(_entry(title="ÚLTIMA HORA: Tormenta", language="es"), feed, source, CTX, NOW).breaking
+    assert not normalize_entry(_entry(title="Storm breaking records"), feed, source, CTX, NOW).breaking
+    assert normalize_entry(_entry(), feed, CONFIG.source("ticker"), CTX, NOW).breaking  # breaking source
+
+
+def test_identity_fallbacks():
+    source = CONFIG.source("cms-news")
+    feed = RawFeed(format="rss20")
+    by_link = normalize_entry(_entry(guid=None, link="https://n.example.org/x?utm_source=a"), feed, source, CTX, NOW)
+    assert by_link.guid == "https://n.example.org/x"
+    by_hash = normalize_entry(_entry(guid=None, link=None, published_raw="Fri"), feed, source, CTX, NOW)
+    assert by_hash.guid.startswith("sha256:") and by_hash.public_id.startswith("tag:news.example.org,2026:cms-news/")
+
+
+def test_unchanged_entry_has_the_same_fingerprint_even_without_a_date():
+    source = CONFIG.source("cms-news")
+    feed = RawFeed(format="rss20")
+    first = normalize_entry(_entry(), feed, source, CTX, NOW)
+    later = normalize_entry(_entry(), feed, source, CTX, NOW + timedelta(hours=1))
+    assert first.date_missing and first.fingerprint == later.fingerprint
+    changed = normalize_entry(_entry(summary="New summary"), feed, source, CTX, NOW)
+    assert changed.fingerprint != first.fingerprint
+
+
+def test_duplicate_guid_in_one_feed_keeps_the_first():
+    feed = RawFeed(format="rss20", entries=[_entry(title="First"), _entry(title="Second")])
+    entries, warnings = normalize_feed(feed, CONFIG.source("cms-news"), CTX, NOW)
+    assert [e.title for e in entries] == ["First"]
+    assert warnings == ["duplicate id 'g1' in one feed; kept the first"]
+
+
+def test_media_lead_prefers_full_image_over_thumbnail():
+    raw = _entry(media=[RawMedia("https://n.example.org/t.jpg", medium="image", origin="media:thumbnail"),
+                        RawMedia("https://n.example.org/full.jpg", medium="image", origin="media:content"),
+                        RawMedia("https://n.example.org/a.mp3", type="audio/mpeg", length=10),
+                        RawMedia("javascript:x()", medium="image")])
+    e = normalize_entry(raw, RawFeed(format="rss20"), CONFIG.source("cms-news"), CTX, NOW)
+    assert [(m.url.rsplit("/", 1)[1], m.kind, m.lead) for m in e.media] == [
+        ("full.jpg", "image", True), ("a.mp3", "audio", False), ("t.jpg", "image", False)]
