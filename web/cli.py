@@ -169,7 +169,7 @@ def cmd_sources(config: Config, args: argparse.Namespace) -> int:
         return 0
     header = ("ID", "KIND", "STATUS", "LAST SUCCESS (UTC)", "FAILS", "NEXT DUE (UTC)", "ENTRIES", "LAST ERROR")
     table = [header] + [(r.key, r.kind, _health(r), _when(r.last_success_at), str(r.consecutive_failures),
-                         _when(r.next_due_at), str(r.entries.count()), (r.last_error or "")[:80])
+                         _when(r.next_due_at), str(r.entries.count()), r.last_error or "")
                         for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:

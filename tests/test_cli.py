@@ -1,0 +1,135 @@
+"""The feedhub command, run as a real process: help, exit codes, init/collect/sources, and run."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from .conftest import ROOT, write_config
+
+FEEDHUB = [sys.executable, "-m", "web.cli"]
+
+
+def feedhub(*args: str, cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "FEEDHUB_CONFIG")}
+    full_env.update(PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([*FEEDHUB, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("command", [[], ["init"], ["collect"], ["serve"], ["run"], ["sources"]])
+def test_help_everywhere(tmp_path: Path, command: list[str]):
+    result = feedhub(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "usage: feedhub" in result.stdout
+
+
+def test_missing_command_and_bad_config_exit_2(tmp_path: Path):
+    assert feedhub(cwd=tmp_path).returncode == 2
+    result = feedhub("--config", str(tmp_path / "nope.toml"), "init", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nope.toml: 1 problem(s) in the configuration" in result.stderr
+    assert "the file does not exist" in result.stderr
+    bad = write_config(tmp_path, "sqlite:///var/x.db",
+                       '[[sources]]\nid = "x"\nname = "X"\nurl = "samples/cms-news.rss"\nsection = "sprots"\n')
+    result = feedhub("--config", str(bad), "collect", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "sources[0] (id 'x').section: unknown section 'sprots'; did you mean 'sports'?" in result.stderr
+
+
+def test_init_collect_sources_on_a_fresh_store(tmp_path: Path, db_url: str):
+    cfg = write_config(tmp_path, db_url)
+    env = {"FEEDHUB_CONFIG": str(cfg)}
+    init = feedhub("init", cwd=tmp_path, env=env)
+    assert init.returncode == 0 and "schema version 1, 7 sources" in init.stdout, init.stderr
+    collect = feedhub("collect", cwd=tmp_path, env=env)
+    assert collect.returncode == 0, collect.stderr
+    assert "7 source(s): 152 new, 0 updated, 0 failed" in collect.stdout
+    again = feedhub("collect", "--source", "ticker", cwd=tmp_path, env=env)
+    assert "1 source(s): 0 new, 0 updated, 0 failed" in again.stdout
+    table = feedhub("sources", cwd=tmp_path, env=env)
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["ID", "KIND", "STATUS"] and len(lines) == 8
+    assert all(" ok " in line for line in lines[1:])
+    data = json.loads(feedhub("sources", "--json", cwd=tmp_path, env=env).stdout)
+    assert {d["id"]: d["entries_stored"] for d in data}["cms-news"] == 40
+    assert all(d["status"] == "ok" and d["last_error"] is None for d in data)
+    unknown = feedhub("collect", "--source", "nope", cwd=tmp_path, env=env)
+    assert unknown.returncode == 2 and "unknown source 'nope'" in unknown.stderr
+
+
+def test_collect_exits_1_when_every_source_fails(tmp_path: Path):
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db",
+                       '[[sources]]\nid = "gone"\nname = "Gone"\nurl = "samples/gone.rss"\n')
+    result = feedhub("--config", str(cfg), "collect", cwd=tmp_path)
+    assert result.returncode == 1 and "1 failed" in result.stdout
+    table = feedhub("--config", str(cfg), "sources", cwd=tmp_path)
+    assert "failing" in table.stdout and "does not exist" in table.stdout
+
+
+def test_database_url_overrides_the_config(tmp_path: Path):
+    cfg = write_config(tmp_path, "sqlite:///var/ignored.db")
+    other = tmp_path / "other.db"
+    result = feedhub("--config", str(cfg), "init", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{other}"})
+    assert result.returncode == 0 and other.exists() and not (tmp_path / "var" / "ignored.db").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_collects_and_serves_every_edition(tmp_path: Path):
+    """The quickstart's main job: `feedhub run` collects the samples and serves them on 127.0.0.1."""
+    port = free_port()
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/var/run.db")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*FEEDHUB, "--config", str(cfg), "run", "--port", str(port)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = None
+        deadline = time.monotonic() + 60  # readiness wait, not a speed assertion
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/latest.rss", timeout=5) as r:
+                    body = r.read()
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+        assert body is not None, proc.stdout.read() if proc.poll() is not None else "server did not answer"
+        assert len(feedparser.parse(body).entries) == 50
+        for path in ("/ar/feeds/latest.atom", "/es/feeds/breaking.json", "/feeds/section/politics.rss"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def imports_of(package: str) -> set[str]:
+    """Top-level packages imported anywhere in ``package``."""
+    found: set[str] = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_import_direction_keeps_the_layers_apart():
+    assert not imports_of("aggregator") & {"feeds", "web", "flask"}
+    assert not imports_of("feeds") & {"web", "flask"}
