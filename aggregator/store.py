@@ -171,7 +171,14 @@ MODELS: tuple[type[BaseModel], ...] = (
 # --- opening and creating ------------------------------------------------------
 
 def open_database(url: str) -> pw.Database:
-    """Open (without connecting) the database behind ``url`` and bind the models to it."""
+    """Open (without connecting) the database behind ``url`` and bind the models to it.
+
+    Opening the URL the models are already bound to returns that same database:
+    a second Database object would pull the proxy away from threads that are
+    mid-transaction on the first (``feedhub run`` collects while the web app starts).
+    """
+    if db.obj is not None and getattr(db.obj, "feedhub_url", None) == url:
+        return db.obj
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path != ":memory:":
@@ -188,6 +195,7 @@ def open_database(url: str) -> pw.Database:
             database = url_connect(url)
         except Exception as e:  # unknown scheme, bad URL syntax
             raise StoreError(f"cannot open database {redact_url(url)}: {e}") from e
+    database.feedhub_url = url
     db.initialize(database)
     return database
 

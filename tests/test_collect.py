@@ -186,3 +186,32 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(config: Config):
 def test_unreachable_postgres_is_a_clear_store_error():
     with pytest.raises(StoreError, match="cannot prepare the store at postgresql://nobody:\\*\\*\\*@127.0.0.1:1/x"):
         store.init_db("postgresql://nobody:secret@127.0.0.1:1/x")
+
+
+def test_opening_the_same_store_again_reuses_it(config: Config):
+    first = store.init_db(config.database_url)
+    assert store.init_db(config.database_url) is first
+    assert store.open_database(config.database_url) is first
+
+
+def test_background_collector_survives_the_web_app_starting(collected: Config, caplog):
+    """`feedhub run`: the collector loop runs while create_app opens the same store."""
+    import threading
+
+    from web import create_app
+
+    store.Source.update(next_due_at=None).execute()  # everything due: the loop writes at once
+    stop = threading.Event()
+    loop = threading.Thread(target=Collector(collected).run_forever, args=(stop,), kwargs={"tick": 0.01})
+    loop.start()
+    try:
+        for _ in range(20):
+            app = create_app(collected)
+            with app.test_client() as c:
+                assert c.get("/feeds/breaking.json").status_code == 200
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+    assert not loop.is_alive()
+    assert "collect cycle failed" not in caplog.text
+    assert store.Source.select().where(store.Source.last_error.is_null(False)).count() == 0
