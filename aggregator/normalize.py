@@ -13,7 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
 
@@ -136,13 +136,21 @@ def slugify(text: str) -> str:
 
 # --- links and ids -------------------------------------------------------------
 
-def canonical_link(link: str | None, base: str | None = None) -> str | None:
-    """Absolute http(s) URL without fragment and tracking parameters; None if unusable."""
-    if not link or not link.strip():
+def _absolute_http(url: str | None, base: str | None) -> SplitResult | None:
+    """``url`` resolved against ``base`` and split, if it is an absolute http(s) URL."""
+    if not url or not url.strip():
         return None
-    absolute = urljoin(base, link.strip()) if base else link.strip()
+    absolute = urljoin(base, url.strip()) if base else url.strip()
     parts = urlsplit(absolute)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return parts
+
+
+def canonical_link(link: str | None, base: str | None = None) -> str | None:
+    """Absolute http(s) URL without fragment and tracking parameters; None if unusable."""
+    parts = _absolute_http(link, base)
+    if parts is None:
         return None
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
              if not _TRACKING_PARAMS.match(k)]
@@ -257,11 +265,8 @@ def normalize_media(raw: list[RawMedia], content_html: str, base: str | None) ->
 
 def canonical_media_url(url: str | None, base: str | None) -> str | None:
     """Absolute http(s) media URL (query kept: image services use it), without fragment."""
-    if not url or not url.strip():
-        return None
-    absolute = urljoin(base, url.strip()) if base else url.strip()
-    parts = urlsplit(absolute)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    parts = _absolute_http(url, base)
+    if parts is None:
         return None
     return urlunsplit((parts.scheme.lower(), parts.netloc, parts.path, parts.query, ""))
 
