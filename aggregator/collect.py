@@ -1,29 +1,36 @@
-"""Orchestration: pick sources -> fetch -> parse -> normalise -> upsert, one transaction per source.
+"""Orchestration: claim sources -> fetch -> parse -> normalise -> upsert, one transaction per source.
 
 One failing source never stops the others: its error is recorded on the
-source (health columns and fetch log) and collection goes on.
+source (health columns, fetch log, metrics) and collection goes on. Several
+collectors can share one store: each claims sources with a lease, so no
+source is fetched twice at once, and a dead collector's lease simply expires.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
-from . import store
+from . import schedule, store
 from .config import Config, SourceConfig
-from .errors import SourceError
+from .errors import FetchError, SourceError
 from .fetch import FetchResult, Fetcher
-from .normalize import Context, canonical_link, normalize_feed, plain_text
-from .parse import parse_feed
+from .normalize import Context, canonical_link, plain_text
+from .work import DEFAULT_TARGET, ParseJob, ParsePool
 
 log = logging.getLogger("feedhub.collect")
 
-MAX_BACKOFF = timedelta(hours=6)
+#: upper bounds (seconds) of the fetch duration histogram exposed on /metrics
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class SourceOutcome:
     status: int | None = None
     error: str | None = None
     duration_ms: int = 0
+    error_kind: str | None = None
 
 
 @dataclass
@@ -60,120 +68,193 @@ class Collector:
     """Collects configured sources into the store bound to ``store.db``."""
 
     def __init__(self, config: Config, fetcher: Fetcher | None = None,
-                 clock: Callable[[], datetime] = store.utcnow):
+                 clock: Callable[[], datetime] = store.utcnow, parse_target: str = DEFAULT_TARGET,
+                 owner: str | None = None):
         self.config = config
         self.ctx = Context.from_config(config)
         self.fetcher = fetcher or Fetcher(config.collect)
         self.clock = clock
+        self.owner = owner or store.new_owner_id()
+        self.pool = ParsePool(self.ctx, size=config.collect.parse_workers,
+                              timeout=config.collect.parse_timeout, target=parse_target)
+        self._hosts: dict[str, threading.BoundedSemaphore] = defaultdict(
+            lambda: threading.BoundedSemaphore(config.collect.per_host))
+        self._hosts_lock = threading.Lock()
+
+    def __enter__(self) -> "Collector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.pool.close()
+        self.fetcher.close()
 
     def collect(self, only_due: bool = False, source_ids: list[str] | None = None,
-                progress: Callable[[SourceOutcome], None] | None = None) -> CollectSummary:
-        """Collect every enabled source (or only those due, or only ``source_ids``) once."""
-        rows = store.sync_sources(self.config)
-        now = self.clock()
-        chosen: list[SourceConfig] = []
-        for sc in self.config.sources:
-            row = rows[sc.id]
-            if not sc.enabled or (source_ids is not None and sc.id not in source_ids):
-                continue
-            if only_due and row.next_due_at is not None and row.next_due_at > now:
-                continue
-            chosen.append(sc)
+                progress: Callable[[SourceOutcome], None] | None = None,
+                on_claimed: Callable[[int], None] | None = None) -> CollectSummary:
+        """Collect every enabled source (or only those due, or only ``source_ids``) once.
+
+        Sources leased by another live collector are left to it.
+        """
+        store.sync_sources(self.config)
+        configured = {s.id: s for s in self.config.sources if s.enabled}
+        keys = [k for k in (source_ids if source_ids is not None else configured) if k in configured]
+        claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
+                                      only_due=only_due, keys=keys) if keys else []
+        if on_claimed:
+            on_claimed(len(claimed))
         summary = CollectSummary()
-        if not chosen:
+        if not claimed:
             return summary
-        workers = min(self.config.collect.workers, len(chosen))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect") as pool:
-            for outcome in pool.map(self._collect_in_thread, chosen):
+        workers = min(self.config.collect.workers, len(claimed))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect") as threads:
+            jobs = [(row, configured[row.key]) for row in claimed]
+            for outcome in threads.map(lambda job: self._in_thread(*job), jobs):
                 summary.outcomes.append(outcome)
                 if progress:
                     progress(outcome)
         return summary
 
-    def _collect_in_thread(self, sc: SourceConfig) -> SourceOutcome:
+    def _in_thread(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:
         # peewee keeps one connection per thread; open and close it around the work.
         with store.db.connection_context():
-            return self.collect_source(sc)
+            return self.collect_source(row, sc)
 
-    def collect_source(self, sc: SourceConfig) -> SourceOutcome:
-        """Fetch, parse, normalise and store one source; never raises for a bad source."""
-        row = store.Source.get(store.Source.key == sc.id)
+    @contextmanager
+    def _host_slot(self, url: str) -> Iterator[None]:
+        """At most collect.per_host fetches to one host at a time."""
+        with self._hosts_lock:
+            slot = self._hosts[urlsplit(url).hostname or ""]
+        with slot:
+            yield
+
+    def collect_source(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:
+        """Fetch, parse, normalise and store one claimed source; never raises for a bad source."""
         started = self.clock()
         t0 = time.monotonic()
+        url = row.fetch_url or sc.url
         result: FetchResult | None = None
         try:
-            result = self.fetcher.fetch(sc.url, local_path=sc.local_path, etag=row.etag,
-                                        last_modified=row.last_modified)
+            with self._host_slot(url):
+                result = self.fetcher.fetch(url, local_path=sc.local_path, etag=row.etag,
+                                            last_modified=row.last_modified)
             if result.not_modified:
                 return self._record(row, started, t0, "not-modified", result)
             assert result.body is not None
             digest = hashlib.sha256(result.body).hexdigest()
             if digest == row.content_hash:
                 return self._record(row, started, t0, "unchanged", result)
-            feed = parse_feed(result.body, result.url, result.headers.get("Content-Type"))
-            entries, warnings = normalize_feed(feed, sc, self.ctx, started)
-            for w in warnings:
+            output = self.pool.run(ParseJob(body=result.body, url=result.url,
+                                            content_type=result.headers.get("Content-Type"),
+                                            source=sc, now=started))
+            for w in output.warnings:
                 log.warning("%s: %s", sc.id, w)
+            # Entries and the source's new validators and hash commit together, so a
+            # crash leaves either both or neither: never entries re-fetched as "unchanged".
             with store.write_transaction():
-                saved = store.save_entries(row, entries, started)
-                return self._record(row, started, t0, "ok", result, new=saved.new,
-                                    updated=saved.updated, content_hash=digest,
-                                    seen=len(entries), ttl=feed.ttl, feed_title=feed.title,
-                                    feed_link=feed.link)
+                saved = store.save_entries(row, output.entries, started)
+                return self._record(row, started, t0, "ok", result, new=saved.new, updated=saved.updated,
+                                    extra=dict(content_hash=digest, entries_seen=len(output.entries),
+                                               feed_title=plain_text(output.title) or None,
+                                               feed_link=canonical_link(output.link), feed_ttl=output.ttl))
         except SourceError as e:
             log.warning("%s: %s", sc.id, e)
-            return self._record_failure(row, started, t0, e.kind, str(e), getattr(e, "status", None))
+            status = getattr(e, "status", None) or (result.status if result else None)
+            return self._record_failure(row, started, t0, e, status)
         except Exception as e:  # a bug on one hostile feed must not stop the others
             log.exception("%s: unexpected error", sc.id)
-            return self._record_failure(row, started, t0, "internal", f"{type(e).__name__}: {e}",
-                                        result.status if result else None)
+            error = SourceError(f"{type(e).__name__}: {e}")
+            error.kind = "internal"
+            return self._record_failure(row, started, t0, error, result.status if result else None)
+
+    # --- recording ------------------------------------------------------------------
+
+    def _redirect_fields(self, row: store.Source, result: FetchResult, when: datetime) -> dict[str, object]:
+        """Count repeated permanent redirects; move the source's URL once they are confirmed."""
+        target = result.permanent_redirect
+        if target is None:
+            return {"redirect_target": None, "redirect_count": 0} if row.redirect_target else {}
+        count = row.redirect_count + 1 if target == row.redirect_target else 1
+        if count < self.config.collect.redirect_confirmations:
+            return {"redirect_target": target, "redirect_count": count}
+        old = row.fetch_url or row.url
+        store.SourceUrlHistory.create(source=row, old_url=old, new_url=target, moved_at=when,
+                                      reason=f"permanent redirect seen on {count} fetches in a row")
+        log.info("%s: moved from %s to %s after %d permanent redirects", row.key, old, target, count)
+        return {"fetch_url": target, "redirect_target": None, "redirect_count": 0}
 
     def _record(self, row: store.Source, started: datetime, t0: float, outcome: str,
                 result: FetchResult, new: int = 0, updated: int = 0,
-                content_hash: str | None = None, seen: int | None = None,
-                ttl: int | None = None, feed_title: str | None = None,
-                feed_link: str | None = None) -> SourceOutcome:
-        """Record a successful fetch on the source (validators, health, log)."""
-        duration = int((time.monotonic() - t0) * 1000)
-        interval = max(row.interval, (ttl or 0) * 60)
+                extra: dict[str, object] | None = None) -> SourceOutcome:
+        """Record a successful fetch on the source (validators, health, schedule, log, metrics)."""
+        cfg = self.config.collect
+        duration = time.monotonic() - t0
+        extra = extra or {}
+        ttl = extra.get("feed_ttl", row.feed_ttl)
+        interval = schedule.success_interval(
+            row.interval, cfg, ttl_minutes=ttl, breaking=row.breaking,
+            max_age=schedule.max_age_seconds(result.headers.get("Cache-Control")),
+            recent=self._recent_dates(row) if cfg.adaptive else ())
         fields: dict[str, object] = dict(
             last_fetched_at=started, last_success_at=started, last_status=result.status,
             last_error=None, last_error_kind=None, consecutive_failures=0,
-            next_due_at=started + timedelta(seconds=interval),
-            etag=result.etag, last_modified=result.last_modified)
-        if content_hash is not None:
-            fields["content_hash"] = content_hash
-        if seen is not None:
-            fields.update(entries_seen=seen, feed_title=plain_text(feed_title) or None,
-                          feed_link=canonical_link(feed_link))
+            next_due_at=started + timedelta(seconds=schedule.jittered(interval, cfg)),
+            etag=result.etag, last_modified=result.last_modified, lease_owner=None, lease_until=None,
+            **extra)
+        with store.write_transaction():
+            fields.update(self._redirect_fields(row, result, started))
+            store.Source.update(**fields).where(store.Source.id == row.id).execute()
+            self._log(row, started, duration, result.status, outcome, len(result.body or b""),
+                      new, updated, None, None)
+        return SourceOutcome(row.key, outcome, new, updated, result.status, None, int(duration * 1000))
+
+    def _record_failure(self, row: store.Source, started: datetime, t0: float, error: SourceError,
+                        status: int | None) -> SourceOutcome:
+        cfg = self.config.collect
+        duration = time.monotonic() - t0
+        failures = row.consecutive_failures + 1
+        retry_after = error.retry_after if isinstance(error, FetchError) else None
+        delay = schedule.failure_delay(failures, row.interval, cfg, retry_after)
+        if retry_after is None:
+            delay = schedule.jittered(delay, cfg)
+        fields: dict[str, object] = dict(
+            last_fetched_at=started, last_status=status, last_error=str(error),
+            last_error_kind=error.kind, consecutive_failures=failures,
+            next_due_at=started + timedelta(seconds=delay), lease_owner=None, lease_until=None)
+        if error.kind == "gone":
+            # 410 is the publisher saying "never again": stop until an admin changes the URL.
+            fields["disabled_reason"] = str(error)
+            fields["next_due_at"] = None
         with store.write_transaction():
             store.Source.update(**fields).where(store.Source.id == row.id).execute()
-            self._log(row, started, duration, result.status, outcome,
-                      len(result.body or b""), new, updated, None, None)
-        return SourceOutcome(row.key, outcome, new, updated, result.status, None, duration)
+            self._log(row, started, duration, status, "error", 0, 0, 0, error.kind, str(error))
+        return SourceOutcome(row.key, "error", 0, 0, status, str(error), int(duration * 1000), error.kind)
 
-    def _record_failure(self, row: store.Source, started: datetime, t0: float, kind: str,
-                        message: str, status: int | None) -> SourceOutcome:
-        duration = int((time.monotonic() - t0) * 1000)
-        failures = row.consecutive_failures + 1
-        # Exponential backoff, capped, so a dead source is retried but not hammered.
-        delay = min(timedelta(seconds=row.interval * 2 ** min(failures - 1, 16)), MAX_BACKOFF)
-        with store.write_transaction():
-            store.Source.update(
-                last_fetched_at=started, last_status=status, last_error=message,
-                last_error_kind=kind, consecutive_failures=failures,
-                next_due_at=started + delay,
-            ).where(store.Source.id == row.id).execute()
-            self._log(row, started, duration, status, "error", 0, 0, 0, kind, message)
-        return SourceOutcome(row.key, "error", 0, 0, status, message, duration)
-
-    def _log(self, row: store.Source, started: datetime, duration: int, status: int | None,
+    def _log(self, row: store.Source, started: datetime, duration: float, status: int | None,
              outcome: str, size: int, new: int, updated: int, kind: str | None,
              message: str | None) -> None:
-        store.FetchLog.create(source=row, started_at=started, duration_ms=duration, status=status,
-                              outcome=outcome, bytes=size, entries_new=new, entries_updated=updated,
-                              error_kind=kind, error=message)
+        store.FetchLog.create(source=row, started_at=started, duration_ms=int(duration * 1000),
+                              status=status, outcome=outcome, bytes=size, entries_new=new,
+                              entries_updated=updated, error_kind=kind, error=message)
         store.trim_fetch_log(row, self.config.collect.fetch_log_keep)
+        bucket = DURATION_BUCKETS[bisect.bisect_left(DURATION_BUCKETS, duration)] \
+            if duration <= DURATION_BUCKETS[-1] else "+Inf"
+        labels = f"outcome={outcome},kind={kind}" if kind else f"outcome={outcome}"
+        deltas = {("fetches", labels): 1,
+                  ("fetch_duration_bucket", f"le={bucket}"): 1,
+                  ("fetch_duration_sum", ""): duration, ("fetch_duration_count", ""): 1}
+        if new:
+            deltas[("entries", "kind=new")] = new
+        if updated:
+            deltas[("entries", "kind=updated")] = updated
+        store.bump_metrics(deltas)
+
+    def _recent_dates(self, row: store.Source) -> list[datetime]:
+        E = store.Entry
+        return [e.published for e in E.select(E.published).where(E.source == row)
+                .order_by(E.published.desc()).limit(20)]
 
     def run_forever(self, stop: threading.Event, tick: float = 5.0,
                     progress: Callable[[SourceOutcome], None] | None = None) -> None:

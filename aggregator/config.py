@@ -8,6 +8,7 @@ pass instead of one error per run.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -106,11 +107,33 @@ class SiteConfig:
 @dataclass(frozen=True)
 class CollectConfig:
     interval: int = 900
+    #: bounds every computed poll interval (ttl, max-age, Retry-After) is clamped to
+    min_interval: int = 60
+    max_interval: int = 86400
+    #: cap of the exponential backoff after failures
+    max_backoff: int = 6 * 3600
+    #: +/- fraction of random jitter on every next-due time, so sources spread out
+    jitter: float = 0.1
+    #: stretch intervals of sources that post rarely (breaking sources stay fast)
+    adaptive: bool = False
     timeout: float = 20.0
+    #: wall-clock limit of one whole fetch (connect, redirects, body)
+    total_timeout: float = 60.0
     max_bytes: int = 10 * 1024 * 1024
     user_agent: str = "feedhub/0.1 (+https://news.example.org/feedhub)"
     samples_dir: Path = Path("samples")
     workers: int = 4
+    #: fetches at once per host
+    per_host: int = 2
+    #: parser processes (0: one per core) and the wall-clock limit of one parse
+    parse_workers: int = 0
+    parse_timeout: float = 30.0
+    #: how long a collector's claim on a source lasts before another may take it
+    lease_seconds: int = 300
+    #: fetches a permanent redirect must repeat before the source's URL moves
+    redirect_confirmations: int = 3
+    #: networks (CIDR) and host names sources may reach besides public addresses
+    allow_networks: tuple[str, ...] = ()
     fetch_log_keep: int = 200
     breaking_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -272,16 +295,32 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
                   "'news.example.org,2026'")
     site = SiteConfig(**site_raw)
 
+    d = CollectConfig()
     col = c.table(top["collect"], "collect", {
-        "interval": (int, CollectConfig.interval), "timeout": (float, CollectConfig.timeout),
-        "max_bytes": (int, CollectConfig.max_bytes), "user_agent": (str, CollectConfig.user_agent),
-        "samples_dir": (str, "samples"), "workers": (int, CollectConfig.workers),
-        "fetch_log_keep": (int, CollectConfig.fetch_log_keep), "breaking_prefixes": (dict, {})})
-    for key in ("interval", "max_bytes", "workers", "fetch_log_keep"):
+        "interval": (int, d.interval), "min_interval": (int, d.min_interval),
+        "max_interval": (int, d.max_interval), "max_backoff": (int, d.max_backoff),
+        "jitter": (float, d.jitter), "adaptive": (bool, d.adaptive),
+        "timeout": (float, d.timeout), "total_timeout": (float, d.total_timeout),
+        "max_bytes": (int, d.max_bytes), "user_agent": (str, d.user_agent),
+        "samples_dir": (str, "samples"), "workers": (int, d.workers), "per_host": (int, d.per_host),
+        "parse_workers": (int, d.parse_workers), "parse_timeout": (float, d.parse_timeout),
+        "lease_seconds": (int, d.lease_seconds), "redirect_confirmations": (int, d.redirect_confirmations),
+        "allow_networks": (list, []), "fetch_log_keep": (int, d.fetch_log_keep),
+        "breaking_prefixes": (dict, {})})
+    for key in ("interval", "min_interval", "max_interval", "max_backoff", "max_bytes", "workers",
+                "per_host", "lease_seconds", "redirect_confirmations", "fetch_log_keep"):
         if col[key] is not None and col[key] < 1:
             c.problem(f"collect.{key}", f"must be a positive integer, got {col[key]}")
-    if col["timeout"] is not None and col["timeout"] <= 0:
-        c.problem("collect.timeout", "must be a positive number of seconds")
+    if col["parse_workers"] is not None and col["parse_workers"] < 0:
+        c.problem("collect.parse_workers", "must be 0 (one per core) or more")
+    for key in ("timeout", "total_timeout", "parse_timeout"):
+        if col[key] is not None and col[key] <= 0:
+            c.problem(f"collect.{key}", "must be a positive number of seconds")
+    if col["jitter"] is not None and not 0 <= col["jitter"] < 1:
+        c.problem("collect.jitter", f"must be a fraction from 0 up to 1, got {col['jitter']}")
+    if (col["min_interval"] or 0) > (col["max_interval"] or 0):
+        c.problem("collect.min_interval", "must not be larger than collect.max_interval")
+    col["allow_networks"] = _allow_networks(col["allow_networks"] or [], c)
     prefixes: dict[str, tuple[str, ...]] = {}
     for lang, values in (col["breaking_prefixes"] or {}).items():
         if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
@@ -299,6 +338,24 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
         raise ConfigError(str(path), c.problems)
     return Config(path=path, database_url=db_url, server=server, site=site, collect=collect,
                   editions=editions, taxonomy=taxonomy, sources=sources)
+
+
+def _allow_networks(values: list[Any], c: _Checker) -> tuple[str, ...]:
+    """CIDRs (or single addresses) and host names that sources may reach although not public."""
+    out: list[str] = []
+    for i, value in enumerate(values):
+        key = f"collect.allow_networks[{i}]"
+        if not isinstance(value, str) or not value.strip():
+            c.problem(key, "must be a CIDR such as '10.1.0.0/16', an address, or a host name")
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", value.strip()):
+                c.problem(key, f"{value!r} is neither a CIDR, an address nor a host name")
+                continue
+            out.append(value.strip().lower())
+    return tuple(out)
 
 
 def _resolve_db_url(url: str, base: Path, c: _Checker) -> str:

@@ -29,13 +29,22 @@ class SourceError(FeedhubError):
 
 
 class FetchError(SourceError):
-    """Retrieving a source failed (network, HTTP status, size, refused location)."""
+    """Retrieving a source failed (network, HTTP status, size, refused location).
+
+    ``kind`` says which (fetch, timeout, too-large, gone, throttled, challenge,
+    blocked) because the collector reacts differently: a 410 disables the
+    source, a 429/503 waits for ``retry_after`` seconds, the rest back off.
+    """
 
     kind = "fetch"
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, kind: str | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+        if kind is not None:
+            self.kind = kind
 
 
 class ParseError(SourceError):

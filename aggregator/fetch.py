@@ -1,24 +1,46 @@
 """Retrieval of a source's bytes: HTTP(S), or a local file under the samples directory.
 
 No parsing and no store access here: the result is bytes plus what HTTP said.
+
+Server-side request forgery is stopped where the socket is made: every address
+a host name resolves to is checked (so a name that answers with one public and
+one private address is refused, and DNS rebinding between check and connect is
+impossible: we connect to an address we checked), and the peer actually
+connected to is checked again. This runs for every redirect hop, because every
+hop opens its connection through the same guarded classes.
 """
 from __future__ import annotations
 
+import email.utils
+import ipaddress
+import socket
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from .config import CollectConfig
 from .errors import FetchError
 
 MAX_REDIRECTS = 5
+_CHUNK = 64 * 1024
 _LOCAL_TYPES = {".rss": "application/rss+xml", ".atom": "application/atom+xml",
                 ".rdf": "application/rdf+xml", ".xml": "application/xml",
                 ".json": "application/feed+json"}
-_CHUNK = 64 * 1024
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BlockedAddress(FetchError):
+    """A source tried to reach an address that is not public (and not allowed by config)."""
+
+    kind = "blocked"
 
 
 @dataclass
@@ -31,7 +53,7 @@ class FetchResult:
     headers: dict[str, str] = field(default_factory=dict)
     etag: str | None = None
     last_modified: str | None = None
-    #: the target of a permanent redirect (301/308) seen on the way, if any
+    #: the target of a permanent redirect (301/308) on the first hop, if any
     permanent_redirect: str | None = None
 
     @property
@@ -39,14 +61,109 @@ class FetchResult:
         return self.status == 304
 
 
+# --- the address policy ---------------------------------------------------------
+
+class AddressPolicy:
+    """Which addresses sources may reach: public ones, plus config's allow_networks."""
+
+    def __init__(self, allow: tuple[str, ...] = ()):
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.hosts: set[str] = set()
+        for item in allow:
+            try:
+                self.networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                self.hosts.add(item.lower())
+
+    def host_allowed(self, host: str) -> bool:
+        """An intranet host named in allow_networks may resolve to anything."""
+        return host.lower().rstrip(".") in self.hosts
+
+    def check(self, host: str, ip: str) -> None:
+        """Raise BlockedAddress unless ``ip`` (an answer for ``host``) may be reached."""
+        addr: Address = ipaddress.ip_address(ip.split("%", 1)[0])
+        # ::ffff:127.0.0.1 reaches 127.0.0.1: judge the IPv4 address it carries.
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if any(addr in net for net in self.networks if net.version == addr.version):
+            return
+        if addr.is_global and not addr.is_multicast:
+            return
+        raise BlockedAddress(
+            f"{host} resolves to {addr}, a {_describe_address(addr)} address; sources may only "
+            "reach public addresses (an intranet source needs collect.allow_networks)")
+
+
+def _describe_address(addr: Address) -> str:
+    for attr, name in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
+                       ("is_multicast", "multicast"), ("is_unspecified", "unspecified"),
+                       ("is_private", "private"), ("is_reserved", "reserved")):
+        if getattr(addr, attr):
+            return name
+    return "non-public"
+
+
+def _guarded_connect(conn: HTTPConnection, policy: AddressPolicy) -> socket.socket:
+    host = conn._dns_host
+    try:
+        answers = socket.getaddrinfo(host, conn.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise NameResolutionError(conn.host, conn, e) from e
+    trusted = policy.host_allowed(host)
+    if not trusted:
+        for *_, sockaddr in answers:  # every answer, so a mixed answer set is refused
+            policy.check(host, sockaddr[0])
+    last: OSError | None = None
+    for family, kind, proto, _, sockaddr in answers:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if isinstance(conn.timeout, (int, float)):
+                sock.settimeout(conn.timeout)
+            sock.connect(sockaddr)
+            if not trusted:
+                policy.check(host, sock.getpeername()[0])  # the address actually connected to
+            return sock
+        except BlockedAddress:
+            sock.close()
+            raise
+        except socket.timeout as e:
+            sock.close()
+            raise ConnectTimeoutError(conn, f"connecting to {host} timed out") from e
+        except OSError as e:
+            sock.close()
+            last = e
+    raise NewConnectionError(conn, f"cannot connect to {host}: {last}")
+
+
+def _guarded_pool_classes(policy: AddressPolicy) -> dict[str, type]:
+    class GuardedHTTP(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return _guarded_connect(self, policy)
+
+    class GuardedHTTPS(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return _guarded_connect(self, policy)
+
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = GuardedHTTP
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = GuardedHTTPS
+
+    return {"http": HTTPPool, "https": HTTPSPool}
+
+
+# --- fetching ----------------------------------------------------------------------
+
 class Fetcher:
-    """Fetches sources politely: conditional GET, timeouts, size caps, bounded redirects."""
+    """Fetches sources politely and safely: conditional GET, caps, timeouts, bounded redirects."""
 
     def __init__(self, config: CollectConfig):
         self.config = config
-        self.pool = urllib3.PoolManager(
-            num_pools=50, maxsize=4, retries=False,
-            timeout=urllib3.Timeout(connect=min(10.0, config.timeout), read=config.timeout))
+        self.policy = AddressPolicy(config.allow_networks)
+        self.pool = urllib3.PoolManager(num_pools=100, maxsize=max(1, config.per_host), retries=False)
+        self.pool.pool_classes_by_scheme = _guarded_pool_classes(self.policy)
 
     def fetch(self, url: str, *, local_path: Path | None = None, etag: str | None = None,
               last_modified: str | None = None) -> FetchResult:
@@ -64,16 +181,14 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        deadline = time.monotonic() + self.config.total_timeout
         permanent: str | None = None
         current = url
-        for _ in range(MAX_REDIRECTS + 1):
+        seen = {url}
+        for hop in range(MAX_REDIRECTS + 1):
             if urlsplit(current).scheme not in ("http", "https"):
                 raise FetchError(f"refusing to fetch {current!r}: only http and https are allowed")
-            try:
-                resp = self.pool.request("GET", current, headers=headers, redirect=False,
-                                         preload_content=False)
-            except urllib3.exceptions.HTTPError as e:
-                raise FetchError(f"cannot fetch {current}: {_reason(e)}") from e
+            resp = self._request(current, headers, deadline)
             try:
                 if resp.status in (301, 302, 303, 307, 308):
                     location = resp.headers.get("Location")
@@ -81,21 +196,22 @@ class Fetcher:
                         raise FetchError(f"HTTP {resp.status} redirect without a Location header",
                                          status=resp.status)
                     target = urljoin(current, location)
-                    if resp.status in (301, 308) and permanent is None and current == url:
+                    if hop == 0 and resp.status in (301, 308):
                         permanent = target
+                    if target in seen:
+                        raise FetchError(f"redirect loop: {current} leads back to {target}",
+                                         status=resp.status)
+                    seen.add(target)
                     current = target
                     continue
+                self._raise_for_status(resp, current)
                 if resp.status == 304:
-                    return FetchResult(url=current, status=304, body=None,
-                                       headers=dict(resp.headers), etag=etag,
-                                       last_modified=last_modified, permanent_redirect=permanent)
-                if resp.status >= 400:
-                    raise FetchError(f"HTTP {resp.status} {_phrase(resp.status)} from {current}",
-                                     status=resp.status)
-                if resp.status != 200:
-                    raise FetchError(f"unexpected HTTP {resp.status} from {current}", status=resp.status)
-                body = self._read_capped(resp, current)
-                return FetchResult(url=current, status=200, body=body, headers=dict(resp.headers),
+                    return FetchResult(url=current, status=304, body=None, headers=dict(resp.headers),
+                                       etag=resp.headers.get("ETag") or etag,
+                                       last_modified=resp.headers.get("Last-Modified") or last_modified,
+                                       permanent_redirect=permanent)
+                body = self._read_capped(resp, current, deadline)
+                return FetchResult(url=current, status=resp.status, body=body, headers=dict(resp.headers),
                                    etag=resp.headers.get("ETag"),
                                    last_modified=resp.headers.get("Last-Modified"),
                                    permanent_redirect=permanent)
@@ -103,29 +219,70 @@ class Fetcher:
                 resp.release_conn()
         raise FetchError(f"more than {MAX_REDIRECTS} redirects starting at {url}")
 
-    def _read_capped(self, resp: urllib3.BaseHTTPResponse, url: str) -> bytes:
+    def _request(self, url: str, headers: dict[str, str], deadline: float) -> urllib3.BaseHTTPResponse:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError(f"fetching took longer than {self.config.total_timeout:g} s in total",
+                             kind="timeout")
+        timeout = urllib3.Timeout(connect=min(10.0, self.config.timeout, remaining),
+                                  read=min(self.config.timeout, remaining))
+        try:
+            return self.pool.request("GET", url, headers=headers, redirect=False,
+                                     preload_content=False, timeout=timeout)
+        except FetchError:
+            raise
+        except urllib3.exceptions.HTTPError as e:
+            kind = "timeout" if isinstance(e, urllib3.exceptions.TimeoutError) else "fetch"
+            raise FetchError(f"cannot fetch {url}: {_reason(e)}", kind=kind) from e
+
+    def _raise_for_status(self, resp: urllib3.BaseHTTPResponse, url: str) -> None:
+        status = resp.status
+        if resp.headers.get("cf-mitigated", "").lower() == "challenge":
+            raise FetchError(f"{url} answered with a bot challenge (cf-mitigated: challenge) instead "
+                             "of the feed; ask the publisher to allow feedhub's User-Agent",
+                             status=status, kind="challenge")
+        if status == 410:
+            raise FetchError(f"HTTP 410 Gone from {url}: the publisher removed this feed",
+                             status=status, kind="gone")
+        if status in (429, 503):
+            retry = retry_after_seconds(resp.headers.get("Retry-After"))
+            hint = f"; retry after {retry} s" if retry is not None else ""
+            raise FetchError(f"HTTP {status} {_phrase(status)} from {url}{hint}", status=status,
+                             kind="throttled", retry_after=retry)
+        if status >= 400:
+            raise FetchError(f"HTTP {status} {_phrase(status)} from {url}", status=status)
+        if status not in (200, 203, 304):
+            raise FetchError(f"unexpected HTTP {status} from {url}", status=status)
+
+    def _read_capped(self, resp: urllib3.BaseHTTPResponse, url: str, deadline: float) -> bytes:
         # Count decoded bytes, so a small gzip bomb is stopped as early as a huge plain body.
         limit = self.config.max_bytes
         declared = resp.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise FetchError(f"{url} declares {declared} bytes, over the limit of {limit}")
+            raise FetchError(f"{url} declares {declared} bytes, over the limit of {limit}", kind="too-large")
         chunks: list[bytes] = []
         total = 0
         try:
             for chunk in resp.stream(_CHUNK, decode_content=True):
                 total += len(chunk)
                 if total > limit:
-                    raise FetchError(f"{url} sent more than {limit} bytes (after decompression)")
+                    raise FetchError(f"{url} sent more than {limit} bytes (after decompression)",
+                                     kind="too-large")
+                if time.monotonic() > deadline:  # a server that trickles forever
+                    raise FetchError(f"{url} was still sending after {self.config.total_timeout:g} s; "
+                                     "gave up", kind="timeout")
                 chunks.append(chunk)
         except urllib3.exceptions.HTTPError as e:
-            raise FetchError(f"reading {url} failed: {_reason(e)}") from e
+            kind = "timeout" if "timed out" in str(e) else "fetch"
+            raise FetchError(f"reading {url} failed: {_reason(e)}", kind=kind) from e
         return b"".join(chunks)
 
     def _read_local(self, url: str, path: Path) -> FetchResult:
         try:
             size = path.stat().st_size
             if size > self.config.max_bytes:
-                raise FetchError(f"{path} has {size} bytes, over the limit of {self.config.max_bytes}")
+                raise FetchError(f"{path} has {size} bytes, over the limit of {self.config.max_bytes}",
+                                 kind="too-large")
             body = path.read_bytes()
         except FileNotFoundError:
             raise FetchError(f"local sample file {path} does not exist", status=404) from None
@@ -136,6 +293,23 @@ class Fetcher:
 
     def close(self) -> None:
         self.pool.clear()
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> int | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0, int((when - now).total_seconds()))
 
 
 def _phrase(status: int) -> str:

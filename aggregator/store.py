@@ -6,19 +6,21 @@ version in ``feedhub_meta`` so later releases can migrate an existing store.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import peewee as pw
 from playhouse.db_url import connect as url_connect
+from playhouse.migrate import SchemaMigrator, migrate
 
 from . import model
 from .config import Config, SourceConfig
 from .errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 db = pw.DatabaseProxy()
 
@@ -54,10 +56,20 @@ class Source(BaseModel):
     # what the feed says of itself (for atom:source / RSS <source> on re-syndicated entries)
     feed_title = pw.TextField(null=True)
     feed_link = pw.TextField(null=True)
+    feed_ttl = pw.IntegerField(null=True)  # minutes, as the feed last said
     # HTTP validators and body hash from the last successful fetch
     etag = pw.TextField(null=True)
     last_modified = pw.TextField(null=True)
     content_hash = pw.CharField(max_length=64, null=True)
+    # where fetches go now: the config URL, or a permanent redirect's target once confirmed
+    fetch_url = pw.TextField(null=True)
+    redirect_target = pw.TextField(null=True)
+    redirect_count = pw.IntegerField(default=0)
+    # set when the publisher answered 410 Gone; polling stops until the URL changes
+    disabled_reason = pw.TextField(null=True)
+    # a collector's claim: no other collector takes the source until lease_until
+    lease_owner = pw.CharField(max_length=100, null=True)
+    lease_until = pw.DateTimeField(null=True)
     # health
     last_fetched_at = pw.DateTimeField(null=True)
     last_success_at = pw.DateTimeField(null=True)
@@ -164,8 +176,30 @@ class FetchLog(BaseModel):
     error = pw.TextField(null=True)
 
 
+class SourceUrlHistory(BaseModel):
+    """Every URL a source moved away from (after confirmed permanent redirects)."""
+
+    source = pw.ForeignKeyField(Source, backref="url_history", on_delete="CASCADE")
+    old_url = pw.TextField()
+    new_url = pw.TextField()
+    moved_at = pw.DateTimeField()
+    reason = pw.TextField()
+
+
+class Metric(BaseModel):
+    """Monotonic counters shared by every collector process (read by /metrics)."""
+
+    name = pw.CharField(max_length=100)
+    labels = pw.CharField(max_length=200, default="")
+    value = pw.FloatField(default=0)
+
+    class Meta:
+        indexes = ((("name", "labels"), True),)
+
+
 MODELS: tuple[type[BaseModel], ...] = (
-    MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, Media, FetchLog)
+    MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, Media, FetchLog,
+    SourceUrlHistory, Metric)
 
 
 # --- opening and creating ------------------------------------------------------
@@ -229,12 +263,13 @@ def init_db(url: str) -> pw.Database:
     try:
         database.connect(reuse_if_open=True)
         with write_transaction():
+            # Migrate first: creating the current indexes needs the current columns.
+            row = MetaInfo.get_or_none(MetaInfo.key == "schema_version") if MetaInfo.table_exists() else None
+            if row is not None:
+                _migrate(int(row.value), database)
             database.create_tables(MODELS, safe=True)
-            row = MetaInfo.get_or_none(MetaInfo.key == "schema_version")
             if row is None:
                 MetaInfo.create(key="schema_version", value=str(SCHEMA_VERSION))
-            else:
-                _migrate(int(row.value))
     except pw.PeeweeException as e:
         raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
     except Exception as e:
@@ -244,18 +279,28 @@ def init_db(url: str) -> pw.Database:
     return database
 
 
-def _migrate(found: int) -> None:
+def _migrate(found: int, database: pw.Database) -> None:
     """Bring a store at schema ``found`` up to SCHEMA_VERSION, one step at a time."""
     if found > SCHEMA_VERSION:
         raise StoreError(f"the store has schema version {found}, newer than this feedhub "
                          f"({SCHEMA_VERSION}); upgrade feedhub")
     for version in range(found + 1, SCHEMA_VERSION + 1):
-        MIGRATIONS[version]()
+        MIGRATIONS[version](database)
         MetaInfo.update(value=str(version)).where(MetaInfo.key == "schema_version").execute()
 
 
+def _to_v2(database: pw.Database) -> None:
+    """v2: redirects, 410, leases on sources; URL history and metrics tables (created after)."""
+    have = {c.name for c in database.get_columns(Source._meta.table_name)}
+    migrator = SchemaMigrator.from_database(database)
+    steps = [migrator.add_column(Source._meta.table_name, name, Source._meta.fields[name])
+             for name in ("feed_ttl", "fetch_url", "redirect_target", "redirect_count",
+                          "disabled_reason", "lease_owner", "lease_until") if name not in have]
+    migrate(*steps)
+
+
 # version -> function that upgrades a store from version-1 to version
-MIGRATIONS: dict[int, object] = {}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2}
 
 
 def schema_version() -> int:
@@ -277,14 +322,70 @@ def sync_sources(config: Config) -> dict[str, Source]:
             fields = _source_fields(sc, config)
             row = rows.get(sc.id)
             if row is None:
-                rows[sc.id] = Source.create(key=sc.id, **fields)
-            elif any(getattr(row, k) != v for k, v in fields.items()):
+                # Several collectors may start at once: the first insert wins, the rest re-read.
+                Source.insert(key=sc.id, created_at=utcnow(), **fields).on_conflict_ignore().execute()
+                rows[sc.id] = Source.get(Source.key == sc.id)
+                continue
+            if row.url != sc.url:
+                # The admin pointed the source somewhere new: forget redirects and a 410.
+                fields.update(fetch_url=None, redirect_target=None, redirect_count=0,
+                              disabled_reason=None, etag=None, last_modified=None, content_hash=None)
+            if any(getattr(row, k) != v for k, v in fields.items()):
                 Source.update(**fields).where(Source.id == row.id).execute()
                 rows[sc.id] = Source.get_by_id(row.id)
         for key, row in rows.items():
             if key not in wanted and row.enabled:
                 Source.update(enabled=False).where(Source.id == row.id).execute()
     return rows
+
+
+def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bool = True,
+                  keys: list[str] | None = None, limit: int = 1000) -> list[Source]:
+    """Lease enabled sources to ``owner`` so no other collector takes them meanwhile.
+
+    A source is claimable when it is enabled, not gone, (if ``only_due``) due,
+    and not leased, or leased by a collector whose lease has expired (it died).
+    PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so concurrent collectors
+    split the due sources without waiting on each other. SQLite: one UPDATE
+    under the database's write lock, which is just as atomic.
+    """
+    until = now + timedelta(seconds=lease_seconds)
+    cond = ((Source.enabled == True) & Source.disabled_reason.is_null()  # noqa: E712
+            & (Source.lease_until.is_null() | (Source.lease_until < now)))
+    if only_due:
+        cond &= Source.next_due_at.is_null() | (Source.next_due_at <= now)
+    if keys is not None:
+        cond &= Source.key.in_(keys)
+    candidates = Source.select(Source.id).where(cond).order_by(Source.next_due_at.asc(nulls="first"),
+                                                                Source.id).limit(limit)
+    with write_transaction():
+        if isinstance(db.obj, pw.PostgresqlDatabase):
+            candidates = candidates.for_update(nowait=False, of=Source, skip_locked=True)
+            ids = [r.id for r in candidates]
+            if not ids:
+                return []
+            Source.update(lease_owner=owner, lease_until=until).where(Source.id.in_(ids)).execute()
+        else:
+            ids = [r.id for r in candidates]
+            if not ids:
+                return []
+            Source.update(lease_owner=owner, lease_until=until).where(Source.id.in_(ids) & cond).execute()
+        return list(Source.select().where(Source.id.in_(ids), Source.lease_owner == owner,
+                                          Source.lease_until == until))
+
+
+def new_owner_id() -> str:
+    """A collector's identity for leases: host-independent and unique per process run."""
+    return f"collector-{uuid.uuid4().hex[:12]}"
+
+
+def bump_metrics(deltas: dict[tuple[str, str], float]) -> None:
+    """Add to shared counters (call inside the transaction that records what they count)."""
+    for (name, labels), delta in deltas.items():
+        (Metric.insert(name=name, labels=labels, value=delta)
+         .on_conflict(conflict_target=[Metric.name, Metric.labels],
+                      update={Metric.value: Metric.value + delta})
+         .execute())
 
 
 def _source_fields(sc: SourceConfig, config: Config) -> dict[str, object]:

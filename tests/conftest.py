@@ -70,11 +70,19 @@ def make_db_url(backend: str, folder: Path) -> tuple[str, PgSchema | None]:
     return schema.url, schema
 
 
-def write_config(folder: Path, db_url: str, sources: str | None = None, extra: str = "") -> Path:
-    """A config.toml in ``folder`` using the project's taxonomy, with ``sources`` (default: the samples)."""
+LOOPBACK = 'allow_networks = ["127.0.0.0/8", "::1"]\n'
+
+
+def write_config(folder: Path, db_url: str, sources: str | None = None, extra: str = "",
+                 collect: str = "") -> Path:
+    """A config.toml in ``folder`` using the project's taxonomy, with ``sources`` (default: the samples).
+
+    ``collect`` is TOML added to the [collect] table (e.g. LOOPBACK for tests that fetch from 127.0.0.1).
+    """
     base = (ROOT / "config.toml").read_text(encoding="utf-8")
     head, _, sample_sources = base.partition("# --- the bundled sample newsroom")
     head = head.replace('url = "sqlite:///var/feedhub.db"', f'url = "{db_url}"')
+    head = head.replace("[collect]\n", "[collect]\n" + collect, 1)
     if sources is None:
         sources = "# --- the bundled sample newsroom" + sample_sources
     if not (folder / "samples").exists():
@@ -100,9 +108,9 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def config_factory(tmp_path: Path, db_url: str):
-    """Build a Config in tmp_path: ``config_factory(sources_toml=None, extra="")``."""
-    def make(sources: str | None = None, extra: str = "") -> Config:
-        return load_config(write_config(tmp_path, db_url, sources, extra), environ={})
+    """Build a Config in tmp_path: ``config_factory(sources_toml=None, extra="", collect="")``."""
+    def make(sources: str | None = None, extra: str = "", collect: str = "") -> Config:
+        return load_config(write_config(tmp_path, db_url, sources, extra, collect), environ={})
     return make
 
 

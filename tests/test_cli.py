@@ -14,6 +14,8 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from aggregator import store
+
 from .conftest import ROOT, write_config
 
 FEEDHUB = [sys.executable, "-m", "web.cli"]
@@ -50,7 +52,7 @@ def test_init_collect_sources_on_a_fresh_store(tmp_path: Path, db_url: str):
     cfg = write_config(tmp_path, db_url)
     env = {"FEEDHUB_CONFIG": str(cfg)}
     init = feedhub("init", cwd=tmp_path, env=env)
-    assert init.returncode == 0 and "schema version 1, 7 sources" in init.stdout, init.stderr
+    assert init.returncode == 0 and f"schema version {store.SCHEMA_VERSION}, 7 sources" in init.stdout, init.stderr
     collect = feedhub("collect", cwd=tmp_path, env=env)
     assert collect.returncode == 0, collect.stderr
     assert "7 source(s): 152 new, 0 updated, 0 failed" in collect.stdout

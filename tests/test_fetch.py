@@ -14,7 +14,7 @@ from aggregator.config import CollectConfig
 from aggregator.errors import FetchError
 from aggregator.fetch import Fetcher
 
-from .conftest import SAMPLES
+from .conftest import LOOPBACK, SAMPLES
 
 RSS = (SAMPLES / "breaking.rss").read_bytes()
 
@@ -24,6 +24,8 @@ def source_toml(url: str, sid: str = "remote") -> str:
 
 
 def fetcher(**overrides) -> Fetcher:
+    """A fetcher allowed to reach the test's own server on loopback."""
+    overrides.setdefault("allow_networks", ("127.0.0.0/8", "::1/128"))
     return Fetcher(dataclasses.replace(CollectConfig(), **overrides))
 
 
@@ -38,7 +40,7 @@ def test_conditional_get_with_etag_and_last_modified(httpserver: HTTPServer, con
                         headers={"ETag": '"v1"', "Last-Modified": "Tue, 24 Nov 2026 18:00:00 GMT"})
 
     httpserver.expect_request("/feed.rss").respond_with_handler(handler)
-    cfg = config_factory(source_toml(httpserver.url_for("/feed.rss")))
+    cfg = config_factory(source_toml(httpserver.url_for("/feed.rss")), collect=LOOPBACK)
     store.init_db(cfg.database_url)
     first = Collector(cfg).collect()
     assert [(o.outcome, o.new, o.status) for o in first.outcomes] == [("ok", 15, 200)]
@@ -76,7 +78,7 @@ def test_declared_oversize_body_is_refused(httpserver: HTTPServer):
 
 def test_http_errors_are_reported_with_status(httpserver: HTTPServer, config_factory):
     httpserver.expect_request("/gone").respond_with_data("nope", status=404)
-    cfg = config_factory(source_toml(httpserver.url_for("/gone")))
+    cfg = config_factory(source_toml(httpserver.url_for("/gone")), collect=LOOPBACK)
     store.init_db(cfg.database_url)
     (outcome,) = Collector(cfg).collect().outcomes
     assert outcome.outcome == "error" and outcome.status == 404
@@ -118,7 +120,7 @@ def test_connection_refused_is_a_fetch_error():
 def test_html_challenge_page_is_a_parse_error_not_a_crash(httpserver: HTTPServer, config_factory):
     httpserver.expect_request("/feed").respond_with_data(
         "<!DOCTYPE html><html><title>Just a moment...</title></html>", content_type="text/html")
-    cfg = config_factory(source_toml(httpserver.url_for("/feed")))
+    cfg = config_factory(source_toml(httpserver.url_for("/feed")), collect=LOOPBACK)
     store.init_db(cfg.database_url)
     (outcome,) = Collector(cfg).collect().outcomes
     assert outcome.outcome == "error" and "got an HTML page, not a feed" in outcome.error

@@ -1,0 +1,182 @@
+"""CPU-bound work (parse + normalise) in a pool of processes with a wall-clock limit per job.
+
+Parsing hostile feeds can take unbounded time or memory; a job that overruns
+its limit gets its worker process killed and replaced, and the source records
+the failure, instead of the collector hanging. The standard library's
+ProcessPoolExecutor cannot kill one job, so the pool is ours: one pipe per
+worker, workers started on demand.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .config import SourceConfig
+from .errors import ParseError, SourceError
+from .model import Entry
+from .normalize import Context, normalize_feed
+from .parse import parse_feed
+
+
+@dataclass(frozen=True)
+class ParseJob:
+    body: bytes
+    url: str
+    content_type: str | None
+    source: SourceConfig
+    now: datetime
+
+
+@dataclass(frozen=True)
+class ParseOutput:
+    entries: list[Entry]
+    warnings: list[str]
+    title: str | None
+    link: str | None
+    ttl: int | None
+
+
+def parse_and_normalize(job: ParseJob, ctx: Context) -> ParseOutput:
+    """The work itself: bytes -> normalised entries (pure; runs in a worker process)."""
+    feed = parse_feed(job.body, job.url, job.content_type)
+    entries, warnings = normalize_feed(feed, job.source, ctx, job.now)
+    return ParseOutput(entries=entries, warnings=warnings, title=feed.title, link=feed.link, ttl=feed.ttl)
+
+
+DEFAULT_TARGET = "aggregator.work:parse_and_normalize"
+
+
+def _resolve(target: str) -> Callable[[ParseJob, Context], ParseOutput]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _worker_main(conn: Connection, ctx: Context, target: str) -> None:
+    work = _resolve(target)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            conn.send(("ok", work(job, ctx)))
+        except SourceError as e:
+            conn.send(("error", e.kind, str(e)))
+        except Exception as e:  # a parser bug on one feed is that feed's failure
+            conn.send(("error", "internal", f"{type(e).__name__}: {e}"))
+
+
+class _Worker:
+    def __init__(self, mp: Any, ctx: Context, target: str):
+        self.conn, child = mp.Pipe()
+        self.process = mp.Process(target=_worker_main, args=(child, ctx, target), daemon=True,
+                                  name="feedhub-parse")
+        self.process.start()
+        child.close()
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+class ParsePool:
+    """Runs ParseJobs in up to ``size`` worker processes, each job limited to ``timeout`` seconds."""
+
+    def __init__(self, ctx: Context, size: int = 0, timeout: float = 30.0, target: str = DEFAULT_TARGET):
+        self.ctx = ctx
+        self.size = size or os.cpu_count() or 1
+        self.timeout = timeout
+        self.target = target
+        # spawn, not fork: the collector has threads, and forking a threaded process is unsafe.
+        self._mp = multiprocessing.get_context("spawn")
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._finalizer = weakref.finalize(self, ParsePool._stop_all, self._all)
+
+    def run(self, job: ParseJob) -> ParseOutput:
+        """Run one job; ParseError if it fails, overruns its time or kills its worker."""
+        worker = self._acquire()
+        try:
+            worker.conn.send(job)
+            if not worker.conn.poll(self.timeout):
+                self._replace(worker)
+                worker = None
+                raise ParseError(f"parsing took longer than {self.timeout:g} s; the parser was stopped")
+            reply = worker.conn.recv()
+        except (EOFError, OSError) as e:
+            self._replace(worker)
+            worker = None
+            raise ParseError(f"the parser process died ({type(e).__name__}); the feed may be hostile") from e
+        finally:
+            if worker is not None:
+                self._idle.put(worker)
+        if reply[0] == "ok":
+            return reply[1]
+        _, kind, message = reply
+        error = ParseError(message)
+        error.kind = kind
+        raise error
+
+    def _acquire(self) -> _Worker:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("parse pool is closed")
+            if len(self._all) < self.size:
+                worker = _Worker(self._mp, self.ctx, self.target)
+                self._all.append(worker)
+                return worker
+        return self._idle.get()
+
+    def _replace(self, worker: _Worker) -> None:
+        """Kill a stuck or dead worker and put a fresh one in its place.
+
+        The replacement goes to the idle queue at once, so a thread waiting
+        there for a worker is never left waiting on one that no longer exists.
+        """
+        worker.stop(kill=True)
+        with self._lock:
+            if worker in self._all:
+                self._all.remove(worker)
+            if self._closed:
+                return
+            fresh = _Worker(self._mp, self.ctx, self.target)
+            self._all.append(fresh)
+        self._idle.put(fresh)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._finalizer()
+
+    @staticmethod
+    def _stop_all(workers: list[_Worker]) -> None:
+        for w in list(workers):
+            w.stop()
+        workers.clear()
