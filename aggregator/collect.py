@@ -244,7 +244,7 @@ class Collector:
         labels = f"outcome={outcome},kind={kind}" if kind else f"outcome={outcome}"
         deltas = {("fetches", labels): 1,
                   ("fetch_duration_bucket", f"le={bucket}"): 1,
-                  ("fetch_duration_sum", ""): duration, ("fetch_duration_count", ""): 1}
+                  ("fetch_duration_sum", ""): duration}
         if new:
             deltas[("entries", "kind=new")] = new
         if updated:

@@ -263,7 +263,9 @@ class Fetcher:
         chunks: list[bytes] = []
         total = 0
         try:
-            for chunk in resp.stream(_CHUNK, decode_content=True):
+            # read1 returns whatever has arrived, so the deadline is checked after every
+            # receive; stream() would wait for a whole chunk from a trickling server.
+            while chunk := resp.read1(_CHUNK, decode_content=True):
                 total += len(chunk)
                 if total > limit:
                     raise FetchError(f"{url} sent more than {limit} bytes (after decompression)",

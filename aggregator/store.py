@@ -262,14 +262,16 @@ def init_db(url: str) -> pw.Database:
     database = open_database(url)
     try:
         database.connect(reuse_if_open=True)
+        found = None
+        if MetaInfo.table_exists():
+            row = MetaInfo.get_or_none(MetaInfo.key == "schema_version")
+            found = int(row.value) if row else None
+        if found is not None and found != SCHEMA_VERSION:
+            _migrate(found, database)  # before create_tables: current indexes need current columns
         with write_transaction():
-            # Migrate first: creating the current indexes needs the current columns.
-            row = MetaInfo.get_or_none(MetaInfo.key == "schema_version") if MetaInfo.table_exists() else None
-            if row is not None:
-                _migrate(int(row.value), database)
             database.create_tables(MODELS, safe=True)
-            if row is None:
-                MetaInfo.create(key="schema_version", value=str(SCHEMA_VERSION))
+            if found is None:
+                MetaInfo.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
     except pw.PeeweeException as e:
         raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
     except Exception as e:
@@ -280,13 +282,30 @@ def init_db(url: str) -> pw.Database:
 
 
 def _migrate(found: int, database: pw.Database) -> None:
-    """Bring a store at schema ``found`` up to SCHEMA_VERSION, one step at a time."""
+    """Bring a store at schema ``found`` up to SCHEMA_VERSION, one step per transaction.
+
+    SQLite cannot add a NOT NULL column in place, so the migrator rebuilds the
+    table (copy, drop, rename); with foreign keys enforced, dropping the old
+    ``source`` table would cascade-delete every entry. Enforcement is switched
+    off for the migration (SQLite only allows that outside a transaction), and
+    the result is checked with foreign_key_check before it is switched back on.
+    """
     if found > SCHEMA_VERSION:
         raise StoreError(f"the store has schema version {found}, newer than this feedhub "
                          f"({SCHEMA_VERSION}); upgrade feedhub")
-    for version in range(found + 1, SCHEMA_VERSION + 1):
-        MIGRATIONS[version](database)
-        MetaInfo.update(value=str(version)).where(MetaInfo.key == "schema_version").execute()
+    sqlite = isinstance(database, pw.SqliteDatabase)
+    if sqlite:
+        database.pragma("foreign_keys", 0)
+    try:
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            with write_transaction():
+                MIGRATIONS[version](database)
+                if sqlite and database.execute_sql("PRAGMA foreign_key_check").fetchall():
+                    raise StoreError(f"migrating to schema {version} broke foreign keys; nothing was changed")
+                MetaInfo.update(value=str(version)).where(MetaInfo.key == "schema_version").execute()
+    finally:
+        if sqlite:
+            database.pragma("foreign_keys", 1)
 
 
 def _to_v2(database: pw.Database) -> None:

@@ -7,6 +7,7 @@ Each PostgreSQL test gets a fresh schema, selected through search_path.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -82,6 +83,9 @@ def write_config(folder: Path, db_url: str, sources: str | None = None, extra: s
     base = (ROOT / "config.toml").read_text(encoding="utf-8")
     head, _, sample_sources = base.partition("# --- the bundled sample newsroom")
     head = head.replace('url = "sqlite:///var/feedhub.db"', f'url = "{db_url}"')
+    for line in collect.splitlines():  # an override replaces the file's own value
+        key = line.split("=", 1)[0].strip()
+        head = re.sub(rf"(?m)^{re.escape(key)}\s*=.*\n", "", head)
     head = head.replace("[collect]\n", "[collect]\n" + collect, 1)
     if sources is None:
         sources = "# --- the bundled sample newsroom" + sample_sources

@@ -7,6 +7,7 @@ from aggregator import store
 from aggregator.config import Config
 
 from .errors import register_error_handlers
+from .metrics import metrics
 from .public import public
 
 
@@ -27,5 +28,6 @@ def create_app(config: Config) -> Flask:
             database.close()
 
     app.register_blueprint(public)
+    app.register_blueprint(metrics)
     register_error_handlers(app)
     return app

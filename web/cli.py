@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TextIO
 from datetime import datetime
 
 from aggregator import store
@@ -77,9 +78,54 @@ def cmd_init(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_outcome(o: SourceOutcome) -> None:
-    detail = o.error if o.outcome == "error" else f"{o.new} new, {o.updated} updated"
-    print(f"  {o.source:<24} {o.outcome:<13} {detail}", flush=True)
+class Progress:
+    """A live one-line progress bar on a terminal; one plain line per source otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.total = self.done = self.new = self.updated = self.failed = 0
+
+    def claimed(self, total: int) -> None:
+        self.total = total
+        self._draw()
+
+    def update(self, o: SourceOutcome) -> None:
+        self.done += 1
+        self.new += o.new
+        self.updated += o.updated
+        self.failed += o.outcome == "error"
+        if self.tty:
+            self._draw()
+        else:
+            detail = o.error if o.outcome == "error" else f"{o.new} new, {o.updated} updated"
+            print(f"  {o.source:<24} {o.outcome:<13} {detail}", file=self.stream, flush=True)
+
+    def _draw(self) -> None:
+        if not self.tty:
+            return
+        filled = int(self.WIDTH * self.done / self.total) if self.total else self.WIDTH
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} sources  {self.new} new  "
+                          f"{self.updated} updated  {self.failed} failed")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def summary_table(summary: CollectSummary) -> str:
+    """Per-source results of one collect run, then the totals."""
+    header = ("SOURCE", "OUTCOME", "NEW", "UPDATED", "HTTP", "MS", "ERROR")
+    rows = [header] + [(o.source, o.outcome, str(o.new), str(o.updated), str(o.status or "-"),
+                        str(o.duration_ms), o.error or "") for o in summary.outcomes]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join([*lines, _summary_line(summary)])
 
 
 def _summary_line(summary: CollectSummary) -> str:
@@ -94,16 +140,19 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
         if sid not in known:
             print(f"feedhub: unknown source {sid!r}; sources: {', '.join(sorted(known))}", file=sys.stderr)
             return 2
-    collector = Collector(config)
-    if args.loop:
-        stop = threading.Event()
-        try:
-            collector.run_forever(stop, progress=_print_outcome)
-        except KeyboardInterrupt:
-            stop.set()
-        return 0
-    summary = collector.collect(source_ids=args.source, progress=_print_outcome)
-    print(_summary_line(summary))
+    with Collector(config) as collector:
+        if args.loop:
+            stop = threading.Event()
+            try:
+                collector.run_forever(stop)  # logs one line per cycle
+            except KeyboardInterrupt:
+                stop.set()
+            return 0
+        progress = Progress()
+        summary = collector.collect(source_ids=args.source, progress=progress.update,
+                                    on_claimed=progress.claimed)
+        progress.finish()
+    print(summary_table(summary))
     # Exit non-zero only when nothing worked: one broken source is news for the health table.
     return 1 if summary.outcomes and len(summary.failed) == len(summary.outcomes) else 0
 
@@ -126,8 +175,10 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     store.init_db(config.database_url)
     collector = Collector(config)
-    summary = collector.collect(progress=_print_outcome)
-    print(_summary_line(summary), flush=True)
+    progress = Progress()
+    summary = collector.collect(progress=progress.update, on_claimed=progress.claimed)
+    progress.finish()
+    print(summary_table(summary), flush=True)
     stop = threading.Event()
     # The first collect is done; from here sources are polled when they fall due.
     thread = threading.Thread(target=collector.run_forever, args=(stop,), name="collector", daemon=True)
@@ -137,12 +188,15 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     finally:
         stop.set()
         thread.join(timeout=10)
+        collector.close()
     return 0
 
 
 def _health(row: store.Source) -> str:
     if not row.enabled:
         return "disabled"
+    if row.disabled_reason:
+        return "gone"
     if row.last_fetched_at is None:
         return "never"
     return "failing" if row.consecutive_failures else "ok"
@@ -163,6 +217,7 @@ def cmd_sources(config: Config, args: argparse.Namespace) -> int:
             "last_success_at": _iso(r.last_success_at), "last_status": r.last_status,
             "last_error": r.last_error, "consecutive_failures": r.consecutive_failures,
             "next_due_at": _iso(r.next_due_at), "entries_seen": r.entries_seen,
+            "fetch_url": r.fetch_url or r.url, "disabled_reason": r.disabled_reason,
             "entries_stored": r.entries.count(),
         } for r in rows]
         print(json.dumps(data, ensure_ascii=False, indent=2))
