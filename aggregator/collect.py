@@ -100,21 +100,27 @@ class Collector:
         """
         store.sync_sources(self.config)
         configured = {s.id: s for s in self.config.sources if s.enabled}
-        keys = [k for k in (source_ids if source_ids is not None else configured) if k in configured]
-        claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
-                                      only_due=only_due, keys=keys) if keys else []
-        if on_claimed:
-            on_claimed(len(claimed))
+        remaining = [k for k in (source_ids if source_ids is not None else configured) if k in configured]
         summary = CollectSummary()
-        if not claimed:
-            return summary
-        workers = min(self.config.collect.workers, len(claimed))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect") as threads:
-            jobs = [(row, configured[row.key]) for row in claimed]
-            for outcome in threads.map(lambda job: self._in_thread(*job), jobs):
-                summary.outcomes.append(outcome)
-                if progress:
-                    progress(outcome)
+        # Claim a batch sized to this collector's threads at a time, so that several
+        # collectors on one store share the due sources instead of one taking them all.
+        batch = self.config.collect.workers * 2
+        with ThreadPoolExecutor(max_workers=self.config.collect.workers,
+                                thread_name_prefix="collect") as threads:
+            while remaining:
+                claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
+                                              only_due=only_due, keys=remaining, limit=batch)
+                if on_claimed:
+                    on_claimed(len(claimed))
+                if not claimed:
+                    break
+                done = {row.key for row in claimed}
+                remaining = [k for k in remaining if k not in done]
+                jobs = [(row, configured[row.key]) for row in claimed]
+                for outcome in threads.map(lambda job: self._in_thread(*job), jobs):
+                    summary.outcomes.append(outcome)
+                    if progress:
+                        progress(outcome)
         return summary
 
     def _in_thread(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:

@@ -49,6 +49,11 @@ class FeedServer:
         self.delay = delay
         self.etags = etags
         self.hits: Counter[str] = Counter()
+        #: requests being handled now, and the most at once. A request counts from its
+        #: arrival until just before its answer is sent: a window strictly inside the
+        #: client's own fetch, so max_active never overstates the client's concurrency.
+        self.active = 0
+        self.max_active = 0
         self._lock = threading.Lock()
         server = self
 
@@ -56,9 +61,13 @@ class FeedServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 with server._lock:
                     server.hits[self.path] += 1
+                    server.active += 1
+                    server.max_active = max(server.max_active, server.active)
                 body = server.bodies.get(self.path)
                 if server.delay:
                     threading.Event().wait(server.delay)
+                with server._lock:
+                    server.active -= 1
                 if body is None:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")

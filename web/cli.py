@@ -88,8 +88,9 @@ class Progress:
         self.tty = self.stream.isatty()
         self.total = self.done = self.new = self.updated = self.failed = 0
 
-    def claimed(self, total: int) -> None:
-        self.total = total
+    def claimed(self, count: int) -> None:
+        """Sources are claimed in batches: the total grows as each batch is taken."""
+        self.total += count
         self._draw()
 
     def update(self, o: SourceOutcome) -> None:
