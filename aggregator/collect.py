@@ -48,6 +48,28 @@ class SourceOutcome:
 
 
 @dataclass
+class _Record:
+    """Everything one fetch writes about its source: health fields, a log row, metric increments."""
+
+    row: store.Source
+    fields: dict[str, object]
+    log: tuple[dict[str, object], dict[tuple[str, str], float]]
+    #: (collector, result, when) when permanent redirects must be counted at write time
+    redirect: tuple["Collector", FetchResult, datetime] | None = None
+
+    def write(self, keep: int) -> None:
+        """Write inside the caller's transaction."""
+        if self.redirect is not None:
+            collector, result, when = self.redirect
+            self.fields.update(collector._redirect_fields(self.row, result, when))
+        store.Source.update(**self.fields).where(store.Source.id == self.row.id).execute()
+        log_row, deltas = self.log
+        store.FetchLog.insert(**log_row).execute()
+        store.trim_fetch_log(self.row, keep)
+        store.bump_metrics(deltas)
+
+
+@dataclass
 class CollectSummary:
     outcomes: list[SourceOutcome] = field(default_factory=list)
 
@@ -80,6 +102,13 @@ class Collector:
         self._hosts: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(config.collect.per_host))
         self._hosts_lock = threading.Lock()
+        # Records of cheap outcomes (304, unchanged body) wait here and are written a
+        # batch at a time: one transaction per batch instead of one per source.
+        self._pending: list[_Record] = []
+        self._pending_lock = threading.Lock()
+        # Threads live as long as the collector, each keeping its own store connection,
+        # instead of opening one (and re-running SQLite's pragmas) for every fetch.
+        self._threads = ThreadPoolExecutor(max_workers=config.collect.workers, thread_name_prefix="collect")
 
     def __enter__(self) -> "Collector":
         return self
@@ -88,6 +117,7 @@ class Collector:
         self.close()
 
     def close(self) -> None:
+        self._threads.shutdown(wait=True)
         self.pool.close()
         self.fetcher.close()
 
@@ -105,28 +135,38 @@ class Collector:
         # Claim a batch sized to this collector's threads at a time, so that several
         # collectors on one store share the due sources instead of one taking them all.
         batch = self.config.collect.workers * 2
-        with ThreadPoolExecutor(max_workers=self.config.collect.workers,
-                                thread_name_prefix="collect") as threads:
-            while remaining:
-                claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
-                                              only_due=only_due, keys=remaining, limit=batch)
-                if on_claimed:
-                    on_claimed(len(claimed))
-                if not claimed:
-                    break
-                done = {row.key for row in claimed}
-                remaining = [k for k in remaining if k not in done]
-                jobs = [(row, configured[row.key]) for row in claimed]
-                for outcome in threads.map(lambda job: self._in_thread(*job), jobs):
-                    summary.outcomes.append(outcome)
-                    if progress:
-                        progress(outcome)
+        while remaining:
+            claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
+                                          only_due=only_due, keys=remaining, limit=batch)
+            if on_claimed:
+                on_claimed(len(claimed))
+            if not claimed:
+                break
+            done = {row.key for row in claimed}
+            remaining = [k for k in remaining if k not in done]
+            jobs = [(row, configured[row.key]) for row in claimed]
+            outcomes = list(self._threads.map(lambda job: self._in_thread(*job), jobs))
+            self._flush()
+            for outcome in outcomes:
+                summary.outcomes.append(outcome)
+                if progress:
+                    progress(outcome)
         return summary
 
+    def _flush(self) -> None:
+        """Write the deferred records of a batch in one transaction."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        with store.write_transaction():
+            for rec in pending:
+                rec.write(self.config.collect.fetch_log_keep)
+
     def _in_thread(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:
-        # peewee keeps one connection per thread; open and close it around the work.
-        with store.db.connection_context():
-            return self.collect_source(row, sc)
+        # peewee keeps one connection per thread; this thread's stays open for the next source.
+        store.db.connect(reuse_if_open=True)
+        return self.collect_source(row, sc)
 
     @contextmanager
     def _host_slot(self, url: str) -> Iterator[None]:
@@ -147,11 +187,11 @@ class Collector:
                 result = self.fetcher.fetch(url, local_path=sc.local_path, etag=row.etag,
                                             last_modified=row.last_modified)
             if result.not_modified:
-                return self._record(row, started, t0, "not-modified", result)
+                return self._record(row, started, t0, "not-modified", result, defer=True)
             assert result.body is not None
             digest = hashlib.sha256(result.body).hexdigest()
             if digest == row.content_hash:
-                return self._record(row, started, t0, "unchanged", result)
+                return self._record(row, started, t0, "unchanged", result, defer=True)
             output = self.pool.run(ParseJob(body=result.body, url=result.url,
                                             content_type=result.headers.get("Content-Type"),
                                             source=sc, now=started))
@@ -193,8 +233,11 @@ class Collector:
 
     def _record(self, row: store.Source, started: datetime, t0: float, outcome: str,
                 result: FetchResult, new: int = 0, updated: int = 0,
-                extra: dict[str, object] | None = None) -> SourceOutcome:
-        """Record a successful fetch on the source (validators, health, schedule, log, metrics)."""
+                extra: dict[str, object] | None = None, defer: bool = False) -> SourceOutcome:
+        """Record a successful fetch on the source (validators, health, schedule, log, metrics).
+
+        ``defer`` leaves the writing to the end of the batch (see _flush).
+        """
         cfg = self.config.collect
         duration = time.monotonic() - t0
         extra = extra or {}
@@ -209,11 +252,15 @@ class Collector:
             next_due_at=started + timedelta(seconds=schedule.jittered(interval, cfg)),
             etag=result.etag, last_modified=result.last_modified, lease_owner=None, lease_until=None,
             **extra)
-        with store.write_transaction():
-            fields.update(self._redirect_fields(row, result, started))
-            store.Source.update(**fields).where(store.Source.id == row.id).execute()
-            self._log(row, started, duration, result.status, outcome, len(result.body or b""),
-                      new, updated, None, None)
+        record = _Record(row, fields, self._log_row(row, started, duration, result.status, outcome,
+                                                    len(result.body or b""), new, updated, None, None),
+                         redirect=(self, result, started))
+        if defer and not result.permanent_redirect and not row.redirect_target:
+            with self._pending_lock:
+                self._pending.append(record)
+        else:
+            with store.write_transaction():
+                record.write(cfg.fetch_log_keep)
         return SourceOutcome(row.key, outcome, new, updated, result.status, None, int(duration * 1000))
 
     def _record_failure(self, row: store.Source, started: datetime, t0: float, error: SourceError,
@@ -234,28 +281,28 @@ class Collector:
             fields["disabled_reason"] = str(error)
             fields["next_due_at"] = None
         with store.write_transaction():
-            store.Source.update(**fields).where(store.Source.id == row.id).execute()
-            self._log(row, started, duration, status, "error", 0, 0, 0, error.kind, str(error))
+            _Record(row, fields, self._log_row(row, started, duration, status, "error", 0, 0, 0,
+                                               error.kind, str(error))).write(cfg.fetch_log_keep)
         return SourceOutcome(row.key, "error", 0, 0, status, str(error), int(duration * 1000), error.kind)
 
-    def _log(self, row: store.Source, started: datetime, duration: float, status: int | None,
-             outcome: str, size: int, new: int, updated: int, kind: str | None,
-             message: str | None) -> None:
-        store.FetchLog.create(source=row, started_at=started, duration_ms=int(duration * 1000),
-                              status=status, outcome=outcome, bytes=size, entries_new=new,
-                              entries_updated=updated, error_kind=kind, error=message)
-        store.trim_fetch_log(row, self.config.collect.fetch_log_keep)
+    @staticmethod
+    def _log_row(row: store.Source, started: datetime, duration: float, status: int | None,
+                 outcome: str, size: int, new: int, updated: int, kind: str | None,
+                 message: str | None) -> tuple[dict[str, object], dict[tuple[str, str], float]]:
+        """The fetch-log row and the metric increments for one fetch."""
+        log_row = dict(source=row.id, started_at=started, duration_ms=int(duration * 1000), status=status,
+                       outcome=outcome, bytes=size, entries_new=new, entries_updated=updated,
+                       error_kind=kind, error=message)
         bucket = DURATION_BUCKETS[bisect.bisect_left(DURATION_BUCKETS, duration)] \
             if duration <= DURATION_BUCKETS[-1] else "+Inf"
         labels = f"outcome={outcome},kind={kind}" if kind else f"outcome={outcome}"
-        deltas = {("fetches", labels): 1,
-                  ("fetch_duration_bucket", f"le={bucket}"): 1,
+        deltas = {("fetches", labels): 1, ("fetch_duration_bucket", f"le={bucket}"): 1,
                   ("fetch_duration_sum", ""): duration}
         if new:
             deltas[("entries", "kind=new")] = new
         if updated:
             deltas[("entries", "kind=updated")] = updated
-        store.bump_metrics(deltas)
+        return log_row, deltas
 
     def _recent_dates(self, row: store.Source) -> list[datetime]:
         E = store.Entry

@@ -55,6 +55,16 @@ class Context:
     editions: dict[str, Edition]
     id_authority: str
     breaking_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: slug of a section's / region's title -> its slug ("arts-culture" for "Arts & Culture"),
+    #: computed once here rather than for every category of every entry
+    section_by_title: dict[str, str] = field(default_factory=dict)
+    region_by_title: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.section_by_title:
+            self.section_by_title.update({slugify(s.title): slug for slug, s in self.taxonomy.sections.items()})
+        if not self.region_by_title:
+            self.region_by_title.update({slugify(t): slug for slug, t in self.taxonomy.regions.items()})
 
     @classmethod
     def from_config(cls, config: Config) -> "Context":
@@ -303,8 +313,7 @@ def classify(raw: RawEntry, source: SourceConfig, ctx: Context) -> tuple[str | N
     files the entry there; every other category is a tag.
     """
     tax = ctx.taxonomy
-    by_title = {slugify(s.title): slug for slug, s in tax.sections.items()}
-    region_by_title = {slugify(t): slug for slug, t in tax.regions.items()}
+    by_title, region_by_title = ctx.section_by_title, ctx.region_by_title
     section: str | None = None
     regions: list[str] = []
     tags: list[Tag] = []

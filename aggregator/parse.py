@@ -43,8 +43,10 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None) 
     if content_type:
         headers["content-type"] = content_type
     try:
+        # Sanitising and resolving URLs inside bodies is normalisation's job (nh3 with
+        # the entry's base), so feedparser skips both: they were a fifth of its time.
         parsed = feedparser.parse(io.BytesIO(body), response_headers=headers,
-                                  sanitize_html=False, resolve_relative_uris=True)
+                                  sanitize_html=False, resolve_relative_uris=False)
     except Exception as e:  # feedparser is tolerant; anything raised here is a real blow-up
         raise ParseError(f"the feed parser failed: {type(e).__name__}: {e}") from e
     version = parsed.get("version") or ""

@@ -217,7 +217,9 @@ def open_database(url: str) -> pw.Database:
         path = url[len("sqlite:///"):]
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        database: pw.Database = pw.SqliteDatabase(path, pragmas={
+        import sqlite3
+
+        database: pw.Database = pw.SqliteDatabase(path, returning_clause=sqlite3.sqlite_version_info >= (3, 35), pragmas={
             # WAL lets the web layer read while a collector writes.
             "journal_mode": "wal",
             "foreign_keys": 1,
@@ -435,6 +437,8 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime) 
                                        for e in reversed(entries) for a in e.authors})
     tags = _ensure_slugged(Tag, {t.slug: {"name": t.name} for e in reversed(entries) for t in e.tags})
     new = updated = unchanged = 0
+    written: list[tuple[int, model.Entry]] = []
+    fresh: list[tuple[dict[str, object], model.Entry]] = []
     for e in entries:
         fields = dict(public_id=e.public_id, title=e.title, link=e.link, language=e.language,
                       edition=e.edition, summary=e.summary, content=e.content, section=e.section,
@@ -443,37 +447,56 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime) 
                       fingerprint=e.fingerprint, stored_at=now)
         found = existing.get(e.guid)
         if found is None:
-            entry_id = Entry.insert(source=source, guid=e.guid, first_seen=now, **fields).execute()
+            fresh.append(({"source": source, "guid": e.guid, "first_seen": now, **fields}, e))
             new += 1
         elif found[1] == e.fingerprint:
             unchanged += 1
-            continue
         else:
-            entry_id = found[0]
-            Entry.update(**fields).where(Entry.id == entry_id).execute()
-            for child in (EntryAuthor, EntryTag, EntryRegion, Media):
-                child.delete().where(child.entry == entry_id).execute()
+            if e.date_missing:
+                # A dateless entry keeps the first-seen time it was published under.
+                fields.pop("published")
+            Entry.update(**fields).where(Entry.id == found[0]).execute()
+            written.append((found[0], e))
             updated += 1
-        _insert_children(entry_id, e, authors, tags)
+    written += _insert_entries(fresh)
+    replaced = [entry_id for entry_id, e in written if e.guid in existing]
+    if replaced:
+        for child in (EntryAuthor, EntryTag, EntryRegion, Media):
+            child.delete().where(child.entry.in_(replaced)).execute()
+    _insert_children(written, authors, tags)
     return SaveResult(new=new, updated=updated, unchanged=unchanged)
 
 
-def _insert_children(entry_id: int, e: model.Entry, authors: dict[str, int],
+def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[tuple[int, model.Entry]]:
+    """Insert new entries in batches, getting their ids back (RETURNING where the database has it)."""
+    out: list[tuple[int, model.Entry]] = []
+    if not db.obj.returning_clause:
+        return [(Entry.insert(**row).execute(), e) for row, e in fresh]
+    for chunk in pw.chunked(fresh, 40):  # 18 columns each: well under SQLite's parameter limit
+        by_guid = {e.guid: e for _, e in chunk}
+        cursor = Entry.insert_many([row for row, _ in chunk]).returning(Entry.id, Entry.guid).execute()
+        out += [(row.id, by_guid[row.guid]) for row in cursor]
+    return out
+
+
+def _insert_children(written: list[tuple[int, model.Entry]], authors: dict[str, int],
                      tags: dict[str, int]) -> None:
-    if e.authors:
-        EntryAuthor.insert_many([{"entry": entry_id, "author": authors[a.slug], "position": i}
-                                 for i, a in enumerate(e.authors)]).execute()
-    if e.tags:
-        EntryTag.insert_many([{"entry": entry_id, "tag": tags[t.slug], "position": i}
-                              for i, t in enumerate(e.tags)]).execute()
-    if e.regions:
-        EntryRegion.insert_many([{"entry": entry_id, "region": r} for r in e.regions]).execute()
-    if e.media:
-        Media.insert_many([{
-            "entry": entry_id, "position": i, "kind": m.kind, "url": m.url, "type": m.type,
-            "length": m.length, "width": m.width, "height": m.height, "duration": m.duration,
-            "caption": m.caption, "credit": m.credit, "lead": m.lead,
-        } for i, m in enumerate(e.media)]).execute()
+    """Authors, tags, regions and media of every written entry: one batched insert per table."""
+    rows: dict[type[BaseModel], list[dict[str, object]]] = {EntryAuthor: [], EntryTag: [],
+                                                            EntryRegion: [], Media: []}
+    for entry_id, e in written:
+        rows[EntryAuthor] += [{"entry": entry_id, "author": authors[a.slug], "position": i}
+                              for i, a in enumerate(e.authors)]
+        rows[EntryTag] += [{"entry": entry_id, "tag": tags[t.slug], "position": i}
+                           for i, t in enumerate(e.tags)]
+        rows[EntryRegion] += [{"entry": entry_id, "region": r} for r in e.regions]
+        rows[Media] += [{"entry": entry_id, "position": i, "kind": m.kind, "url": m.url, "type": m.type,
+                         "length": m.length, "width": m.width, "height": m.height, "duration": m.duration,
+                         "caption": m.caption, "credit": m.credit, "lead": m.lead}
+                        for i, m in enumerate(e.media)]
+    for table, batch in rows.items():
+        for chunk in pw.chunked(batch, 200):  # stays under SQLite's bound-parameter limit
+            table.insert_many(chunk).execute()
 
 
 def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]) -> dict[str, int]:
@@ -497,7 +520,7 @@ def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]
 
 def trim_fetch_log(source: Source, keep: int) -> None:
     """Keep only the newest ``keep`` fetch-log rows of a source (the log stays bounded)."""
+    # One statement: the subquery is NULL (nothing deleted) while the log is short.
     cutoff = (FetchLog.select(FetchLog.id).where(FetchLog.source == source)
-              .order_by(FetchLog.id.desc()).offset(keep).limit(1).scalar())
-    if cutoff is not None:
-        FetchLog.delete().where((FetchLog.source == source) & (FetchLog.id <= cutoff)).execute()
+              .order_by(FetchLog.id.desc()).offset(keep).limit(1))
+    FetchLog.delete().where((FetchLog.source == source) & (FetchLog.id <= cutoff)).execute()

@@ -144,6 +144,17 @@ def test_normalize_entry_classifies_and_cleans():
     assert e.published == datetime(2026, 11, 20, 10)
 
 
+def test_relative_links_in_bodies_resolve_against_the_feeds_location():
+    from aggregator.parse import parse_feed
+
+    from .test_parse import RSS_20
+
+    feed = parse_feed(RSS_20, url="https://c.example.org/feed.rss")
+    e = normalize_entry(feed.entries[0], feed, CONFIG.source("cms-news"), CTX, NOW)
+    assert e.content == '<p>Body <a href="https://c.example.org/more" rel="noopener noreferrer">more</a></p>'
+    assert e.link == "https://c.example.org/4"
+
+
 def test_source_defaults_and_edition_from_language():
     source = CONFIG.source("meridian-wire")
     e = normalize_entry(_entry(language="es"), RawFeed(format="rss10"), source, CTX, NOW)
