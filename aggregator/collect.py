@@ -8,6 +8,7 @@ source is fetched twice at once, and a dead collector's lease simply expires.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -45,6 +46,8 @@ class SourceOutcome:
     error: str | None = None
     duration_ms: int = 0
     error_kind: str | None = None
+    #: feeds whose content this fetch changed
+    topics: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -85,6 +88,11 @@ class CollectSummary:
     def failed(self) -> list[SourceOutcome]:
         return [o for o in self.outcomes if o.outcome == "error"]
 
+    @property
+    def topics(self) -> set[str]:
+        """Every feed whose content changed in this run."""
+        return set().union(*(o.topics for o in self.outcomes))
+
 
 class Collector:
     """Collects configured sources into the store bound to ``store.db``."""
@@ -97,6 +105,7 @@ class Collector:
         self.fetcher = fetcher or Fetcher(config.collect)
         self.clock = clock
         self.owner = owner or store.new_owner_id()
+        self.parents = {slug: sec.parent for slug, sec in config.taxonomy.sections.items() if sec.parent}
         self.pool = ParsePool(self.ctx, size=config.collect.parse_workers,
                               timeout=config.collect.parse_timeout, target=parse_target)
         self._hosts: dict[str, threading.BoundedSemaphore] = defaultdict(
@@ -200,11 +209,12 @@ class Collector:
             # Entries and the source's new validators and hash commit together, so a
             # crash leaves either both or neither: never entries re-fetched as "unchanged".
             with store.write_transaction():
-                saved = store.save_entries(row, output.entries, started)
-                return self._record(row, started, t0, "ok", result, new=saved.new, updated=saved.updated,
-                                    extra=dict(content_hash=digest, entries_seen=len(output.entries),
-                                               feed_title=plain_text(output.title) or None,
-                                               feed_link=canonical_link(output.link), feed_ttl=output.ttl))
+                saved = store.save_entries(row, output.entries, started, self.parents)
+                outcome = self._record(row, started, t0, "ok", result, new=saved.new, updated=saved.updated,
+                                       extra=dict(content_hash=digest, entries_seen=len(output.entries),
+                                                  feed_title=plain_text(output.title) or None,
+                                                  feed_link=canonical_link(output.link), feed_ttl=output.ttl))
+                return dataclasses.replace(outcome, topics=saved.topics)
         except SourceError as e:
             log.warning("%s: %s", sc.id, e)
             status = getattr(e, "status", None) or (result.status if result else None)

@@ -20,7 +20,7 @@ from . import model
 from .config import Config, SourceConfig
 from .errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 db = pw.DatabaseProxy()
 
@@ -197,9 +197,21 @@ class Metric(BaseModel):
         indexes = ((("name", "labels"), True),)
 
 
+class Topic(BaseModel):
+    """A public feed's change counter ("en:section:politics"), bumped with the entries it holds.
+
+    The render cache is valid while a feed's revision is unchanged, and the
+    WebSub hub is told about exactly the topics a collect bumped.
+    """
+
+    key = pw.CharField(primary_key=True, max_length=300)
+    revision = pw.BigIntegerField(default=0)
+    changed_at = pw.DateTimeField()
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, Media, FetchLog,
-    SourceUrlHistory, Metric)
+    SourceUrlHistory, Metric, Topic)
 
 
 # --- opening and creating ------------------------------------------------------
@@ -320,8 +332,12 @@ def _to_v2(database: pw.Database) -> None:
     migrate(*steps)
 
 
+def _to_v3(database: pw.Database) -> None:
+    """v3: the topic table (created with the other missing tables after migrating)."""
+
+
 # version -> function that upgrades a store from version-1 to version
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3}
 
 
 def schema_version() -> int:
@@ -422,14 +438,70 @@ class SaveResult:
     new: int
     updated: int
     unchanged: int
+    #: the feeds whose content changed (see Topic), already bumped
+    topics: frozenset[str] = frozenset()
 
 
-def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime) -> SaveResult:
+def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags: Iterable[str],
+                 authors: Iterable[str], breaking: bool, parents: dict[str, str]) -> set[str]:
+    """Every public feed that holds an entry so classified (``parents``: subsection -> section)."""
+    keys = {f"{edition}:latest"}
+    if breaking:
+        keys.add(f"{edition}:breaking")
+    if section:
+        keys.add(f"{edition}:section:{section}")
+        if section in parents:
+            keys.add(f"{edition}:section:{parents[section]}")
+    keys.update(f"{edition}:region:{r}" for r in regions)
+    keys.update(f"{edition}:tag:{t}" for t in tags)
+    keys.update(f"{edition}:author:{a}" for a in authors)
+    return keys
+
+
+def bump_topics(keys: Iterable[str], now: datetime) -> None:
+    """Add one to each topic's revision (inside the transaction that changed its entries)."""
+    for key in sorted(set(keys)):  # a fixed order, so concurrent writers never deadlock
+        (Topic.insert(key=key, revision=1, changed_at=now)
+         .on_conflict(conflict_target=[Topic.key],
+                      update={Topic.revision: Topic.revision + 1, Topic.changed_at: now})
+         .execute())
+
+
+def topic_revision(key: str) -> int:
+    """The topic's current revision (0 for a feed nothing has changed yet)."""
+    return Topic.select(Topic.revision).where(Topic.key == key).scalar() or 0
+
+
+def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
+    """The topics of entries as they are stored now (before an update or a retraction)."""
+    if not entry_ids:
+        return set()
+    keys: set[str] = set()
+    regions: dict[int, list[str]] = {}
+    tags: dict[int, list[str]] = {}
+    authors: dict[int, list[str]] = {}
+    for r in EntryRegion.select().where(EntryRegion.entry.in_(entry_ids)):
+        regions.setdefault(r.entry_id, []).append(r.region)
+    for t in EntryTag.select(EntryTag.entry, Tag.slug).join(Tag).where(EntryTag.entry.in_(entry_ids)):
+        tags.setdefault(t.entry_id, []).append(t.tag.slug)
+    for a in (EntryAuthor.select(EntryAuthor.entry, Author.slug).join(Author)
+              .where(EntryAuthor.entry.in_(entry_ids))):
+        authors.setdefault(a.entry_id, []).append(a.author.slug)
+    for e in Entry.select(Entry.id, Entry.edition, Entry.section, Entry.breaking).where(Entry.id.in_(entry_ids)):
+        keys |= entry_topics(e.edition, e.section, regions.get(e.id, ()), tags.get(e.id, ()),
+                             authors.get(e.id, ()), e.breaking, parents)
+    return keys
+
+
+def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
+                 parents: dict[str, str] | None = None) -> SaveResult:
     """Upsert a source's entries; an entry whose fingerprint is unchanged is not written.
 
     Call inside a transaction: the caller commits entries and the source's new
-    validators together.
+    validators together. The topics of every written entry (as it was and as it
+    is now) are bumped in the same transaction.
     """
+    parents = parents or {}
     entries = list(entries)
     existing = {row.guid: (row.id, row.fingerprint) for row in
                 Entry.select(Entry.id, Entry.guid, Entry.fingerprint).where(Entry.source == source)}
@@ -439,6 +511,11 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime) 
     new = updated = unchanged = 0
     written: list[tuple[int, model.Entry]] = []
     fresh: list[tuple[dict[str, object], model.Entry]] = []
+    # Feeds that held an entry before it changed (it may have left a section or tag)
+    # are read before anything is written.
+    changing = [existing[e.guid][0] for e in entries
+                if e.guid in existing and existing[e.guid][1] != e.fingerprint]
+    topics = stored_topics(changing, parents)
     for e in entries:
         fields = dict(public_id=e.public_id, title=e.title, link=e.link, language=e.language,
                       edition=e.edition, summary=e.summary, content=e.content, section=e.section,
@@ -464,7 +541,11 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime) 
         for child in (EntryAuthor, EntryTag, EntryRegion, Media):
             child.delete().where(child.entry.in_(replaced)).execute()
     _insert_children(written, authors, tags)
-    return SaveResult(new=new, updated=updated, unchanged=unchanged)
+    for _, e in written:
+        topics |= entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
+                               [a.slug for a in e.authors], e.breaking, parents)
+    bump_topics(topics, now)
+    return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics))
 
 
 def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[tuple[int, model.Entry]]:

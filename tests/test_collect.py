@@ -215,3 +215,30 @@ def test_background_collector_survives_the_web_app_starting(collected: Config, c
     assert not loop.is_alive()
     assert "collect cycle failed" not in caplog.text
     assert store.Source.select().where(store.Source.last_error.is_null(False)).count() == 0
+
+
+def test_topics_count_changes_of_exactly_the_feeds_that_changed(config_factory, tmp_path: Path):
+    cfg = config_factory()
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        first = c.collect(source_ids=["cms-spanish"])
+    topics = first.topics
+    assert {"es:latest", "es:breaking", "es:section:news", "es:section:politics", "es:region:latin-america",
+            "es:tag:cafe-societe", "es:author:lucia-ferrer"} <= topics
+    assert not any(t.startswith("en:") for t in topics)
+    assert store.topic_revision("es:section:politics") == 1
+    # Move one story from politics to sports: both sections (and their parent) change, nothing else.
+    feed = tmp_path / "samples" / "spanish-edition.rss"
+    text = feed.read_text(encoding="utf-8")
+    old = "<category>politics</category><category>latin-america</category><category>Transporte</category>"
+    assert old in text
+    feed.write_text(text.replace(old, old.replace("politics", "sports")), encoding="utf-8")
+    with Collector(cfg) as c:
+        second = c.collect(source_ids=["cms-spanish"])
+    assert second.updated == 1
+    assert {"es:section:politics", "es:section:sports", "es:section:news", "es:latest"} <= second.topics
+    assert "es:section:economy" not in second.topics
+    assert store.topic_revision("es:section:politics") == 2
+    assert store.topic_revision("es:section:economy") == 1
+    with Collector(cfg) as c:
+        assert c.collect(source_ids=["cms-spanish"]).topics == set()  # unchanged: nothing bumped

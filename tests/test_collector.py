@@ -354,7 +354,7 @@ def test_migration_from_schema_1(config: Config):
     migrate(*[migrator.drop_column("source", name) for name in
               ("feed_ttl", "fetch_url", "redirect_target", "redirect_count", "disabled_reason",
                "lease_owner", "lease_until")])
-    database.drop_tables([store.SourceUrlHistory, store.Metric])
+    database.drop_tables([store.SourceUrlHistory, store.Metric, store.Topic])
     assert store.Entry.select().count() == counts["Entry"]
     if sqlite:
         database.pragma("foreign_keys", 1)
@@ -362,13 +362,14 @@ def test_migration_from_schema_1(config: Config):
     database.close()
     store.db.initialize(None)  # as a fresh process would see it
     store.init_db(config.database_url)
-    assert store.schema_version() == 2
+    assert store.schema_version() == store.SCHEMA_VERSION
     # the upgrade rebuilt `source` on SQLite without cascading into entries and their children
     assert {m.__name__: m.select().count() for m in (store.Entry, store.EntryTag, store.EntryAuthor,
                                                       store.Media)} == counts
     assert store.Entry.select().join(store.Source).count() == counts["Entry"]
     row = source_row("cms-spanish")
     assert row.lease_owner is None and row.redirect_count == 0 and store.Metric.table_exists()
+    assert store.Topic.table_exists()
 
 
 def test_feedserver_bodies_are_valid_feeds():
