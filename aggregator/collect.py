@@ -99,12 +99,14 @@ class Collector:
 
     def __init__(self, config: Config, fetcher: Fetcher | None = None,
                  clock: Callable[[], datetime] = store.utcnow, parse_target: str = DEFAULT_TARGET,
-                 owner: str | None = None):
+                 owner: str | None = None, on_topics: Callable[[set[str]], None] | None = None):
         self.config = config
         self.ctx = Context.from_config(config)
         self.fetcher = fetcher or Fetcher(config.collect)
         self.clock = clock
         self.owner = owner or store.new_owner_id()
+        #: told which feeds each run changed (the WebSub publisher); must not block
+        self.on_topics = on_topics
         self.parents = {slug: sec.parent for slug, sec in config.taxonomy.sections.items() if sec.parent}
         self.pool = ParsePool(self.ctx, size=config.collect.parse_workers,
                               timeout=config.collect.parse_timeout, target=parse_target)
@@ -160,6 +162,8 @@ class Collector:
                 summary.outcomes.append(outcome)
                 if progress:
                     progress(outcome)
+        if self.on_topics and summary.topics:
+            self.on_topics(summary.topics)
         return summary
 
     def _flush(self) -> None:
@@ -210,11 +214,12 @@ class Collector:
             # crash leaves either both or neither: never entries re-fetched as "unchanged".
             with store.write_transaction():
                 saved = store.save_entries(row, output.entries, started, self.parents)
+                topics = set(saved.topics) | self._retract_deleted(row, output.deleted, started)
                 outcome = self._record(row, started, t0, "ok", result, new=saved.new, updated=saved.updated,
                                        extra=dict(content_hash=digest, entries_seen=len(output.entries),
                                                   feed_title=plain_text(output.title) or None,
                                                   feed_link=canonical_link(output.link), feed_ttl=output.ttl))
-                return dataclasses.replace(outcome, topics=saved.topics)
+                return dataclasses.replace(outcome, topics=frozenset(topics))
         except SourceError as e:
             log.warning("%s: %s", sc.id, e)
             status = getattr(e, "status", None) or (result.status if result else None)
@@ -224,6 +229,16 @@ class Collector:
             error = SourceError(f"{type(e).__name__}: {e}")
             error.kind = "internal"
             return self._record_failure(row, started, t0, error, result.status if result else None)
+
+    def _retract_deleted(self, row: store.Source, deleted: list[tuple[str, str | None]],
+                         when: datetime) -> set[str]:
+        """Entries the source deleted (Atom tombstones) become our tombstones too."""
+        topics: set[str] = set()
+        for ref, comment in deleted:
+            ids = [e.id for e in store.Entry.select(store.Entry.id)
+                   .where(store.Entry.source == row, store.Entry.guid == ref)]
+            topics |= store.retract(ids, when, comment or f"deleted by {row.name}", self.parents)
+        return topics
 
     # --- recording ------------------------------------------------------------------
 

@@ -102,6 +102,8 @@ class SiteConfig:
     #: cache lifetime announced to pollers (seconds) for ordinary feeds and the ticker
     feed_max_age: int = 300
     breaking_max_age: int = 30
+    #: how long a retracted entry stays in Atom feeds as a tombstone
+    tombstone_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,18 @@ class CollectConfig:
 
 
 @dataclass(frozen=True)
+class WebSubConfig:
+    """WebSub publishing: the hubs to ping when feeds change."""
+
+    hubs: tuple[str, ...] = ()
+    #: topic URLs per ping request, attempts per ping, and the first retry delay (doubling)
+    batch: int = 50
+    attempts: int = 4
+    retry_delay: float = 2.0
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration; passed explicitly, never global."""
 
@@ -150,6 +164,7 @@ class Config:
     editions: dict[str, Edition]
     taxonomy: Taxonomy
     sources: tuple[SourceConfig, ...]
+    websub: WebSubConfig = field(default_factory=WebSubConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with that id (KeyError if none)."""
@@ -260,7 +275,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
     top = c.table(raw, "", {
         "database": (dict, {}), "server": (dict, {}), "site": (dict, {}), "collect": (dict, {}),
         "editions": (dict, _REQUIRED), "sections": (dict, _REQUIRED), "regions": (dict, {}),
-        "sources": (list, []),
+        "sources": (list, []), "websub": (dict, {}),
     })
 
     db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
@@ -286,7 +301,11 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
         "title": (str, SiteConfig.title), "link": (str, SiteConfig.link),
         "description": (str, SiteConfig.description), "id_authority": (str, SiteConfig.id_authority),
         "rights": (str, ""), "default_edition": (str, "en"),
-        "feed_max_age": (int, SiteConfig.feed_max_age), "breaking_max_age": (int, SiteConfig.breaking_max_age)})
+        "feed_max_age": (int, SiteConfig.feed_max_age), "breaking_max_age": (int, SiteConfig.breaking_max_age),
+        "tombstone_days": (int, SiteConfig.tombstone_days)})
+    for key in ("feed_max_age", "breaking_max_age", "tombstone_days"):
+        if site_raw[key] is not None and site_raw[key] < 1:
+            c.problem(f"site.{key}", f"must be a positive integer, got {site_raw[key]}")
     if editions and site_raw["default_edition"] not in editions:
         c.problem("site.default_edition", f"unknown edition {site_raw['default_edition']!r}; "
                   + _one_of(site_raw["default_edition"], editions))
@@ -331,13 +350,38 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
     col["samples_dir"] = (base / col["samples_dir"]).resolve()
     collect = CollectConfig(**col)
 
+    websub = _websub(top["websub"], server, c)
     taxonomy = _taxonomy(top["sections"], top["regions"], c)
     sources = _sources(top["sources"], c, base, collect.samples_dir, editions, taxonomy)
 
     if c.problems:
         raise ConfigError(str(path), c.problems)
     return Config(path=path, database_url=db_url, server=server, site=site, collect=collect,
-                  editions=editions, taxonomy=taxonomy, sources=sources)
+                  editions=editions, taxonomy=taxonomy, sources=sources, websub=websub)
+
+
+def _websub(raw: dict[str, Any], server: ServerConfig, c: _Checker) -> WebSubConfig:
+    d = WebSubConfig()
+    w = c.table(raw, "websub", {"hubs": (list, []), "batch": (int, d.batch), "attempts": (int, d.attempts),
+                                "retry_delay": (float, d.retry_delay), "timeout": (float, d.timeout)})
+    hubs = []
+    for i, hub in enumerate(w["hubs"] or []):
+        parts = urlsplit(hub) if isinstance(hub, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            c.problem(f"websub.hubs[{i}]", f"must be a hub's http(s) URL, got {hub!r}")
+            continue
+        hubs.append(hub)
+    if hubs and not server.base_url:
+        # Topic URLs must be the public feed URLs, and a collector has no request to learn them from.
+        c.problem("websub.hubs", "publishing to a hub needs server.base_url, the feeds' public URL prefix")
+    for key in ("batch", "attempts"):
+        if w[key] is not None and w[key] < 1:
+            c.problem(f"websub.{key}", f"must be a positive integer, got {w[key]}")
+    for key in ("retry_delay", "timeout"):
+        if w[key] is not None and w[key] <= 0:
+            c.problem(f"websub.{key}", "must be a positive number of seconds")
+    return WebSubConfig(hubs=tuple(hubs), batch=w["batch"], attempts=w["attempts"],
+                        retry_delay=w["retry_delay"], timeout=w["timeout"])
 
 
 def _allow_networks(values: list[Any], c: _Checker) -> tuple[str, ...]:

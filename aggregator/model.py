@@ -73,6 +73,8 @@ class RawFeed:
     ttl: int | None = None
     entries: list[RawEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: ids the source says it deleted (Atom tombstones, RFC 6721): (ref, comment)
+    deleted: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None) 
                   ttl=_int(feed.get("ttl")))
     if parsed.get("bozo"):
         out.warnings.append(f"feed is not well-formed, read leniently: {parsed.get('bozo_exception')}")
+    out.deleted = _tombstones(body)
     media_by_entry = _media_from_xml(body, len(parsed.entries))
     for i, e in enumerate(parsed.entries):
         out.entries.append(_entry_from_feedparser(e, media_by_entry[i] if media_by_entry else None))
@@ -179,6 +180,34 @@ def _media_from_xml(body: bytes, expected: int) -> list[list[RawMedia]] | None:
     return [_item_media(item) for item in items]
 
 
+_TOMBSTONES = "http://purl.org/atompub/tombstones/1.0"
+
+
+def _tombstones(body: bytes) -> list[tuple[str, str | None]]:
+    """at:deleted-entry refs (and comments) of an Atom feed; feedparser ignores them."""
+    if _TOMBSTONES.encode() not in body:
+        return []
+    try:
+        root = etree.fromstring(body, parser=_SAFE_XML)
+    except (etree.XMLSyntaxError, ValueError):
+        return []
+    if root is None:
+        return []
+    out = []
+    for el in root.iter(f"{{{_TOMBSTONES}}}deleted-entry"):
+        ref = (el.get("ref") or "").strip()
+        if ref:
+            out.append((ref, _text(el.find(f"{{{_TOMBSTONES}}}comment"))))
+    return out
+
+
+def _text(el: etree._Element | None) -> str | None:
+    if el is None:
+        return None
+    text = "".join(el.itertext()).strip()
+    return text or None
+
+
 def _item_media(item: etree._Element) -> list[RawMedia]:
     out: list[RawMedia] = []
     item_desc = _mrss_text(item, "description")
@@ -201,11 +230,7 @@ def _item_media(item: etree._Element) -> list[RawMedia]:
 
 
 def _mrss_text(el: etree._Element, name: str) -> str | None:
-    child = el.find(f"{{{_MRSS}}}{name}")
-    if child is None:
-        return None
-    text = "".join(child.itertext()).strip()
-    return text or None
+    return _text(el.find(f"{{{_MRSS}}}{name}"))
 
 
 def _detail_lang(detail: Any) -> str | None:

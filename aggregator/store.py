@@ -102,6 +102,9 @@ class Entry(BaseModel):
     first_seen = pw.DateTimeField(default=utcnow)
     stored_at = pw.DateTimeField(default=utcnow)  # last time the store wrote this row
     fingerprint = pw.CharField(max_length=64)
+    # a retraction is published (Atom tombstone), never silently dropped
+    retracted_at = pw.DateTimeField(null=True)
+    retraction_reason = pw.TextField(null=True)
 
     class Meta:
         indexes = (
@@ -333,7 +336,11 @@ def _to_v2(database: pw.Database) -> None:
 
 
 def _to_v3(database: pw.Database) -> None:
-    """v3: the topic table (created with the other missing tables after migrating)."""
+    """v3: retractions on entries; the topic table (created with the other missing tables)."""
+    have = {c.name for c in database.get_columns(Entry._meta.table_name)}
+    migrator = SchemaMigrator.from_database(database)
+    migrate(*[migrator.add_column(Entry._meta.table_name, name, Entry._meta.fields[name])
+              for name in ("retracted_at", "retraction_reason") if name not in have])
 
 
 # version -> function that upgrades a store from version-1 to version
@@ -597,6 +604,18 @@ def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]
         table.insert_many(missing).on_conflict_ignore().execute()
         ids = lookup()
     return ids
+
+
+def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str, str]) -> set[str]:
+    """Mark entries retracted (they become tombstones) and bump the feeds that held them."""
+    ids = [i for i in entry_ids if i is not None]
+    live = [e.id for e in Entry.select(Entry.id).where(Entry.id.in_(ids), Entry.retracted_at.is_null())]
+    if not live:
+        return set()
+    topics = stored_topics(live, parents)
+    Entry.update(retracted_at=when, retraction_reason=reason, stored_at=when).where(Entry.id.in_(live)).execute()
+    bump_topics(topics, when)
+    return topics
 
 
 def trim_fetch_log(source: Source, keep: int) -> None:

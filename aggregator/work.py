@@ -15,7 +15,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
@@ -43,13 +43,16 @@ class ParseOutput:
     title: str | None
     link: str | None
     ttl: int | None
+    #: guids the source says it deleted, with its comment
+    deleted: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 def parse_and_normalize(job: ParseJob, ctx: Context) -> ParseOutput:
     """The work itself: bytes -> normalised entries (pure; runs in a worker process)."""
     feed = parse_feed(job.body, job.url, job.content_type)
     entries, warnings = normalize_feed(feed, job.source, ctx, job.now)
-    return ParseOutput(entries=entries, warnings=warnings, title=feed.title, link=feed.link, ttl=feed.ttl)
+    return ParseOutput(entries=entries, warnings=warnings, title=feed.title, link=feed.link, ttl=feed.ttl,
+                       deleted=feed.deleted)
 
 
 DEFAULT_TARGET = "aggregator.work:parse_and_normalize"

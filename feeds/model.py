@@ -56,6 +56,15 @@ class FeedItem:
 
 
 @dataclass(frozen=True)
+class Tombstone:
+    """A retracted entry, published as an Atom at:deleted-entry (RFC 6721)."""
+
+    id: str
+    when: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class FeedDoc:
     """A whole feed, ready for any of the three formats."""
 
@@ -73,3 +82,10 @@ class FeedDoc:
     #: other formats of the same feed: format -> URL
     alternates: dict[str, str] = field(default_factory=dict)
     direction: str = "ltr"
+    #: WebSub hubs that push this feed
+    hubs: tuple[str, ...] = ()
+    #: RFC 5005 paging (absolute URLs in this feed's format)
+    first_url: str | None = None
+    next_url: str | None = None
+    previous_url: str | None = None
+    tombstones: tuple[Tombstone, ...] = ()

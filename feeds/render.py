@@ -29,6 +29,7 @@ from .model import FeedDoc, FeedItem
 ATOM_NS = "http://www.w3.org/2005/Atom"
 DC_NS = "http://purl.org/dc/elements/1.1/"
 MRSS_NS = "http://search.yahoo.com/mrss/"
+TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 GENERATOR = ("feedhub", "0.1", "https://news.example.org/feedhub")
 
@@ -54,10 +55,36 @@ def render(doc: FeedDoc, fmt: str) -> bytes:
 # --- feedgen-based RSS and Atom ------------------------------------------------------
 
 class _Namespaces(BaseExtension):
-    """Feed-level part: declares our namespaces once on the root element."""
+    """Feed-level part: our namespaces on the root; paging and hub links in RSS; tombstones in Atom."""
+
+    doc: FeedDoc
 
     def extend_ns(self) -> dict[str, str]:
-        return {"dc": DC_NS, "media": MRSS_NS}
+        return {"dc": DC_NS, "media": MRSS_NS, "at": TOMBSTONE_NS}
+
+    def extend_rss(self, rss: etree._Element) -> etree._Element:
+        # feedgen writes only the self link into RSS; the others go in as atom:link too.
+        channel = rss.find("channel")
+        for rel, href in _feed_links(self.doc):
+            etree.SubElement(channel, f"{{{ATOM_NS}}}link", rel=rel, href=href)
+        return rss
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        for t in self.doc.tombstones:
+            gone = etree.SubElement(feed, f"{{{TOMBSTONE_NS}}}deleted-entry", ref=t.id,
+                                    when=t.when.isoformat())
+            if t.reason:
+                _sub(gone, f"{{{TOMBSTONE_NS}}}comment", t.reason)
+        return feed
+
+
+def _feed_links(doc: FeedDoc) -> list[tuple[str, str]]:
+    """RFC 5005 paging links and WebSub hubs, in the order feeds usually give them."""
+    links = [("hub", hub) for hub in doc.hubs]
+    for rel, href in (("first", doc.first_url), ("previous", doc.previous_url), ("next", doc.next_url)):
+        if href:
+            links.append((rel, href))
+    return links
 
 
 class _ItemExtras(BaseEntryExtension):
@@ -158,11 +185,15 @@ def _media(el: etree._Element, item: FeedItem) -> None:
 def _generator(doc: FeedDoc, fmt: str) -> FeedGenerator:
     fg = FeedGenerator()
     fg.register_extension("feedhub", _Namespaces, _ItemExtras)
+    fg.feedhub.doc = doc
     fg.id(doc.id)
     fg.title(xml_safe(doc.title))
     fg.description(xml_safe(doc.description))
     fg.link(href=doc.self_url, rel="self",
             type="application/rss+xml" if fmt == "rss" else "application/atom+xml")
+    if fmt == "atom":  # for RSS the feed-level extension writes these
+        for rel, href in _feed_links(doc):
+            fg.link(href=href, rel=rel)
     # feedgen takes RSS's channel <link> from the last link given: the home page.
     fg.link(href=doc.home_url, rel="alternate", type="text/html")
     fg.language(doc.language)
@@ -272,4 +303,8 @@ def render_json(doc: FeedDoc) -> bytes:
         "authors": [{"name": doc.author_name}],
         "items": [json_item(i) for i in doc.items],
     }
+    if doc.hubs:
+        feed["hubs"] = [{"type": "WebSub", "url": hub} for hub in doc.hubs]
+    if doc.next_url:
+        feed["next_url"] = doc.next_url
     return json.dumps(feed, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

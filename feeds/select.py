@@ -1,9 +1,11 @@
 """Which entries a feed holds: validated feed requests -> FeedDoc, read from the store."""
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote, urlencode
 
 import peewee as pw
@@ -13,13 +15,39 @@ from aggregator.config import Config
 from aggregator.errors import BadRequest, NotFound
 from aggregator.model import Author, Media
 
-from .model import FeedDoc, FeedItem, SourceRef, Term
+from .model import FeedDoc, FeedItem, SourceRef, Term, Tombstone
 
 FEED_KINDS = ("latest", "section", "region", "tag", "author", "breaking")
-FILTERS = ("section", "region", "tag")
+FILTERS = ("section", "region", "tag", "author", "q", "since")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_QUERY = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a feed: the entry at (published, id) and every older one.
+
+    Defined by the entry, not by an offset, so a page stays the same while
+    new entries arrive at the top.
+    """
+
+    published: datetime  # naive UTC, as stored
+    entry_id: int
+
+    def encode(self) -> str:
+        raw = f"{self.published.strftime('%Y%m%dT%H%M%S')}.{self.entry_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "Cursor":
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+            stamp, _, ident = raw.partition(".")
+            return cls(datetime.strptime(stamp, "%Y%m%dT%H%M%S"), int(ident))
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise BadRequest(f"page: {text!r} is not a page of this feed; follow the feed's next link") from None
 
 
 @dataclass(frozen=True)
@@ -30,21 +58,30 @@ class FeedRequest:
     edition: str
     slug: str | None = None
     limit: int = DEFAULT_LIMIT
-    #: intersecting filters from the query string: name -> slug
+    #: intersecting filters from the query string, in FILTERS order: (name, value)
     filters: tuple[tuple[str, str], ...] = field(default=())
     #: the edition served at the root (its feeds have no /<edition> prefix)
     default_edition: str = "en"
+    #: the page: this entry and older ones; None for the first page
+    page: Cursor | None = None
 
     @property
     def path(self) -> str:
         """The feed's path without format suffix, e.g. ``/ar/feeds/section/politics``."""
         return feed_path(self.kind, self.slug, self.edition, self.default_edition)
 
-    def query_string(self) -> str:
+    @property
+    def topic(self) -> str:
+        """The change counter this feed's content depends on (see store.Topic)."""
+        return f"{self.edition}:{self.kind}" + (f":{self.slug}" if self.slug else "")
+
+    def query_string(self, page: Cursor | None = None) -> str:
         """The canonical query string of non-default parameters (sorted, stable)."""
         params = sorted(self.filters)
         if self.limit != DEFAULT_LIMIT:
             params.append(("limit", str(self.limit)))
+        if page is not None:
+            params.append(("page", page.encode()))
         return urlencode(params)
 
 
@@ -54,6 +91,23 @@ def feed_path(kind: str, slug: str | None, edition: str, default_edition: str) -
     if kind in ("latest", "breaking"):
         return f"{prefix}/feeds/{kind}"
     return f"{prefix}/feeds/{kind}/{quote(slug or '', safe='')}"
+
+
+def topic_path(topic: str, default_edition: str) -> str:
+    """The feed path of a topic key such as ``ar:section:politics``."""
+    edition, kind, *rest = topic.split(":", 2)
+    return feed_path(kind, rest[0] if rest else None, edition, default_edition)
+
+
+def _since(raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"since must be an RFC 3339 date or time such as 2026-11-24 or "
+                         f"2026-11-24T18:00:00Z, got {raw!r}") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def parse_request(config: Config, kind: str, slug: str | None, edition: str | None,
@@ -92,38 +146,91 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
                              f"{', '.join(sorted(tax.regions))}")
         if name == "tag" and store.Tag.get_or_none(store.Tag.slug == value) is None:
             raise BadRequest(f"tag filter: unknown tag {value!r}")
+        if name == "author" and store.Author.get_or_none(store.Author.slug == value) is None:
+            raise BadRequest(f"author filter: unknown author {value!r}")
+        if name == "q":
+            value = " ".join(value.split())
+            if not 1 <= len(value) <= MAX_QUERY:
+                raise BadRequest(f"q must be 1 to {MAX_QUERY} characters of text to search for")
+        if name == "since":
+            value = _since(value).strftime("%Y-%m-%dT%H:%M:%SZ")  # canonical: one cache key per instant
         filters.append((name, value))
+    page = Cursor.decode(args["page"]) if args.get("page") else None
     return FeedRequest(kind=kind, edition=edition, slug=slug if kind not in ("latest", "breaking") else None,
-                       limit=limit, filters=tuple(filters), default_edition=default)
+                       limit=limit, filters=tuple(filters), default_edition=default, page=page)
+
+
+def _contains(field: pw.Field, text: str) -> pw.Node:
+    """Case-insensitive substring match with LIKE's wildcards escaped."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    op = "LIKE" if isinstance(store.db.obj, pw.SqliteDatabase) else "ILIKE"
+    return pw.NodeList((field, pw.SQL(op), f"%{escaped}%", pw.SQL("ESCAPE '\\'")))
 
 
 def _conditions(req: FeedRequest, config: Config) -> list[pw.Expression]:
+    """What the feed holds (its kind and filters), retracted entries included."""
     E = store.Entry
     conds: list[pw.Expression] = [E.edition == req.edition]
     wanted = [(req.kind, req.slug)] if req.slug else []
     if req.kind == "breaking":
         conds.append(E.breaking == True)  # noqa: E712 (peewee expression)
-    for kind, slug in wanted + list(req.filters):
+    for kind, value in wanted + list(req.filters):
         if kind == "section":
-            conds.append(E.section.in_(config.taxonomy.section_family(slug)))
+            conds.append(E.section.in_(config.taxonomy.section_family(value)))
         elif kind == "region":
             conds.append(E.id.in_(store.EntryRegion.select(store.EntryRegion.entry)
-                                  .where(store.EntryRegion.region == slug)))
+                                  .where(store.EntryRegion.region == value)))
         elif kind == "tag":
             conds.append(E.id.in_(store.EntryTag.select(store.EntryTag.entry).join(store.Tag)
-                                  .where(store.Tag.slug == slug)))
+                                  .where(store.Tag.slug == value)))
         elif kind == "author":
             conds.append(E.id.in_(store.EntryAuthor.select(store.EntryAuthor.entry).join(store.Author)
-                                  .where(store.Author.slug == slug)))
+                                  .where(store.Author.slug == value)))
+        elif kind == "q":
+            conds.append(_contains(E.title, value) | _contains(E.summary, value))
+        elif kind == "since":
+            conds.append(E.updated >= _since(value))
     return conds
 
 
-def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
-    """The feed's entries, newest first, with authors, terms and media loaded in batches."""
+@dataclass
+class Page:
+    """One page of a feed: its rows, and where the neighbouring pages start."""
+
+    rows: list[store.Entry]
+    next: Cursor | None
+    previous: Cursor | None
+    has_previous: bool
+
+
+def select_page(req: FeedRequest, config: Config) -> Page:
+    """The page's live entries, newest first (one extra row tells whether a next page exists)."""
     E = store.Entry
-    rows = list(E.select(E, store.Source).join(store.Source)
-                .where(*_conditions(req, config))
-                .order_by(E.published.desc(), E.id.desc()).limit(req.limit))
+    conds = _conditions(req, config) + [E.retracted_at.is_null()]
+    here = list(conds)
+    if req.page:
+        p = req.page
+        here.append((E.published < p.published) | ((E.published == p.published) & (E.id <= p.entry_id)))
+    rows = list(E.select(E, store.Source).join(store.Source).where(*here)
+                .order_by(E.published.desc(), E.id.desc()).limit(req.limit + 1))
+    nxt = Cursor(rows[req.limit].published, rows[req.limit].id) if len(rows) > req.limit else None
+    rows = rows[:req.limit]
+    previous, has_previous = None, False
+    if req.page and rows:
+        first = rows[0]
+        newer = list(E.select(E.id, E.published)
+                     .where(*conds, (E.published > first.published)
+                            | ((E.published == first.published) & (E.id > first.id)))
+                     .order_by(E.published.asc(), E.id.asc()).limit(req.limit))
+        has_previous = bool(newer)
+        # A full page of newer entries starts at the newest of them; fewer means page one.
+        if len(newer) == req.limit:
+            previous = Cursor(newer[-1].published, newer[-1].id)
+    return Page(rows=rows, next=nxt, previous=previous, has_previous=has_previous)
+
+
+def load_items(rows: list[store.Entry], req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
+    """Entries with authors, terms and media loaded in batches (four queries, not four per entry)."""
     ids = [r.id for r in rows]
     if not ids:
         return []
@@ -146,6 +253,21 @@ def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedIt
                                        caption=m.caption, credit=m.credit, lead=m.lead))
     return [_item(r, authors[r.id], tags[r.id], regions[r.id], media[r.id], config, base_url, req)
             for r in rows]
+
+
+def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
+    """The feed's entries on the requested page, newest first."""
+    return load_items(select_page(req, config).rows, req, config, base_url)
+
+
+def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
+    """Entries of this feed retracted within the configured period (for Atom's at:deleted-entry)."""
+    E = store.Entry
+    window = store.utcnow() - timedelta(days=config.site.tombstone_days)
+    rows = (E.select(E.public_id, E.retracted_at, E.retraction_reason)
+            .where(*_conditions(req, config), E.retracted_at >= window)
+            .order_by(E.retracted_at.desc(), E.id.desc()).limit(MAX_LIMIT))
+    return [Tombstone(id=r.public_id, when=_aware(r.retracted_at), reason=r.retraction_reason) for r in rows]
 
 
 def _item(row: store.Entry, authors: list[Author], tags: list[tuple[str, str]], regions: list[str],
@@ -175,6 +297,8 @@ def _item(row: store.Entry, authors: list[Author], tags: list[tuple[str, str]], 
 
 
 def _aware(dt: datetime) -> datetime:
+    if isinstance(dt, str):  # SQLite aggregates come back as text
+        dt = datetime.fromisoformat(dt)
     return dt.replace(tzinfo=timezone.utc)
 
 
@@ -204,26 +328,30 @@ def feed_title(req: FeedRequest, config: Config) -> str:
 
 
 def newest_change(req: FeedRequest, config: Config) -> datetime:
-    """The feed's date: its newest entry change; for an empty feed, the newest in its edition."""
+    """The feed's date when a page is empty: the newest change of the feed, else of its edition."""
     E = store.Entry
     newest = E.select(pw.fn.MAX(E.updated)).where(*_conditions(req, config)).scalar()
     if newest is None:
         newest = E.select(pw.fn.MAX(E.updated)).where(E.edition == req.edition).scalar()
-    if isinstance(newest, str):  # SQLite aggregate results come back as text
-        newest = datetime.fromisoformat(newest)
     return _aware(newest) if newest else EPOCH
 
 
 def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
                formats: dict[str, str]) -> FeedDoc:
-    """Select a feed's entries and describe the feed; ``formats`` maps format -> file suffix."""
-    items = select_items(req, config, base_url)
-    qs = req.query_string()
-    alternates = {f: f"{base_url}{req.path}.{suffix}" + (f"?{qs}" if qs else "")
-                  for f, suffix in formats.items()}
+    """Select a feed's page and describe the feed; ``formats`` maps format -> file suffix."""
+    page = select_page(req, config)
+    items = load_items(page.rows, req, config, base_url)
+    tombstones = select_tombstones(req, config) if fmt == "atom" and req.page is None else []
+
+    def url(f: str, cursor: Cursor | None = None, first: bool = False) -> str:
+        qs = req.query_string(None if first else cursor)
+        return f"{base_url}{req.path}.{formats[f]}" + (f"?{qs}" if qs else "")
+
+    alternates = {f: url(f, req.page) for f in formats}
     edition = config.editions[req.edition]
-    updated = max((i.updated for i in items), default=None) or newest_change(req, config)
-    feed_key = req.path.lstrip("/") + (f"?{qs}" if qs else "")
+    changes = [i.updated for i in items] + [t.when for t in tombstones]
+    updated = max(changes) if changes else newest_change(req, config)
+    feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
     max_age = config.site.breaking_max_age if req.kind == "breaking" else config.site.feed_max_age
     return FeedDoc(
         id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),
@@ -231,4 +359,9 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
         self_url=alternates[fmt], home_url=config.site.link, language=edition.language,
         updated=updated, items=tuple(items), rights=config.site.rights,
         ttl_minutes=max(1, max_age // 60), author_name=config.site.title, alternates=alternates,
-        direction=edition.direction)
+        direction=edition.direction, hubs=config.websub.hubs,
+        first_url=url(fmt, first=True) if req.page else None,
+        next_url=url(fmt, page.next) if page.next else None,
+        previous_url=(url(fmt, page.previous) if page.previous else url(fmt, first=True))
+        if page.has_previous else None,
+        tombstones=tuple(tombstones))

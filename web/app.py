@@ -6,6 +6,7 @@ from flask import Flask
 from aggregator import store
 from aggregator.config import Config
 
+from .cache import RenderCache
 from .errors import register_error_handlers
 from .metrics import metrics
 from .public import public
@@ -27,6 +28,7 @@ def create_app(config: Config) -> Flask:
         if not database.is_closed():
             database.close()
 
+    app.extensions["feedhub.cache"] = RenderCache()
     app.register_blueprint(public)
     app.register_blueprint(metrics)
     register_error_handlers(app)

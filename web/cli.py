@@ -19,6 +19,8 @@ from aggregator.collect import Collector, CollectSummary, SourceOutcome
 from aggregator.config import Config, config_path_from_env, load_config
 from aggregator.errors import ConfigError, FeedhubError, StoreError
 
+from .websub import HubPublisher
+
 log = logging.getLogger("feedhub")
 
 
@@ -44,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The main job: collect once, then poll in the background while serving.")
     r.add_argument("--host", help="address to bind (default from config: server.host)")
     r.add_argument("--port", type=int, help="port (default from config: server.port)")
+    ret = sub.add_parser("retract", help="retract an entry: a tombstone in Atom, gone from RSS and JSON",
+                         description="Retract an entry by its id, guid or link. It is published as an "
+                                     "Atom tombstone (RFC 6721) and dropped from RSS and JSON Feed.")
+    ret.add_argument("entry", help="the entry's public id, its guid at the source, or its link")
+    ret.add_argument("--reason", default="retracted by the newsroom", help="the tombstone's comment")
     src = sub.add_parser("sources", help="show every source and its health",
                          description="A table of sources with their health.")
     src.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -141,18 +148,21 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
         if sid not in known:
             print(f"feedhub: unknown source {sid!r}; sources: {', '.join(sorted(known))}", file=sys.stderr)
             return 2
-    with Collector(config) as collector:
+    publisher = HubPublisher(config)
+    with Collector(config, on_topics=publisher.publish) as collector:
         if args.loop:
             stop = threading.Event()
             try:
                 collector.run_forever(stop)  # logs one line per cycle
             except KeyboardInterrupt:
                 stop.set()
+            publisher.close()
             return 0
         progress = Progress()
         summary = collector.collect(source_ids=args.source, progress=progress.update,
                                     on_claimed=progress.claimed)
         progress.finish()
+    publisher.close()
     print(summary_table(summary))
     # Exit non-zero only when nothing worked: one broken source is news for the health table.
     return 1 if summary.outcomes and len(summary.failed) == len(summary.outcomes) else 0
@@ -175,7 +185,8 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     store.init_db(config.database_url)
-    collector = Collector(config)
+    publisher = HubPublisher(config)
+    collector = Collector(config, on_topics=publisher.publish)
     progress = Progress()
     summary = collector.collect(progress=progress.update, on_claimed=progress.claimed)
     progress.finish()
@@ -190,6 +201,29 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         stop.set()
         thread.join(timeout=10)
         collector.close()
+        publisher.close()
+    return 0
+
+
+def cmd_retract(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    E = store.Entry
+    found = list(E.select(E.id, E.title, E.retracted_at).where(
+        (E.public_id == args.entry) | (E.guid == args.entry) | (E.link == args.entry)))
+    if not found:
+        print(f"feedhub: no entry has the id, guid or link {args.entry!r}", file=sys.stderr)
+        return 1
+    parents = {slug: s.parent for slug, s in config.taxonomy.sections.items() if s.parent}
+    with store.write_transaction():
+        topics = store.retract([e.id for e in found], store.utcnow(), args.reason, parents)
+    if not topics:
+        print(f"already retracted: {found[0].title}")
+        return 0
+    publisher = HubPublisher(config)
+    publisher.publish(topics)
+    publisher.close()
+    print(f"retracted {len(found)} entr{'y' if len(found) == 1 else 'ies'}: {found[0].title} "
+          f"({len(topics)} feeds changed)")
     return 0
 
 
@@ -238,7 +272,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run,
-            "sources": cmd_sources}
+            "sources": cmd_sources, "retract": cmd_retract}
 
 if __name__ == "__main__":
     sys.exit(main())

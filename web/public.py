@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+import peewee as pw
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from lxml import etree
 
 from aggregator import store
 from aggregator.config import Config
 from aggregator.errors import NotFound
 from feeds.render import CONTENT_TYPES, SUFFIXES, render
 from feeds.select import FeedRequest, build_feed, feed_path, parse_request
+
+from .cache import Rendered, RenderCache
 
 public = Blueprint("public", __name__)
 
@@ -69,37 +76,52 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
             target += "?" + request.query_string.decode("latin-1")
         return redirect(target, code=308)
     req: FeedRequest = parse_request(config, kind, slug, edition, request.args.to_dict())
-    doc = build_feed(req, config, base_url(), fmt, SUFFIXES)
-    body = render(doc, fmt)
-    resp = Response(body, content_type=CONTENT_TYPES[fmt])
-    resp.set_etag(hashlib.sha256(body).hexdigest()[:32])
-    resp.last_modified = doc.updated
-    max_age = config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
+    base = base_url()
+    # The date is part of the key because tombstones leave Atom feeds as days pass.
+    key = (req.path, req.query_string(req.page), fmt, base, datetime.now(timezone.utc).date())
+    revision = store.topic_revision(req.topic)
+    cache: RenderCache = current_app.extensions["feedhub.cache"]
+    rendered = cache.get(key, revision, lambda: _render(req, config, base, fmt, revision))
+    gzipped = rendered.gzipped is not None and "gzip" in request.accept_encodings
+    resp = Response(rendered.gzipped if gzipped else rendered.body, content_type=CONTENT_TYPES[fmt])
+    # Each content coding is its own representation, so each gets its own strong ETag.
+    resp.set_etag(rendered.etag + ("-gz" if gzipped else ""))
+    if gzipped:
+        resp.headers["Content-Encoding"] = "gzip"
+    resp.vary.add("Accept-Encoding")
+    resp.last_modified = rendered.last_modified
     resp.cache_control.public = True
-    resp.cache_control.max_age = max_age
+    resp.cache_control.max_age = config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Access-Control-Allow-Origin"] = "*"
-    resp.headers["Link"] = f'<{doc.self_url}>; rel="self"'
+    resp.headers["Access-Control-Expose-Headers"] = "ETag, Link, Last-Modified"
+    resp.headers["Link"] = rendered.links
     return resp.make_conditional(request)
 
 
-@public.route("/feeds/")
-@public.route("/<edition>/feeds/")
-def directory(edition: str | None = None) -> str:
-    """An HTML directory of the edition's feeds with autodiscovery links."""
+def _render(req: FeedRequest, config: Config, base: str, fmt: str, revision: int) -> Rendered:
+    doc = build_feed(req, config, base, fmt, SUFFIXES)
+    body = render(doc, fmt)
+    links = [(doc.self_url, "self"), *((hub, "hub") for hub in doc.hubs)]
+    links += [(url, rel) for url, rel in ((doc.first_url, "first"), (doc.previous_url, "previous"),
+                                         (doc.next_url, "next")) if url]
+    return Rendered.make(revision, body, hashlib.sha256(body).hexdigest()[:32], doc.updated,
+                         ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links))
+
+
+def feed_groups(edition: str, base: str) -> list[tuple[str, list[dict[str, object]]]]:
+    """Every public feed of an edition, grouped as the directory and the OPML list show them."""
     config = _config()
-    edition = _edition(edition) or config.site.default_edition
-    ed = config.editions[edition]
-    base = base_url()
 
     def links(kind: str, slug: str | None, title: str) -> dict[str, object]:
         path = feed_path(kind, slug, edition, config.site.default_edition)
         return {"title": title, "urls": {fmt: f"{base}{path}.{fmt}" for fmt in SUFFIXES}}
 
+    sections = config.taxonomy.sections
     groups: list[tuple[str, list[dict[str, object]]]] = [
         ("Main", [links("latest", None, "Latest news"), links("breaking", None, "Breaking news")]),
-        ("Sections", [links("section", s.slug, s.title if not s.parent else f"{config.taxonomy.sections[s.parent].title}: {s.title}")
-                      for s in config.taxonomy.sections.values()]),
+        ("Sections", [links("section", s.slug, s.title if not s.parent else f"{sections[s.parent].title}: {s.title}")
+                      for s in sections.values()]),
         ("Regions", [links("region", slug, title) for slug, title in config.taxonomy.regions.items()]),
     ]
     E = store.Entry
@@ -109,8 +131,47 @@ def directory(edition: str | None = None) -> str:
     author_rows = (store.Author.select(store.Author).join(store.EntryAuthor).join(E)
                    .where(E.edition == edition).distinct().order_by(store.Author.slug))
     groups.append(("Authors", [links("author", a.slug, a.name) for a in author_rows]))
-    return render_template("directory.html", site=config.site, edition=ed, groups=groups,
-                           editions=config.editions, default_edition=config.site.default_edition)
+    return groups
+
+
+@public.route("/feeds/")
+@public.route("/<edition>/feeds/")
+def directory(edition: str | None = None) -> str:
+    """An HTML directory of the edition's feeds with autodiscovery links."""
+    config = _config()
+    edition = _edition(edition) or config.site.default_edition
+    return render_template("directory.html", site=config.site, edition=config.editions[edition],
+                           groups=feed_groups(edition, base_url()), editions=config.editions,
+                           default_edition=config.site.default_edition)
+
+
+@public.route("/feeds.opml")
+def opml() -> Response:
+    """Every public feed of every edition as OPML 2.0, grouped by edition and kind (Atom URLs)."""
+    config = _config()
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = f"{config.site.title}: all feeds"
+    newest = store.Entry.select(pw.fn.MAX(store.Entry.updated)).scalar()
+    if newest:
+        when = newest if isinstance(newest, datetime) else datetime.fromisoformat(newest)
+        etree.SubElement(head, "dateModified").text = format_datetime(when.replace(tzinfo=timezone.utc), usegmt=True)
+    body = etree.SubElement(root, "body")
+    base = base_url()
+    for code, ed in config.editions.items():
+        ed_outline = etree.SubElement(body, "outline", text=ed.title, title=ed.title)
+        for group, feeds in feed_groups(code, base):
+            group_outline = etree.SubElement(ed_outline, "outline", text=group, title=group)
+            for feed in feeds:
+                etree.SubElement(group_outline, "outline", type="rss", text=str(feed["title"]),
+                                 title=str(feed["title"]), xmlUrl=feed["urls"]["atom"],
+                                 htmlUrl=config.site.link, language=ed.language)
+    data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    resp = Response(data, content_type="text/x-opml; charset=utf-8")
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    resp.cache_control.public = True
+    resp.cache_control.max_age = config.site.feed_max_age
+    return resp
 
 
 @public.route("/")

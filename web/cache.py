@@ -1,0 +1,71 @@
+"""The render cache: rendered feed bytes, valid exactly while the feed's change counter is unchanged.
+
+No time-to-live: a cached rendering carries the topic revision it was made
+from, and any write to that feed's entries bumps the revision (in the same
+transaction). The revision is read before rendering, so a collect that
+commits meanwhile can only cause one extra render, never a stale answer.
+Concurrent requests for the same cold feed wait for one render (single flight).
+"""
+from __future__ import annotations
+
+import gzip
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+
+#: bodies smaller than this are not worth compressing
+GZIP_MIN = 512
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One feed rendering, in both content codings, with what the response headers need."""
+
+    revision: int
+    body: bytes
+    gzipped: bytes | None
+    etag: str
+    last_modified: datetime
+    links: str
+
+    @classmethod
+    def make(cls, revision: int, body: bytes, etag: str, last_modified: datetime, links: str) -> "Rendered":
+        # mtime=0 keeps the gzip bytes (and so their ETag) the same for the same body
+        gz = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN else None
+        return cls(revision, body, gz, etag, last_modified, links)
+
+
+class RenderCache:
+    """An LRU of Rendered feeds keyed by (feed, parameters, format, ...)."""
+
+    def __init__(self, max_entries: int = 2048):
+        self.max_entries = max_entries
+        self._items: OrderedDict[Hashable, Rendered] = OrderedDict()
+        self._flights: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.renders = 0  # how many times render() actually ran (for tests and the benchmark)
+
+    def get(self, key: Hashable, revision: int, render: Callable[[], Rendered]) -> Rendered:
+        """The cached rendering for ``key`` if made at ``revision``, else a fresh one."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit.revision == revision:
+                self._items.move_to_end(key)
+                return hit
+            flight = self._flights.setdefault(key, threading.Lock())
+        with flight:
+            with self._lock:  # someone else may have rendered it while we waited
+                hit = self._items.get(key)
+                if hit is not None and hit.revision == revision:
+                    return hit
+            fresh = render()
+            with self._lock:
+                self.renders += 1
+                self._items[key] = fresh
+                self._items.move_to_end(key)
+                while len(self._items) > self.max_entries:
+                    old, _ = self._items.popitem(last=False)
+                    self._flights.pop(old, None)
+            return fresh
