@@ -221,11 +221,13 @@ def select_page(req: FeedRequest, config: Config) -> Page:
         newer = list(E.select(E.id, E.published)
                      .where(*conds, (E.published > first.published)
                             | ((E.published == first.published) & (E.id > first.id)))
-                     .order_by(E.published.asc(), E.id.asc()).limit(req.limit))
+                     .order_by(E.published.asc(), E.id.asc()).limit(req.limit + 1))
         has_previous = bool(newer)
-        # A full page of newer entries starts at the newest of them; fewer means page one.
-        if len(newer) == req.limit:
-            previous = Cursor(newer[-1].published, newer[-1].id)
+        # The previous page is the `limit` entries just newer than this one; it starts at
+        # the newest of them, unless nothing is newer still: then it is page one itself.
+        if len(newer) > req.limit:
+            top = newer[req.limit - 1]
+            previous = Cursor(top.published, top.id)
     return Page(rows=rows, next=nxt, previous=previous, has_previous=has_previous)
 
 

@@ -29,7 +29,7 @@ def feedhub(*args: str, cwd: Path, env: dict[str, str] | None = None,
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("command", [[], ["init"], ["collect"], ["serve"], ["run"], ["sources"]])
+@pytest.mark.parametrize("command", [[], ["init"], ["collect"], ["serve"], ["run"], ["sources"], ["retract"]])
 def test_help_everywhere(tmp_path: Path, command: list[str]):
     result = feedhub(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "usage: feedhub" in result.stdout
