@@ -60,7 +60,7 @@ class _Namespaces(BaseExtension):
     doc: FeedDoc
 
     def extend_ns(self) -> dict[str, str]:
-        return {"dc": DC_NS, "media": MRSS_NS, "at": TOMBSTONE_NS}
+        return {"dc": DC_NS, "media": MRSS_NS}
 
     def extend_rss(self, rss: etree._Element) -> etree._Element:
         # feedgen writes only the self link into RSS; the others go in as atom:link too.
@@ -71,8 +71,10 @@ class _Namespaces(BaseExtension):
 
     def extend_atom(self, feed: etree._Element) -> etree._Element:
         for t in self.doc.tombstones:
+            # Declared here, not on the root: validators that do not know RFC 6721 (the W3C
+            # one among them) warn about the namespace, so only feeds with tombstones carry it.
             gone = etree.SubElement(feed, f"{{{TOMBSTONE_NS}}}deleted-entry", ref=t.id,
-                                    when=t.when.isoformat())
+                                    when=t.when.isoformat(), nsmap={"at": TOMBSTONE_NS})
             if t.reason:
                 _sub(gone, f"{{{TOMBSTONE_NS}}}comment", t.reason)
         return feed

@@ -58,8 +58,11 @@ class FeedRequest:
     edition: str
     slug: str | None = None
     limit: int = DEFAULT_LIMIT
-    #: intersecting filters from the query string, in FILTERS order: (name, value)
+    #: intersecting filters from the query string, as given (order and spelling): (name, value)
     filters: tuple[tuple[str, str], ...] = field(default=())
+    #: the recognised query parameters (limit and filters) in the request's own order, so the
+    #: feed's self link is the URL it was fetched from; None means "limit, then filters"
+    order: tuple[str, ...] | None = None
     #: the edition served at the root (its feeds have no /<edition> prefix)
     default_edition: str = "en"
     #: the page: this entry and older ones; None for the first page
@@ -76,10 +79,12 @@ class FeedRequest:
         return f"{self.edition}:{self.kind}" + (f":{self.slug}" if self.slug else "")
 
     def query_string(self, page: Cursor | None = None) -> str:
-        """The canonical query string of non-default parameters (sorted, stable)."""
-        params = sorted(self.filters)
-        if self.limit != DEFAULT_LIMIT:
-            params.append(("limit", str(self.limit)))
+        """The feed's query string: its parameters in the request's order, then the page."""
+        values = dict(self.filters)
+        if self.limit != DEFAULT_LIMIT or (self.order and "limit" in self.order):
+            values["limit"] = str(self.limit)
+        order = self.order if self.order is not None else ("limit", *(k for k, _ in self.filters))
+        params = [(k, values[k]) for k in order if k in values]
         if page is not None:
             params.append(("page", page.encode()))
         return urlencode(params)
@@ -100,6 +105,7 @@ def topic_path(topic: str, default_edition: str) -> str:
 
 
 def _since(raw: str) -> datetime:
+    """``since`` as naive UTC (a date means its midnight UTC)."""
     try:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -135,10 +141,9 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
             raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
         limit = int(raw)
     filters: list[tuple[str, str]] = []
-    for name in FILTERS:
-        if name not in args:
+    for name, value in args.items():
+        if name not in FILTERS:
             continue
-        value = args[name]
         if name == "section" and value not in tax.sections:
             raise BadRequest(f"section filter: unknown section {value!r}")
         if name == "region" and value not in tax.regions:
@@ -148,16 +153,15 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
             raise BadRequest(f"tag filter: unknown tag {value!r}")
         if name == "author" and store.Author.get_or_none(store.Author.slug == value) is None:
             raise BadRequest(f"author filter: unknown author {value!r}")
-        if name == "q":
-            value = " ".join(value.split())
-            if not 1 <= len(value) <= MAX_QUERY:
-                raise BadRequest(f"q must be 1 to {MAX_QUERY} characters of text to search for")
+        if name == "q" and not 1 <= len(" ".join(value.split())) <= MAX_QUERY:
+            raise BadRequest(f"q must be 1 to {MAX_QUERY} characters of text to search for")
         if name == "since":
-            value = _since(value).strftime("%Y-%m-%dT%H:%M:%SZ")  # canonical: one cache key per instant
+            _since(value)
         filters.append((name, value))
     page = Cursor.decode(args["page"]) if args.get("page") else None
+    order = tuple(k for k in args if k == "limit" or k in FILTERS)
     return FeedRequest(kind=kind, edition=edition, slug=slug if kind not in ("latest", "breaking") else None,
-                       limit=limit, filters=tuple(filters), default_edition=default, page=page)
+                       limit=limit, filters=tuple(filters), default_edition=default, page=page, order=order)
 
 
 def _contains(field: pw.Field, text: str) -> pw.Node:
@@ -187,7 +191,8 @@ def _conditions(req: FeedRequest, config: Config) -> list[pw.Expression]:
             conds.append(E.id.in_(store.EntryAuthor.select(store.EntryAuthor.entry).join(store.Author)
                                   .where(store.Author.slug == value)))
         elif kind == "q":
-            conds.append(_contains(E.title, value) | _contains(E.summary, value))
+            text = " ".join(value.split())
+            conds.append(_contains(E.title, text) | _contains(E.summary, text))
         elif kind == "since":
             conds.append(E.updated >= _since(value))
     return conds

@@ -224,7 +224,7 @@ def test_self_links_are_absolute_and_name_the_feed(client, newsroom: Config):
     url = "/feeds/region/europe.rss?limit=5&tag=climate"
     rss = etree.fromstring(client.get(url).get_data())
     self_link = rss.find(f"channel/{ATOM}link[@rel='self']").get("href")
-    assert self_link == "http://localhost/feeds/region/europe.rss?tag=climate&limit=5"
+    assert self_link == "http://localhost" + url  # exactly the URL it was fetched from
     atom = etree.fromstring(client.get(url.replace(".rss", ".atom")).get_data())
     assert atom.find(f"{ATOM}link[@rel='self']").get("href").startswith("http://localhost/feeds/region/europe.atom?")
     assert get_json(client, url.replace(".rss", ".json"))["feed_url"].startswith("http://localhost/")
