@@ -475,8 +475,14 @@ def bump_topics(keys: Iterable[str], now: datetime) -> None:
 
 
 def topic_revision(key: str) -> int:
-    """The topic's current revision (0 for a feed nothing has changed yet)."""
-    return Topic.select(Topic.revision).where(Topic.key == key).scalar() or 0
+    """The topic's current revision (0 for a feed nothing has changed yet).
+
+    Asked on every feed request, so it is one prepared statement, not a query built by the ORM.
+    """
+    database = db.obj
+    sql = f"SELECT revision FROM {Topic._meta.table_name} WHERE key = {database.param}"
+    row = database.execute_sql(sql, (key,)).fetchone()
+    return row[0] if row else 0
 
 
 def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:

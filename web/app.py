@@ -1,6 +1,7 @@
 """The Flask app factory: wires config, the store and the blueprints together."""
 from __future__ import annotations
 
+import peewee as pw
 from flask import Flask
 
 from aggregator import store
@@ -21,11 +22,15 @@ def create_app(config: Config) -> Flask:
 
     @app.before_request
     def _connect() -> None:
+        # Each server thread keeps its connection from request to request: opening one
+        # (and SQLite's pragmas) cost more than serving a cached feed.
         database.connect(reuse_if_open=True)
 
     @app.teardown_request
-    def _close(exc: BaseException | None) -> None:
-        if not database.is_closed():
+    def _drop_broken(exc: BaseException | None) -> None:
+        # A connection-level failure (the database restarted, the link dropped) must not
+        # poison the thread's next requests: close it so the next one reconnects.
+        if isinstance(exc, (pw.OperationalError, pw.InterfaceError)) and not database.is_closed():
             database.close()
 
     app.extensions["feedhub.cache"] = RenderCache()

@@ -1,0 +1,162 @@
+"""bench/serve: how cheaply feedhub serves feeds, against baselines measured in the same run.
+
+Collects the sample newsroom into a temporary SQLite store, then measures,
+through the WSGI interface (Flask's test client, so no network or server
+differences dilute the ratios):
+- hot: requests/s for /feeds/latest.atom served from the render cache, against
+  a bare Flask endpoint returning the same bytes (target >= 0.8x);
+- 304: requests/s for the same feed with If-None-Match;
+- cold render: one 50-entry feed selected from the store and written as Atom
+  and as RSS, against feedgen alone building the same feed from data already
+  in memory (target <= 1.5x).
+The last line printed is one JSON object with the figures.
+
+    python -m bench.serve            # longer runs
+    python -m bench.serve --quick    # under a minute
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from feedgen.feed import FeedGenerator
+from flask import Flask, Response
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aggregator import store  # noqa: E402
+from aggregator.collect import Collector  # noqa: E402
+from aggregator.config import load_config  # noqa: E402
+from feeds.model import FeedDoc  # noqa: E402
+from feeds.render import SUFFIXES, render  # noqa: E402
+from feeds.select import build_feed, parse_request  # noqa: E402
+from web import create_app  # noqa: E402
+
+
+def rate(fn, seconds: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` (after a short warm-up)."""
+    for _ in range(50):
+        fn()
+    n, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        for _ in range(100):
+            fn()
+        n += 100
+    return n / elapsed
+
+
+def best_time(fn, repeat: int) -> float:
+    """The fastest of ``repeat`` runs (the least disturbed by the rest of the machine)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def feedgen_alone(doc: FeedDoc, fmt: str) -> bytes:
+    """The same feed built with feedgen's own API only, from data already in memory."""
+    fg = FeedGenerator()
+    fg.id(doc.id)
+    fg.title(doc.title)
+    fg.description(doc.description)
+    fg.link(href=doc.self_url, rel="self")
+    fg.link(href=doc.home_url, rel="alternate")
+    fg.language(doc.language)
+    fg.author(name=doc.author_name)
+    fg.updated(doc.updated)
+    for item in doc.items:
+        fe = fg.add_entry(order="append")
+        fe.id(item.id)
+        fe.title(item.title)
+        if item.link:
+            fe.link(href=item.link)
+        fe.published(item.published)
+        fe.updated(item.updated)
+        for a in item.authors:
+            fe.author(name=a.name)
+        for t in item.terms:
+            fe.category(term=t.slug, scheme=t.scheme, label=t.label)
+        if item.summary:
+            fe.summary(item.summary)
+        if item.content:
+            fe.content(item.content, type="html")
+        elif not item.summary:
+            fe.summary(item.title)
+    return fg.atom_str() if fmt == "atom" else fg.rss_str()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="shorter measuring windows")
+    args = p.parse_args(argv)
+    window = 2.0 if args.quick else 8.0
+    repeat = 15 if args.quick else 60
+
+    with tempfile.TemporaryDirectory() as tmp:
+        text = (ROOT / "config.toml").read_text(encoding="utf-8")
+        text = text.replace('url = "sqlite:///var/feedhub.db"', f'url = "sqlite:///{tmp}/serve.db"')
+        text = text.replace('samples_dir = "samples"', f'samples_dir = "{ROOT / "samples"}"')
+        text = text.replace('url = "samples/', f'url = "{ROOT / "samples"}/')
+        (Path(tmp) / "config.toml").write_text(text, encoding="utf-8")
+        cfg = load_config(Path(tmp) / "config.toml", environ={})
+        store.init_db(cfg.database_url)
+        with Collector(cfg) as collector:
+            collector.collect()
+
+        app = create_app(cfg)
+        client = app.test_client()
+        hot = client.get("/feeds/latest.atom")
+        body, etag = hot.get_data(), hot.headers["ETag"]
+        bare = Flask("bare")
+        bare.add_url_rule("/feeds/latest.atom", "bare",
+                          lambda: Response(body, content_type="application/atom+xml; charset=utf-8"))
+        bare_client = bare.test_client()
+        assert bare_client.get("/feeds/latest.atom").get_data() == body
+
+        print(f"bench/serve: the sample newsroom, {len(body)} bytes of Atom for /feeds/latest.atom "
+              f"(50 entries), WSGI-level requests", flush=True)
+        r_bare = rate(lambda: bare_client.get("/feeds/latest.atom"), window)
+        print(f"  bare Flask endpoint, same bytes:   {r_bare:8.0f} requests/s", flush=True)
+        r_hot = rate(lambda: client.get("/feeds/latest.atom"), window)
+        print(f"  feedhub, hot feed (render cache):  {r_hot:8.0f} requests/s", flush=True)
+        r_304 = rate(lambda: client.get("/feeds/latest.atom", headers={"If-None-Match": etag}), window)
+        print(f"  feedhub, 304 Not Modified:         {r_304:8.0f} requests/s", flush=True)
+
+        with app.app_context():
+            req = parse_request(cfg, "latest", None, None, {})
+            base = "http://localhost"
+            figures_render = {}
+            for fmt in ("atom", "rss"):
+                ours = best_time(lambda: render(build_feed(req, cfg, base, fmt, SUFFIXES), fmt), repeat)
+                doc = build_feed(req, cfg, base, fmt, SUFFIXES)
+                alone = best_time(lambda: feedgen_alone(doc, fmt), repeat)
+                figures_render[fmt] = (ours, alone)
+                print(f"  cold render, {fmt:4}: feedhub (select + render) {ours * 1000:6.1f} ms, "
+                      f"feedgen alone {alone * 1000:6.1f} ms -> {ours / alone:.2f}x", flush=True)
+
+    figures = {
+        "bare_rps": round(r_bare), "hot_rps": round(r_hot), "not_modified_rps": round(r_304),
+        "hot_vs_bare": round(r_hot / r_bare, 2),
+        "cold_atom_ms": round(figures_render["atom"][0] * 1000, 2),
+        "feedgen_atom_ms": round(figures_render["atom"][1] * 1000, 2),
+        "cold_vs_feedgen_atom": round(figures_render["atom"][0] / figures_render["atom"][1], 2),
+        "cold_rss_ms": round(figures_render["rss"][0] * 1000, 2),
+        "feedgen_rss_ms": round(figures_render["rss"][1] * 1000, 2),
+        "cold_vs_feedgen_rss": round(figures_render["rss"][0] / figures_render["rss"][1], 2),
+    }
+    print(f"  ratios: hot feed {figures['hot_vs_bare']}x a bare endpoint (target >= 0.8); cold render "
+          f"{figures['cold_vs_feedgen_atom']}x (Atom) / {figures['cold_vs_feedgen_rss']}x (RSS) feedgen alone "
+          "(target <= 1.5)")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
