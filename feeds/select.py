@@ -6,6 +6,7 @@ import binascii
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import peewee as pw
@@ -202,22 +203,28 @@ def _conditions(req: FeedRequest, config: Config) -> list[pw.Expression]:
 class Page:
     """One page of a feed: its rows, and where the neighbouring pages start."""
 
-    rows: list[store.Entry]
+    rows: list[Any]  # named tuples of ENTRY_COLUMNS
     next: Cursor | None
     previous: Cursor | None
     has_previous: bool
 
 
+E = store.Entry
+# What a feed shows of an entry; read as named tuples, since building model objects
+# for a page of rows cost more than rendering it.
+ENTRY_COLUMNS = (E.id, E.source, E.public_id, E.title, E.link, E.summary, E.content, E.published, E.updated,
+                 E.language, E.section, E.breaking, E.origin, E.reading_time)
+
+
 def select_page(req: FeedRequest, config: Config) -> Page:
     """The page's live entries, newest first (one extra row tells whether a next page exists)."""
-    E = store.Entry
     conds = _conditions(req, config) + [E.retracted_at.is_null()]
     here = list(conds)
     if req.page:
         p = req.page
         here.append((E.published < p.published) | ((E.published == p.published) & (E.id <= p.entry_id)))
-    rows = list(E.select(E, store.Source).join(store.Source).where(*here)
-                .order_by(E.published.desc(), E.id.desc()).limit(req.limit + 1))
+    rows = list(E.select(*ENTRY_COLUMNS).where(*here)
+                .order_by(E.published.desc(), E.id.desc()).limit(req.limit + 1).namedtuples())
     nxt = Cursor(rows[req.limit].published, rows[req.limit].id) if len(rows) > req.limit else None
     rows = rows[:req.limit]
     previous, has_previous = None, False
@@ -236,30 +243,34 @@ def select_page(req: FeedRequest, config: Config) -> Page:
     return Page(rows=rows, next=nxt, previous=previous, has_previous=has_previous)
 
 
-def load_items(rows: list[store.Entry], req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
+def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
     """Entries with authors, terms and media loaded in batches (four queries, not four per entry)."""
     ids = [r.id for r in rows]
     if not ids:
         return []
+    EA, A, ET, T, M = store.EntryAuthor, store.Author, store.EntryTag, store.Tag, store.Media
     authors: dict[int, list[Author]] = defaultdict(list)
-    for link in (store.EntryAuthor.select(store.EntryAuthor, store.Author).join(store.Author)
-                 .where(store.EntryAuthor.entry.in_(ids)).order_by(store.EntryAuthor.position)):
-        authors[link.entry_id].append(Author(name=link.author.name, slug=link.author.slug,
-                                             url=link.author.url))
+    for entry, name, slug, url in (EA.select(EA.entry, A.name, A.slug, A.url).join(A)
+                                   .where(EA.entry.in_(ids)).order_by(EA.position).tuples()):
+        authors[entry].append(Author(name=name, slug=slug, url=url))
     tags: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for link in (store.EntryTag.select(store.EntryTag, store.Tag).join(store.Tag)
-                 .where(store.EntryTag.entry.in_(ids)).order_by(store.EntryTag.position)):
-        tags[link.entry_id].append((link.tag.slug, link.tag.name))
+    for entry, slug, name in (ET.select(ET.entry, T.slug, T.name).join(T)
+                              .where(ET.entry.in_(ids)).order_by(ET.position).tuples()):
+        tags[entry].append((slug, name))
     regions: dict[int, list[str]] = defaultdict(list)
-    for link in store.EntryRegion.select().where(store.EntryRegion.entry.in_(ids)):
-        regions[link.entry_id].append(link.region)
+    for entry, region in (store.EntryRegion.select(store.EntryRegion.entry, store.EntryRegion.region)
+                          .where(store.EntryRegion.entry.in_(ids)).tuples()):
+        regions[entry].append(region)
     media: dict[int, list[Media]] = defaultdict(list)
-    for m in store.Media.select().where(store.Media.entry.in_(ids)).order_by(store.Media.position):
-        media[m.entry_id].append(Media(kind=m.kind, url=m.url, type=m.type, length=m.length,
-                                       width=m.width, height=m.height, duration=m.duration,
-                                       caption=m.caption, credit=m.credit, lead=m.lead))
-    return [_item(r, authors[r.id], tags[r.id], regions[r.id], media[r.id], config, base_url, req)
-            for r in rows]
+    for entry, *fields in (M.select(M.entry, M.kind, M.url, M.type, M.length, M.width, M.height, M.duration,
+                                    M.caption, M.credit, M.lead)
+                           .where(M.entry.in_(ids)).order_by(M.position).tuples()):
+        media[entry].append(Media(*fields))
+    sources = {s.id: s for s in store.Source.select(
+        store.Source.id, store.Source.key, store.Source.kind, store.Source.url, store.Source.name,
+        store.Source.feed_title, store.Source.feed_link).where(store.Source.id.in_({r.source for r in rows}))}
+    return [_item(r, sources[r.source], authors[r.id], tags[r.id], regions[r.id], media[r.id], config,
+                  base_url, req) for r in rows]
 
 
 def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
@@ -277,7 +288,7 @@ def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
     return [Tombstone(id=r.public_id, when=_aware(r.retracted_at), reason=r.retraction_reason) for r in rows]
 
 
-def _item(row: store.Entry, authors: list[Author], tags: list[tuple[str, str]], regions: list[str],
+def _item(row: Any, src: store.Source, authors: list[Author], tags: list[tuple[str, str]], regions: list[str],
           media: list[Media], config: Config, base_url: str, req: FeedRequest) -> FeedItem:
     tax = config.taxonomy
     prefix = "" if req.edition == config.site.default_edition else f"/{req.edition}"
@@ -289,7 +300,6 @@ def _item(row: store.Entry, authors: list[Author], tags: list[tuple[str, str]], 
         terms.append(Term("region", r, tax.regions.get(r, r), scheme + "region/"))
     for slug, name in tags:
         terms.append(Term("tag", slug, name, scheme + "tag/"))
-    src = row.source
     source = None
     if src.kind != "cms":  # wire and partner copy is re-syndicated: say where it came from
         public_url = src.url if src.url.startswith(("http://", "https://")) else None
