@@ -384,7 +384,9 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         content = sanitize_html(raw.summary, base)  # RSS descriptions often carry the body
     summary = plain_text(summary_html, raw.summary_is_html) or plain_text(content)
     summary = truncate_words(summary)
-    title = plain_text(raw.title, raw.title_is_html) or truncate_words(summary, 80) or "(untitled)"
+    # Titles are always read as markup: RSS titles often carry escaped HTML even where the
+    # format calls them text, and a reader would show it as HTML.
+    title = plain_text(raw.title, True) or truncate_words(summary, 80) or "(untitled)"
     source_edition = ctx.editions.get(source.edition)
     language = (raw.language or feed.language or
                 (source_edition.language if source_edition else None) or "en").strip().lower()

@@ -164,6 +164,13 @@ def test_source_defaults_and_edition_from_language():
     assert ar.edition == "ar" and ar.language == "ar"
 
 
+def test_titles_lose_markup_even_when_called_text():
+    source = CONFIG.source("cms-news")
+    e = normalize_entry(_entry(title="<script>alert(1)</script><b>Budget</b> &amp; tax < 2%", title_is_html=False),
+                        RawFeed(format="rss20"), source, CTX, NOW)
+    assert e.title == "Budget & tax < 2%"
+
+
 def test_breaking_by_prefix_per_language():
     source = CONFIG.source("cms-news")
     feed = RawFeed(format="rss20")
