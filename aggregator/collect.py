@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+import peewee as pw
+
 from . import schedule, store
 from .config import Config, SourceConfig
 from .errors import FetchError, SourceError
@@ -212,14 +214,22 @@ class Collector:
                 log.warning("%s: %s", sc.id, w)
             # Entries and the source's new validators and hash commit together, so a
             # crash leaves either both or neither: never entries re-fetched as "unchanged".
-            with store.write_transaction():
-                saved = store.save_entries(row, output.entries, started, self.parents)
-                topics = set(saved.topics) | self._retract_deleted(row, output.deleted, started)
-                outcome = self._record(row, started, t0, "ok", result, new=saved.new, updated=saved.updated,
-                                       extra=dict(content_hash=digest, entries_seen=len(output.entries),
-                                                  feed_title=plain_text(output.title) or None,
-                                                  feed_link=canonical_link(output.link), feed_ttl=output.ttl))
-                return dataclasses.replace(outcome, topics=frozenset(topics))
+            for attempt in range(1, 4):
+                try:
+                    with store.write_transaction():
+                        saved = store.save_entries(row, output.entries, started, self.parents)
+                        topics = set(saved.topics) | self._retract_deleted(row, output.deleted, started)
+                        outcome = self._record(
+                            row, started, t0, "ok", result, new=saved.new, updated=saved.updated,
+                            extra=dict(content_hash=digest, entries_seen=len(output.entries),
+                                       feed_title=plain_text(output.title) or None,
+                                       feed_link=canonical_link(output.link), feed_ttl=output.ttl))
+                        return dataclasses.replace(outcome, topics=frozenset(topics))
+                except pw.OperationalError as e:
+                    # The transaction was rolled back whole; PostgreSQL asks for a retry.
+                    if attempt == 3 or not store.is_transient(e):
+                        raise
+                    log.info("%s: %s; retrying the write", sc.id, str(e).splitlines()[0])
         except SourceError as e:
             log.warning("%s: %s", sc.id, e)
             status = getattr(e, "status", None) or (result.status if result else None)

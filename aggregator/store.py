@@ -251,6 +251,12 @@ def open_database(url: str) -> pw.Database:
     return database
 
 
+def is_transient(error: Exception) -> bool:
+    """A failure the database asks us to retry: a deadlock or serialization failure (PostgreSQL)."""
+    code = getattr(getattr(error, "orig", None) or error.__cause__ or error, "pgcode", None)
+    return code in ("40P01", "40001") or "deadlock detected" in str(error)
+
+
 def write_transaction() -> pw._atomic:
     """A transaction that takes SQLite's write lock at BEGIN.
 
@@ -425,7 +431,7 @@ def new_owner_id() -> str:
 
 def bump_metrics(deltas: dict[tuple[str, str], float]) -> None:
     """Add to shared counters (call inside the transaction that records what they count)."""
-    for (name, labels), delta in deltas.items():
+    for (name, labels), delta in sorted(deltas.items()):  # one lock order for every writer
         (Metric.insert(name=name, labels=labels, value=delta)
          .on_conflict(conflict_target=[Metric.name, Metric.labels],
                       update={Metric.value: Metric.value + delta})
@@ -604,7 +610,9 @@ def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]
         query = table.select(table.id, table.slug).where(table.slug.in_(list(wanted)))
         return {row.slug: row.id for row in query}
     ids = lookup()
-    missing = [{"slug": slug, **fields} for slug, fields in wanted.items() if slug not in ids]
+    # Sorted: every writer takes the unique-index locks of shared rows in the same order,
+    # so concurrent collectors cannot deadlock on PostgreSQL.
+    missing = [{"slug": slug, **wanted[slug]} for slug in sorted(wanted) if slug not in ids]
     if missing:
         # on_conflict_ignore: another collector may create the same slug concurrently.
         table.insert_many(missing).on_conflict_ignore().execute()

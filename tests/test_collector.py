@@ -378,3 +378,24 @@ def test_feedserver_bodies_are_valid_feeds():
     feed = parse_feed(make_feed(3, 5))
     assert len(feed.entries) == 5 and len({e.guid for e in feed.entries}) == 5
     assert Counter(c.term for e in feed.entries for c in e.categories)["politics"] == 5
+
+
+def test_many_threads_writing_shared_tags_never_deadlock(config_factory):
+    """Forty feeds whose entries share tags, in a different order in every feed, eight writers at once."""
+    import random
+
+    from bench.feedserver import WORDS
+
+    with FeedServer(feeds=40, entries=15) as server:
+        rng = random.Random(7)
+        for path, body in list(server.bodies.items()):
+            tags = WORDS[:]
+            rng.shuffle(tags)
+            cats = "".join(f"<category>{t} desk</category>" for t in tags[:12]).encode()
+            server.bodies[path] = body.replace(b"<category>politics</category>", cats)
+        cfg = config_factory(sources_toml(server, 40), collect=LOOPBACK + "workers = 8\nper_host = 8\n")
+        store.init_db(cfg.database_url)
+        with Collector(cfg) as c:
+            summary = c.collect()
+    assert not summary.failed, summary.failed[:2]
+    assert summary.new == 600 and store.Tag.select().count() >= len(WORDS)
