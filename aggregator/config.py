@@ -45,11 +45,24 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """A curated dossier grouping entries across sections (a war, an election)."""
+
+    slug: str
+    title: str
+    description: str = ""
+    #: tag slugs, and plain keywords found in title or summary (case-insensitive), that file an entry here
+    tags: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Taxonomy:
-    """The site's navigation: sections (with subsections) and regions."""
+    """The site's navigation: sections (with subsections), regions and coverage dossiers."""
 
     sections: dict[str, Section]
     regions: dict[str, str]
+    coverage: dict[str, Coverage] = field(default_factory=dict)
 
     def section_family(self, slug: str) -> tuple[str, ...]:
         """The slugs a section feed holds: the section itself and all its subsections."""
@@ -275,7 +288,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
     top = c.table(raw, "", {
         "database": (dict, {}), "server": (dict, {}), "site": (dict, {}), "collect": (dict, {}),
         "editions": (dict, _REQUIRED), "sections": (dict, _REQUIRED), "regions": (dict, {}),
-        "sources": (list, []), "websub": (dict, {}),
+        "sources": (list, []), "websub": (dict, {}), "coverage": (dict, {}),
     })
 
     db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
@@ -352,6 +365,8 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
 
     websub = _websub(top["websub"], server, c)
     taxonomy = _taxonomy(top["sections"], top["regions"], c)
+    taxonomy = Taxonomy(sections=taxonomy.sections, regions=taxonomy.regions,
+                        coverage=_coverage(top["coverage"], c))
     sources = _sources(top["sources"], c, base, collect.samples_dir, editions, taxonomy)
 
     if c.problems:
@@ -475,6 +490,28 @@ def _taxonomy(sections_raw: dict[str, Any], regions_raw: dict[str, Any], c: _Che
             c.problem(f"regions.{slug}", "region slugs are lowercase words joined by '-'")
         regions[slug] = title
     return Taxonomy(sections=sections, regions=regions)
+
+
+def _coverage(raw: dict[str, Any], c: _Checker) -> dict[str, Coverage]:
+    from .normalize import slugify  # pure helper; imported here to keep config importable alone
+
+    out: dict[str, Coverage] = {}
+    for slug, data in (raw or {}).items():
+        key = f"coverage.{slug}"
+        if not SLUG_RE.match(slug):
+            c.problem(key, "coverage slugs are lowercase words joined by '-', e.g. 'election-2026'")
+        d = c.table(data, key, {"title": (str, _REQUIRED), "description": (str, ""), "tags": (list, []),
+                                "keywords": (list, [])})
+        for name in ("tags", "keywords"):
+            if not all(isinstance(v, str) and v.strip() for v in d[name] or []):
+                c.problem(f"{key}.{name}", "must be a list of non-empty strings")
+                d[name] = []
+        if not d["tags"] and not d["keywords"]:
+            c.problem(key, "needs tags or keywords, or no entry can ever join it")
+        out[slug] = Coverage(slug=slug, title=d["title"] or slug, description=d["description"],
+                             tags=tuple(slugify(t) for t in d["tags"]),
+                             keywords=tuple(k.strip().casefold() for k in d["keywords"]))
+    return out
 
 
 _SOURCE_SPEC: dict[str, tuple[type, Any]] = {

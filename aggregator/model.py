@@ -132,3 +132,5 @@ class Entry:
     reading_time: int
     date_missing: bool
     fingerprint: str
+    #: coverage dossiers the entry belongs to (slugs)
+    coverage: tuple[str, ...] = ()

@@ -365,6 +365,14 @@ def pick_edition(language: str, source: SourceConfig, ctx: Context) -> str:
     return source.edition
 
 
+def match_coverage(tags: tuple[Tag, ...], title: str, summary: str, ctx: Context) -> tuple[str, ...]:
+    """The dossiers an entry joins: one of their tags, or a keyword in its title or summary."""
+    slugs = {t.slug for t in tags}
+    text = f"{title}\n{summary}".casefold()
+    return tuple(slug for slug, cov in ctx.taxonomy.coverage.items()
+                 if slugs.intersection(cov.tags) or any(k in text for k in cov.keywords))
+
+
 def reading_minutes(text: str) -> int:
     words = len(text.split())
     return math.ceil(words / _WORDS_PER_MINUTE) if words else 0
@@ -402,7 +410,8 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         language=language, edition=pick_edition(language, source, ctx), summary=summary,
         content=content, published=published, updated=updated, section=section, regions=regions,
         tags=tags, authors=authors, media=media, origin=source.origin, breaking=breaking,
-        reading_time=reading_minutes(body_text), date_missing=missing)
+        reading_time=reading_minutes(body_text), date_missing=missing,
+        coverage=match_coverage(tags, title, summary, ctx))
     return Entry(**entry, fingerprint=fingerprint(entry))
 
 

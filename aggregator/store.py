@@ -6,6 +6,7 @@ version in ``feedhub_meta`` so later releases can migrate an existing store.
 """
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -151,6 +152,14 @@ class EntryRegion(BaseModel):
         indexes = ((("entry", "region"), True),)
 
 
+class EntryCoverage(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="coverage_links", on_delete="CASCADE")
+    coverage = pw.CharField(max_length=100, index=True)
+
+    class Meta:
+        indexes = ((("entry", "coverage"), True),)
+
+
 class Media(BaseModel):
     entry = pw.ForeignKeyField(Entry, backref="media", on_delete="CASCADE")
     position = pw.IntegerField(default=0)
@@ -213,7 +222,7 @@ class Topic(BaseModel):
 
 
 MODELS: tuple[type[BaseModel], ...] = (
-    MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, Media, FetchLog,
+    MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, Media, FetchLog,
     SourceUrlHistory, Metric, Topic)
 
 
@@ -342,7 +351,7 @@ def _to_v2(database: pw.Database) -> None:
 
 
 def _to_v3(database: pw.Database) -> None:
-    """v3: retractions on entries; the topic table (created with the other missing tables)."""
+    """v3: retractions on entries; topic and coverage tables (created with the other missing tables)."""
     have = {c.name for c in database.get_columns(Entry._meta.table_name)}
     migrator = SchemaMigrator.from_database(database)
     migrate(*[migrator.add_column(Entry._meta.table_name, name, Entry._meta.fields[name])
@@ -366,6 +375,7 @@ def sync_sources(config: Config) -> dict[str, Source]:
     A source removed from config is disabled, not deleted, so its entries stay published.
     """
     with write_transaction():
+        _reclassify_on_change(config)
         rows = {s.key: s for s in Source.select()}
         wanted = {s.id for s in config.sources}
         for sc in config.sources:
@@ -438,6 +448,33 @@ def bump_metrics(deltas: dict[tuple[str, str], float]) -> None:
          .execute())
 
 
+def classification_digest(config: Config) -> str:
+    """A hash of everything that decides how entries are filed (taxonomy, dossiers, defaults)."""
+    basis = repr((sorted((k, v) for k, v in config.taxonomy.sections.items()),
+                  sorted(config.taxonomy.regions.items()), sorted(config.taxonomy.coverage.items()),
+                  sorted(config.collect.breaking_prefixes.items()),
+                  sorted((s.id, s.edition, s.section, s.region, s.tags, s.origin, s.breaking)
+                         for s in config.sources)))
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()
+
+
+def _reclassify_on_change(config: Config) -> None:
+    """When the filing rules change, forget every source's validators and body hash.
+
+    The next collect then parses and normalises every source again; entries whose
+    classification changed get a new fingerprint and are updated (with their feeds).
+    """
+    digest = classification_digest(config)
+    row = MetaInfo.get_or_none(MetaInfo.key == "classification")
+    if row is not None and row.value == digest:
+        return
+    if row is None:
+        MetaInfo.insert(key="classification", value=digest).on_conflict_ignore().execute()
+    else:
+        MetaInfo.update(value=digest).where(MetaInfo.key == "classification").execute()
+    Source.update(etag=None, last_modified=None, content_hash=None).execute()
+
+
 def _source_fields(sc: SourceConfig, config: Config) -> dict[str, object]:
     return {"url": sc.url, "name": sc.name, "kind": sc.kind, "edition": sc.edition,
             "enabled": sc.enabled, "breaking": sc.breaking,
@@ -456,7 +493,8 @@ class SaveResult:
 
 
 def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags: Iterable[str],
-                 authors: Iterable[str], breaking: bool, parents: dict[str, str]) -> set[str]:
+                 authors: Iterable[str], breaking: bool, parents: dict[str, str],
+                 coverage: Iterable[str] = ()) -> set[str]:
     """Every public feed that holds an entry so classified (``parents``: subsection -> section)."""
     keys = {f"{edition}:latest"}
     if breaking:
@@ -468,6 +506,7 @@ def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags
     keys.update(f"{edition}:region:{r}" for r in regions)
     keys.update(f"{edition}:tag:{t}" for t in tags)
     keys.update(f"{edition}:author:{a}" for a in authors)
+    keys.update(f"{edition}:coverage:{c}" for c in coverage)
     return keys
 
 
@@ -506,9 +545,12 @@ def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
     for a in (EntryAuthor.select(EntryAuthor.entry, Author.slug).join(Author)
               .where(EntryAuthor.entry.in_(entry_ids))):
         authors.setdefault(a.entry_id, []).append(a.author.slug)
+    coverage: dict[int, list[str]] = {}
+    for c in EntryCoverage.select().where(EntryCoverage.entry.in_(entry_ids)):
+        coverage.setdefault(c.entry_id, []).append(c.coverage)
     for e in Entry.select(Entry.id, Entry.edition, Entry.section, Entry.breaking).where(Entry.id.in_(entry_ids)):
         keys |= entry_topics(e.edition, e.section, regions.get(e.id, ()), tags.get(e.id, ()),
-                             authors.get(e.id, ()), e.breaking, parents)
+                             authors.get(e.id, ()), e.breaking, parents, coverage.get(e.id, ()))
     return keys
 
 
@@ -557,12 +599,12 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
     written += _insert_entries(fresh)
     replaced = [entry_id for entry_id, e in written if e.guid in existing]
     if replaced:
-        for child in (EntryAuthor, EntryTag, EntryRegion, Media):
+        for child in (EntryAuthor, EntryTag, EntryRegion, EntryCoverage, Media):
             child.delete().where(child.entry.in_(replaced)).execute()
     _insert_children(written, authors, tags)
     for _, e in written:
         topics |= entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
-                               [a.slug for a in e.authors], e.breaking, parents)
+                               [a.slug for a in e.authors], e.breaking, parents, e.coverage)
     bump_topics(topics, now)
     return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics))
 
@@ -582,14 +624,15 @@ def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[
 def _insert_children(written: list[tuple[int, model.Entry]], authors: dict[str, int],
                      tags: dict[str, int]) -> None:
     """Authors, tags, regions and media of every written entry: one batched insert per table."""
-    rows: dict[type[BaseModel], list[dict[str, object]]] = {EntryAuthor: [], EntryTag: [],
-                                                            EntryRegion: [], Media: []}
+    rows: dict[type[BaseModel], list[dict[str, object]]] = {EntryAuthor: [], EntryTag: [], EntryRegion: [],
+                                                            EntryCoverage: [], Media: []}
     for entry_id, e in written:
         rows[EntryAuthor] += [{"entry": entry_id, "author": authors[a.slug], "position": i}
                               for i, a in enumerate(e.authors)]
         rows[EntryTag] += [{"entry": entry_id, "tag": tags[t.slug], "position": i}
                            for i, t in enumerate(e.tags)]
         rows[EntryRegion] += [{"entry": entry_id, "region": r} for r in e.regions]
+        rows[EntryCoverage] += [{"entry": entry_id, "coverage": c} for c in e.coverage]
         rows[Media] += [{"entry": entry_id, "position": i, "kind": m.kind, "url": m.url, "type": m.type,
                          "length": m.length, "width": m.width, "height": m.height, "duration": m.duration,
                          "caption": m.caption, "credit": m.credit, "lead": m.lead}

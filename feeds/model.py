@@ -49,6 +49,7 @@ class FeedItem:
     origin: str | None
     reading_time: int
     source: SourceRef | None = None
+    coverage: tuple[str, ...] = ()
 
     @property
     def lead_image(self) -> Media | None:

@@ -281,7 +281,7 @@ def json_item(item: FeedItem) -> dict[str, Any]:
     if attachments:
         out["attachments"] = attachments
     ext: dict[str, Any] = {"section": item.section, "regions": list(item.regions),
-                           "tags": list(item.tags), "breaking": item.breaking,
+                           "tags": list(item.tags), "coverage": list(item.coverage), "breaking": item.breaking,
                            "reading_time": item.reading_time}
     if lead is not None:
         ext.update(image_caption=lead.caption, image_credit=lead.credit)

@@ -18,7 +18,7 @@ from aggregator.model import Author, Media
 
 from .model import FeedDoc, FeedItem, SourceRef, Term, Tombstone
 
-FEED_KINDS = ("latest", "section", "region", "tag", "author", "breaking")
+FEED_KINDS = ("latest", "section", "region", "tag", "author", "coverage", "breaking")
 FILTERS = ("section", "region", "tag", "author", "q", "since")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -135,6 +135,8 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
         raise NotFound(f"unknown tag {slug!r}")
     if kind == "author" and store.Author.get_or_none(store.Author.slug == slug) is None:
         raise NotFound(f"unknown author {slug!r}")
+    if kind == "coverage" and slug not in tax.coverage:
+        raise NotFound(f"unknown coverage {slug!r}; dossiers: {', '.join(sorted(tax.coverage)) or 'none'}")
     limit = DEFAULT_LIMIT
     if "limit" in args:
         raw = args["limit"]
@@ -191,6 +193,9 @@ def _conditions(req: FeedRequest, config: Config) -> list[pw.Expression]:
         elif kind == "author":
             conds.append(E.id.in_(store.EntryAuthor.select(store.EntryAuthor.entry).join(store.Author)
                                   .where(store.Author.slug == value)))
+        elif kind == "coverage":
+            conds.append(E.id.in_(store.EntryCoverage.select(store.EntryCoverage.entry)
+                                  .where(store.EntryCoverage.coverage == value)))
         elif kind == "q":
             text = " ".join(value.split())
             conds.append(_contains(E.title, text) | _contains(E.summary, text))
@@ -266,11 +271,15 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
                                     M.caption, M.credit, M.lead)
                            .where(M.entry.in_(ids)).order_by(M.position).tuples()):
         media[entry].append(Media(*fields))
+    coverage: dict[int, list[str]] = defaultdict(list)
+    for entry, slug in (store.EntryCoverage.select(store.EntryCoverage.entry, store.EntryCoverage.coverage)
+                        .where(store.EntryCoverage.entry.in_(ids)).tuples()):
+        coverage[entry].append(slug)
     sources = {s.id: s for s in store.Source.select(
         store.Source.id, store.Source.key, store.Source.kind, store.Source.url, store.Source.name,
         store.Source.feed_title, store.Source.feed_link).where(store.Source.id.in_({r.source for r in rows}))}
     return [_item(r, sources[r.source], authors[r.id], tags[r.id], regions[r.id], media[r.id], config,
-                  base_url, req) for r in rows]
+                  base_url, req, coverage[r.id]) for r in rows]
 
 
 def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
@@ -289,7 +298,8 @@ def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
 
 
 def _item(row: Any, src: store.Source, authors: list[Author], tags: list[tuple[str, str]], regions: list[str],
-          media: list[Media], config: Config, base_url: str, req: FeedRequest) -> FeedItem:
+          media: list[Media], config: Config, base_url: str, req: FeedRequest,
+          coverage: list[str] = ()) -> FeedItem:
     tax = config.taxonomy
     prefix = "" if req.edition == config.site.default_edition else f"/{req.edition}"
     scheme = f"{base_url}{prefix}/feeds/"
@@ -300,6 +310,9 @@ def _item(row: Any, src: store.Source, authors: list[Author], tags: list[tuple[s
         terms.append(Term("region", r, tax.regions.get(r, r), scheme + "region/"))
     for slug, name in tags:
         terms.append(Term("tag", slug, name, scheme + "tag/"))
+    for slug in coverage:
+        if slug in tax.coverage:
+            terms.append(Term("coverage", slug, tax.coverage[slug].title, scheme + "coverage/"))
     source = None
     if src.kind != "cms":  # wire and partner copy is re-syndicated: say where it came from
         public_url = src.url if src.url.startswith(("http://", "https://")) else None
@@ -310,7 +323,7 @@ def _item(row: Any, src: store.Source, authors: list[Author], tags: list[tuple[s
         published=_aware(row.published), updated=_aware(row.updated), language=row.language,
         authors=tuple(authors), terms=tuple(terms), media=tuple(media), section=row.section,
         regions=tuple(regions), tags=tuple(s for s, _ in tags), breaking=row.breaking,
-        origin=row.origin, reading_time=row.reading_time, source=source)
+        origin=row.origin, reading_time=row.reading_time, source=source, coverage=tuple(coverage))
 
 
 def _aware(dt: datetime) -> datetime:
@@ -333,6 +346,8 @@ def feed_title(req: FeedRequest, config: Config) -> str:
     elif req.kind == "tag":
         tag = store.Tag.get(store.Tag.slug == req.slug)
         what = f"Tag: {tag.name}"
+    elif req.kind == "coverage":
+        what = f"Coverage: {tax.coverage[req.slug].title}"
     else:
         author = store.Author.get(store.Author.slug == req.slug)
         what = f"Author: {author.name}"
@@ -370,9 +385,10 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     updated = max(changes) if changes else newest_change(req, config)
     feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
     max_age = config.site.breaking_max_age if req.kind == "breaking" else config.site.feed_max_age
+    about = config.taxonomy.coverage[req.slug].description if req.kind == "coverage" else ""
     return FeedDoc(
         id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),
-        description=f"{feed_title(req, config)}. {config.site.description}",
+        description=f"{feed_title(req, config)}. {about or config.site.description}",
         self_url=alternates[fmt], home_url=config.site.link, language=edition.language,
         updated=updated, items=tuple(items), rights=config.site.rights,
         ttl_minutes=max(1, max_age // 60), author_name=config.site.title, alternates=alternates,

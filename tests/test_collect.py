@@ -242,3 +242,19 @@ def test_topics_count_changes_of_exactly_the_feeds_that_changed(config_factory, 
     assert store.topic_revision("es:section:economy") == 1
     with Collector(cfg) as c:
         assert c.collect(source_ids=["cms-spanish"]).topics == set()  # unchanged: nothing bumped
+
+
+def test_a_new_dossier_gathers_entries_already_stored(config_factory):
+    cfg = config_factory()
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        c.collect(source_ids=["cms-spanish"])
+    assert not store.EntryCoverage.select().where(store.EntryCoverage.coverage == "cafes").exists()
+    with_dossier = config_factory(extra='\n[coverage.cafes]\ntitle = "Cafés"\ntags = ["Café"]\nkeywords = ["cafetería"]\n')
+    with Collector(with_dossier) as c:
+        summary = c.collect(source_ids=["cms-spanish"])  # same bytes: re-read because the rules changed
+    assert summary.updated == 2 and summary.new == 0
+    assert store.EntryCoverage.select().where(store.EntryCoverage.coverage == "cafes").count() == 2
+    assert "es:coverage:cafes" in summary.topics
+    with Collector(with_dossier) as c:
+        assert {o.outcome for o in c.collect(source_ids=["cms-spanish"]).outcomes} == {"unchanged"}

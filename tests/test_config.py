@@ -139,6 +139,15 @@ def test_unreadable_and_missing_files(tmp_path: Path):
         load_config(tmp_path / "broken.toml", environ={})
 
 
+def test_coverage_dossiers_are_checked(tmp_path: Path):
+    found = problems(tmp_path, GOOD_SOURCE, extra='\n[coverage.empty]\ntitle = "Empty"\n'
+                                                  '\n[coverage.Bad]\ntitle = "Bad"\ntags = [3]\ncolor = 1\n')
+    assert "coverage.empty: needs tags or keywords, or no entry can ever join it" in found
+    assert any(p.startswith("coverage.Bad: coverage slugs are lowercase") for p in found)
+    assert "coverage.Bad.tags: must be a list of non-empty strings" in found
+    assert any(p.startswith("coverage.Bad.color: unknown key") for p in found)
+
+
 def test_subsection_slugs_must_be_unique_site_wide(tmp_path: Path):
     extra = '\n[sections.more]\ntitle = "More"\nsubsections = { politics = "Politics again" }\n'
     found = problems(tmp_path, GOOD_SOURCE, extra=extra)

@@ -66,6 +66,7 @@ def all_feed_paths(edition: str, config: Config) -> list[str]:
     paths = ["latest", "breaking"]
     paths += [f"section/{s}" for s in config.taxonomy.sections]
     paths += [f"region/{r}" for r in config.taxonomy.regions]
+    paths += [f"coverage/{c}" for c in config.taxonomy.coverage]
     tags = (store.Tag.select(store.Tag.slug).join(store.EntryTag).join(E).where(E.edition == edition).distinct())
     paths += [f"tag/{quote(t.slug)}" for t in tags]
     authors = (store.Author.select(store.Author.slug).join(store.EntryAuthor).join(E)
@@ -92,6 +93,8 @@ def expected_count(path: str, edition: str, config: Config) -> int:
         q = q.join(store.EntryTag).join(store.Tag).where(store.Tag.slug == slug)
     elif kind == "author":
         q = q.join(store.EntryAuthor).join(store.Author).where(store.Author.slug == slug)
+    elif kind == "coverage":
+        q = q.join(store.EntryCoverage).where(store.EntryCoverage.coverage == slug)
     return min(q.count(), 50)
 
 
@@ -336,6 +339,25 @@ def test_directory_has_autodiscovery_and_right_to_left_arabic(client):
     arabic = client.get("/ar/feeds/").get_data(as_text=True)
     assert '<html lang="ar" dir="rtl">' in arabic
     assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("edition, tag", [("en", "climate"), ("ar", "الطاقة-المتجددة"), ("es", "reforestacion")])
+def test_coverage_dossiers_gather_entries_across_sections(client, edition: str, tag: str):
+    data = get_json(client, f"{prefix(edition)}/feeds/coverage/climate-action.json?limit=200")
+    assert data["title"].endswith("Coverage: Climate Action")
+    assert "how communities respond to a changing climate" in data["description"]
+    items = data["items"]
+    assert items and all("climate-action" in i["_feedhub"]["coverage"] for i in items)
+    assert any(tag in i["_feedhub"]["tags"] for i in items)
+    for i in items:  # each joined by a dossier tag or a keyword
+        text = (i["title"] + " " + i.get("summary", "")).casefold()
+        assert (set(i["_feedhub"]["tags"]) & {"climate", "renewable-energy", "reforestation",
+                                              "الطاقة-المتجددة", "reforestacion"}) or "solar" in text or "coral" in text
+    if edition == "en":
+        assert len({i["_feedhub"]["section"] for i in items}) >= 2  # across sections
+    atom = etree.fromstring(client.get(f"{prefix(edition)}/feeds/coverage/climate-action.atom").get_data())
+    assert atom.find(f"{ATOM}entry/{ATOM}category[@term='climate-action']").get("label") == "Climate Action"
+    assert client.get("/feeds/coverage/no-such-dossier.rss").status_code == 404
 
 
 def test_healthz(client):

@@ -19,7 +19,7 @@ from .cache import Rendered, RenderCache
 
 public = Blueprint("public", __name__)
 
-SLUG_KINDS = ("section", "region", "tag", "author")
+SLUG_KINDS = ("section", "region", "tag", "author", "coverage")
 
 
 def _config() -> Config:
@@ -123,6 +123,7 @@ def feed_groups(edition: str, base: str) -> list[tuple[str, list[dict[str, objec
         ("Sections", [links("section", s.slug, s.title if not s.parent else f"{sections[s.parent].title}: {s.title}")
                       for s in sections.values()]),
         ("Regions", [links("region", slug, title) for slug, title in config.taxonomy.regions.items()]),
+        ("Coverage", [links("coverage", slug, cov.title) for slug, cov in config.taxonomy.coverage.items()]),
     ]
     E = store.Entry
     tag_rows = (store.Tag.select(store.Tag).join(store.EntryTag).join(E)
