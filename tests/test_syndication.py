@@ -202,6 +202,14 @@ def hub_config(tmp_path: Path, db_url: str):
     return make
 
 
+def hub_at(httpserver: HTTPServer, hub_config, handler) -> tuple[Config, HubPublisher]:
+    """A local hub answering with ``handler``, a config publishing to it, an open store, a publisher."""
+    httpserver.expect_request("/hub", method="POST").respond_with_handler(handler)
+    cfg = hub_config(httpserver.url_for("/hub"))
+    store.init_db(cfg.database_url)
+    return cfg, HubPublisher(cfg)
+
+
 def test_hub_is_pinged_for_exactly_the_changed_feeds(httpserver: HTTPServer, hub_config):
     received: list[list[str]] = []
 
@@ -211,10 +219,7 @@ def test_hub_is_pinged_for_exactly_the_changed_feeds(httpserver: HTTPServer, hub
         received.append(form["hub.url"])
         return Response(status=204)
 
-    httpserver.expect_request("/hub", method="POST").respond_with_handler(hub)
-    cfg = hub_config(httpserver.url_for("/hub"))
-    store.init_db(cfg.database_url)
-    publisher = HubPublisher(cfg)
+    cfg, publisher = hub_at(httpserver, hub_config, hub)
     with Collector(cfg, on_topics=publisher.publish) as c:
         summary = c.collect(source_ids=["cms-spanish"])
     assert publisher.flush(30)
@@ -240,9 +245,7 @@ def test_hub_failures_are_retried(httpserver: HTTPServer, hub_config):
         got.append(status)
         return Response(status=status)
 
-    httpserver.expect_request("/hub", method="POST").respond_with_handler(hub)
-    cfg = hub_config(httpserver.url_for("/hub"))
-    publisher = HubPublisher(cfg)
+    cfg, publisher = hub_at(httpserver, hub_config, hub)
     publisher.publish({"en:breaking"})
     assert publisher.flush(30)
     assert got == [500, 503, 204] and publisher.sent[-1][2] is True
@@ -256,10 +259,7 @@ def test_a_slow_hub_never_blocks_collection(httpserver: HTTPServer, hub_config):
         release.wait(30)
         return Response(status=204)
 
-    httpserver.expect_request("/hub", method="POST").respond_with_handler(hub)
-    cfg = hub_config(httpserver.url_for("/hub"))
-    store.init_db(cfg.database_url)
-    publisher = HubPublisher(cfg)
+    cfg, publisher = hub_at(httpserver, hub_config, hub)
     with Collector(cfg, on_topics=publisher.publish) as c:
         summary = c.collect(source_ids=["ticker", "cms-spanish"])
     assert summary.new == 27  # collect returned while the hub still holds its first ping
