@@ -117,6 +117,8 @@ class SiteConfig:
     breaking_max_age: int = 30
     #: how long a retracted entry stays in Atom feeds as a tombstone
     tombstone_days: int = 30
+    #: hours after which a breaking item leaves the breaking feed (0: it never does)
+    breaking_hours: int = 0
 
 
 @dataclass(frozen=True)
@@ -315,7 +317,9 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
         "description": (str, SiteConfig.description), "id_authority": (str, SiteConfig.id_authority),
         "rights": (str, ""), "default_edition": (str, "en"),
         "feed_max_age": (int, SiteConfig.feed_max_age), "breaking_max_age": (int, SiteConfig.breaking_max_age),
-        "tombstone_days": (int, SiteConfig.tombstone_days)})
+        "tombstone_days": (int, SiteConfig.tombstone_days), "breaking_hours": (int, 0)})
+    if site_raw["breaking_hours"] is not None and site_raw["breaking_hours"] < 0:
+        c.problem("site.breaking_hours", "must be 0 (never) or a positive number of hours")
     for key in ("feed_max_age", "breaking_max_age", "tombstone_days"):
         if site_raw[key] is not None and site_raw[key] < 1:
             c.problem(f"site.{key}", f"must be a positive integer, got {site_raw[key]}")

@@ -90,3 +90,5 @@ class FeedDoc:
     next_url: str | None = None
     previous_url: str | None = None
     tombstones: tuple[Tombstone, ...] = ()
+    #: when the content changes by itself (breaking items ageing out); None: only on writes
+    expires: datetime | None = None

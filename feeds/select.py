@@ -181,6 +181,8 @@ def _conditions(req: FeedRequest, config: Config) -> list[pw.Expression]:
     wanted = [(req.kind, req.slug)] if req.slug else []
     if req.kind == "breaking":
         conds.append(E.breaking == True)  # noqa: E712 (peewee expression)
+        if config.site.breaking_hours:
+            conds.append(E.published >= store.utcnow() - timedelta(hours=config.site.breaking_hours))
     for kind, value in wanted + list(req.filters):
         if kind == "section":
             conds.append(E.section.in_(config.taxonomy.section_family(value)))
@@ -386,6 +388,10 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
     max_age = config.site.breaking_max_age if req.kind == "breaking" else config.site.feed_max_age
     about = config.taxonomy.coverage[req.slug].description if req.kind == "coverage" else ""
+    expires = None
+    if req.kind == "breaking" and config.site.breaking_hours and items:
+        # The ticker changes with the clock too: it is valid until its oldest item leaves.
+        expires = min(i.published for i in items) + timedelta(hours=config.site.breaking_hours)
     return FeedDoc(
         id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),
         description=f"{feed_title(req, config)}. {about or config.site.description}",
@@ -397,4 +403,4 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
         next_url=url(fmt, page.next) if page.next else None,
         previous_url=(url(fmt, page.previous) if page.previous else url(fmt, first=True))
         if page.has_previous else None,
-        tombstones=tuple(tombstones))
+        tombstones=tuple(tombstones), expires=expires)

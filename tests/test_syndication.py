@@ -344,3 +344,30 @@ def test_samples_stay_valid_to_the_json_schema_after_all_of_this(client):
     for url in ("/feeds/latest.json?limit=5", "/ar/feeds/latest.json", "/feeds/breaking.json"):
         get_json(client, url)
     assert (SAMPLES / "breaking.rss").exists()
+
+
+def test_breaking_items_leave_the_ticker_after_the_configured_hours(config_factory, tmp_path: Path):
+    import dataclasses
+
+    cfg = config_factory()
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        c.collect(source_ids=["ticker"])
+    # Age the ticker as the clock would: the newest item is 5 hours old, one every 11 minutes before it.
+    newest = store.Entry.select(store.Entry.published).order_by(store.Entry.published.desc()).scalar()
+    shift = store.utcnow() - timedelta(hours=5) - newest
+    for e in store.Entry.select():
+        store.Entry.update(published=e.published + shift, updated=e.updated + shift).where(
+            store.Entry.id == e.id).execute()
+    six = dataclasses.replace(cfg, site=dataclasses.replace(cfg.site, breaking_hours=6))
+    app = create_app(six)
+    with app.test_client() as client:
+        items = get_json(client, "/feeds/breaking.json?limit=200")["items"]
+        assert 0 < len(items) < 15  # items older than six hours have left
+        cached = app.extensions["feedhub.cache"]
+        key = next(iter(cached._items))
+        assert cached._items[key].expires is not None  # valid only until its oldest item leaves
+        everything = get_json(client, "/feeds/latest.json?limit=200")["items"]
+        assert len(everything) == 15  # they stay in every other feed
+    with create_app(cfg).test_client() as client:  # 0: never leave
+        assert len(get_json(client, "/feeds/breaking.json?limit=200")["items"]) == 15

@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 #: bodies smaller than this are not worth compressing
 GZIP_MIN = 512
@@ -29,12 +29,18 @@ class Rendered:
     etag: str
     last_modified: datetime
     links: str
+    #: the rendering is not served from this instant on (content that ages by itself)
+    expires: datetime | None = None
 
     @classmethod
-    def make(cls, revision: int, body: bytes, etag: str, last_modified: datetime, links: str) -> "Rendered":
+    def make(cls, revision: int, body: bytes, etag: str, last_modified: datetime, links: str,
+             expires: datetime | None = None) -> "Rendered":
         # mtime=0 keeps the gzip bytes (and so their ETag) the same for the same body
         gz = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN else None
-        return cls(revision, body, gz, etag, last_modified, links)
+        return cls(revision, body, gz, etag, last_modified, links, expires)
+
+    def valid(self, revision: int) -> bool:
+        return self.revision == revision and (self.expires is None or datetime.now(timezone.utc) < self.expires)
 
 
 class RenderCache:
@@ -51,14 +57,14 @@ class RenderCache:
         """The cached rendering for ``key`` if made at ``revision``, else a fresh one."""
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and hit.revision == revision:
+            if hit is not None and hit.valid(revision):
                 self._items.move_to_end(key)
                 return hit
             flight = self._flights.setdefault(key, threading.Lock())
         with flight:
             with self._lock:  # someone else may have rendered it while we waited
                 hit = self._items.get(key)
-                if hit is not None and hit.revision == revision:
+                if hit is not None and hit.valid(revision):
                     return hit
             fresh = render()
             with self._lock:

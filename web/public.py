@@ -106,7 +106,7 @@ def _render(req: FeedRequest, config: Config, base: str, fmt: str, revision: int
     links += [(url, rel) for url, rel in ((doc.first_url, "first"), (doc.previous_url, "previous"),
                                          (doc.next_url, "next")) if url]
     return Rendered.make(revision, body, hashlib.sha256(body).hexdigest()[:32], doc.updated,
-                         ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links))
+                         ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links), doc.expires)
 
 
 def feed_groups(edition: str, base: str) -> list[tuple[str, list[dict[str, object]]]]:
