@@ -217,7 +217,12 @@ class Collector:
             for attempt in range(1, 4):
                 try:
                     with store.write_transaction():
-                        saved = store.save_entries(row, output.entries, started, self.parents)
+                        saved = store.save_entries(row, output.entries, started, self.parents,
+                                                   max_revisions=self.config.collect.max_revisions,
+                                                   ignore_updates=sc.ignore_updates)
+                        if saved.ignored:
+                            log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
+                                     "revision cap)", sc.id, saved.ignored)
                         topics = set(saved.topics) | self._retract_deleted(row, output.deleted, started)
                         outcome = self._record(
                             row, started, t0, "ok", result, new=saved.new, updated=saved.updated,

@@ -90,6 +90,8 @@ class SourceConfig:
     breaking: bool = False
     interval: int | None = None
     enabled: bool = True
+    #: store entries once and never apply the source's later changes to them
+    ignore_updates: bool = False
     #: absolute path for local sample files, None for http(s) sources
     local_path: Path | None = None
 
@@ -149,6 +151,8 @@ class CollectConfig:
     lease_seconds: int = 300
     #: fetches a permanent redirect must repeat before the source's URL moves
     redirect_confirmations: int = 3
+    #: changes an entry may receive; later ones are ignored (a feed rewriting itself cannot churn)
+    max_revisions: int = 50
     #: networks (CIDR) and host names sources may reach besides public addresses
     allow_networks: tuple[str, ...] = ()
     fetch_log_keep: int = 200
@@ -341,10 +345,11 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
         "samples_dir": (str, "samples"), "workers": (int, d.workers), "per_host": (int, d.per_host),
         "parse_workers": (int, d.parse_workers), "parse_timeout": (float, d.parse_timeout),
         "lease_seconds": (int, d.lease_seconds), "redirect_confirmations": (int, d.redirect_confirmations),
+        "max_revisions": (int, d.max_revisions),
         "allow_networks": (list, []), "fetch_log_keep": (int, d.fetch_log_keep),
         "breaking_prefixes": (dict, {})})
     for key in ("interval", "min_interval", "max_interval", "max_backoff", "max_bytes", "workers",
-                "per_host", "lease_seconds", "redirect_confirmations", "fetch_log_keep"):
+                "per_host", "lease_seconds", "redirect_confirmations", "max_revisions", "fetch_log_keep"):
         if col[key] is not None and col[key] < 1:
             c.problem(f"collect.{key}", f"must be a positive integer, got {col[key]}")
     if col["parse_workers"] is not None and col["parse_workers"] < 0:
@@ -522,7 +527,7 @@ _SOURCE_SPEC: dict[str, tuple[type, Any]] = {
     "id": (str, _REQUIRED), "name": (str, _REQUIRED), "url": (str, _REQUIRED),
     "kind": (str, "cms"), "edition": (str, "en"), "section": (str, ""), "region": (str, ""),
     "tags": (list, []), "origin": (str, ""), "breaking": (bool, False), "interval": (int, 0),
-    "enabled": (bool, True),
+    "enabled": (bool, True), "ignore_updates": (bool, False),
 }
 
 
@@ -571,7 +576,8 @@ def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
             id=sid or f"source-{i}", name=d["name"] or "", url=url or "", kind=d["kind"],
             edition=d["edition"], section=d["section"] or None, region=d["region"] or None,
             tags=tuple(tags), origin=d["origin"] or None, breaking=d["breaking"],
-            interval=d["interval"] or None, enabled=d["enabled"], local_path=local_path))
+            interval=d["interval"] or None, enabled=d["enabled"], ignore_updates=d["ignore_updates"],
+            local_path=local_path))
     return tuple(out)
 
 

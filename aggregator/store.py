@@ -106,6 +106,7 @@ class Entry(BaseModel):
     # a retraction is published (Atom tombstone), never silently dropped
     retracted_at = pw.DateTimeField(null=True)
     retraction_reason = pw.TextField(null=True)
+    revision = pw.IntegerField(default=0)  # how many times the source changed it
 
     class Meta:
         indexes = (
@@ -355,7 +356,7 @@ def _to_v3(database: pw.Database) -> None:
     have = {c.name for c in database.get_columns(Entry._meta.table_name)}
     migrator = SchemaMigrator.from_database(database)
     migrate(*[migrator.add_column(Entry._meta.table_name, name, Entry._meta.fields[name])
-              for name in ("retracted_at", "retraction_reason") if name not in have])
+              for name in ("retracted_at", "retraction_reason", "revision") if name not in have])
 
 
 # version -> function that upgrades a store from version-1 to version
@@ -490,6 +491,8 @@ class SaveResult:
     unchanged: int
     #: the feeds whose content changed (see Topic), already bumped
     topics: frozenset[str] = frozenset()
+    #: changes not written: the source ignores updates, or the entry reached its revision cap
+    ignored: int = 0
 
 
 def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags: Iterable[str],
@@ -555,7 +558,8 @@ def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
 
 
 def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
-                 parents: dict[str, str] | None = None) -> SaveResult:
+                 parents: dict[str, str] | None = None, max_revisions: int | None = None,
+                 ignore_updates: bool = False) -> SaveResult:
     """Upsert a source's entries; an entry whose fingerprint is unchanged is not written.
 
     Call inside a transaction: the caller commits entries and the source's new
@@ -564,8 +568,13 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
     """
     parents = parents or {}
     entries = list(entries)
-    existing = {row.guid: (row.id, row.fingerprint) for row in
-                Entry.select(Entry.id, Entry.guid, Entry.fingerprint).where(Entry.source == source)}
+    existing = {row.guid: (row.id, row.fingerprint, row.updated, row.revision) for row in
+                Entry.select(Entry.id, Entry.guid, Entry.fingerprint, Entry.updated, Entry.revision)
+                .where(Entry.source == source)}
+
+    def frozen(found: tuple[int, str, datetime, int]) -> bool:
+        # A source that rewrites its entries on every fetch must not churn the store forever.
+        return ignore_updates or (max_revisions is not None and found[3] >= max_revisions)
     authors = _ensure_slugged(Author, {a.slug: {"name": a.name, "url": a.url}
                                        for e in reversed(entries) for a in e.authors})
     tags = _ensure_slugged(Tag, {t.slug: {"name": t.name} for e in reversed(entries) for t in e.tags})
@@ -575,7 +584,8 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
     # Feeds that held an entry before it changed (it may have left a section or tag)
     # are read before anything is written.
     changing = [existing[e.guid][0] for e in entries
-                if e.guid in existing and existing[e.guid][1] != e.fingerprint]
+                if e.guid in existing and existing[e.guid][1] != e.fingerprint and not frozen(existing[e.guid])]
+    ignored = 0
     topics = stored_topics(changing, parents)
     for e in entries:
         fields = dict(public_id=e.public_id, title=e.title, link=e.link, language=e.language,
@@ -589,10 +599,14 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
             new += 1
         elif found[1] == e.fingerprint:
             unchanged += 1
+        elif frozen(found):
+            ignored += 1
         else:
-            if e.date_missing:
-                # A dateless entry keeps the first-seen time it was published under.
-                fields.pop("published")
+            # A change keeps the publication date and moves `updated` forward: to the
+            # source's own newer date, else to when we saw the change.
+            fields.pop("published")
+            fields["updated"] = e.updated if e.updated > found[2] else now
+            fields["revision"] = found[3] + 1
             Entry.update(**fields).where(Entry.id == found[0]).execute()
             written.append((found[0], e))
             updated += 1
@@ -606,7 +620,7 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
         topics |= entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
                                [a.slug for a in e.authors], e.breaking, parents, e.coverage)
     bump_topics(topics, now)
-    return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics))
+    return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics), ignored=ignored)
 
 
 def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[tuple[int, model.Entry]]:

@@ -92,6 +92,8 @@ def test_a_changed_entry_is_updated_in_place(config_factory, tmp_path: Path):
     again = store.Entry.get_by_id(row.id)
     assert again.title == old + " (actualizado)"
     assert again.published == row.published and again.first_seen == row.first_seen
+    # the source gave no newer date: `updated` moves to when the change was seen
+    assert again.updated > row.updated and again.revision == row.revision + 1
     # children were replaced, not duplicated
     assert store.EntryAuthor.select().where(store.EntryAuthor.entry == row.id).count() == 1
     assert store.EntryTag.select().where(store.EntryTag.entry == row.id).count() == len(row.tag_links)
@@ -258,3 +260,30 @@ def test_a_new_dossier_gathers_entries_already_stored(config_factory):
     assert "es:coverage:cafes" in summary.topics
     with Collector(with_dossier) as c:
         assert {o.outcome for o in c.collect(source_ids=["cms-spanish"]).outcomes} == {"unchanged"}
+
+
+def _rewrite(feed: Path, old: str, new: str) -> None:
+    feed.write_text(feed.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+
+
+def test_revisions_are_capped_and_updates_can_be_ignored(config_factory, tmp_path: Path):
+    sources = ('[[sources]]\nid = "es"\nname = "ES"\nurl = "samples/spanish-edition.rss"\n'
+               '[[sources]]\nid = "frozen"\nname = "Frozen"\nurl = "samples/breaking.rss"\nignore_updates = true\n')
+    cfg = config_factory(sources, collect="max_revisions = 2\n")
+    store.init_db(cfg.database_url)
+    title = "Montebrisa inaugura un festival de cine al aire libre"
+    ticker = "BREAKING: Power restored across"
+    feed, tick = tmp_path / "samples" / "spanish-edition.rss", tmp_path / "samples" / "breaking.rss"
+    with Collector(cfg) as c:
+        c.collect()
+        for n in (1, 2, 3):  # the source rewrites the story three times
+            _rewrite(feed, title if n == 1 else f"{title} v{n - 1}", f"{title} v{n}")
+            _rewrite(tick, ticker if n == 1 else f"{ticker} v{n - 1}", f"{ticker} v{n}")
+            summary = c.collect()
+            by = {o.source: o for o in summary.outcomes}
+            assert by["es"].updated == (1 if n <= 2 else 0)  # the third change is past the cap
+            assert by["frozen"].updated == 0  # never applied
+    row = store.Entry.get(store.Entry.title.startswith(title))
+    assert row.title == f"{title} v2" and row.revision == 2
+    kept = store.Entry.select().where(store.Entry.title.startswith(ticker)).get()
+    assert " v1" not in kept.title and " v2" not in kept.title and kept.revision == 0  # ignore_updates
