@@ -134,3 +134,8 @@ class Entry:
     fingerprint: str
     #: coverage dossiers the entry belongs to (slugs)
     coverage: tuple[str, ...] = ()
+    #: a future date was replaced by the time we saw it
+    date_clamped: bool = False
+    #: the dates exactly as the source wrote them
+    published_raw: str | None = None
+    updated_raw: str | None = None

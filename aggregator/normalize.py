@@ -197,19 +197,30 @@ def to_naive_utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def entry_dates(raw: RawEntry, now: datetime) -> tuple[datetime, datetime, bool]:
-    """(published, updated, date_missing) in naive UTC; future dates clamped to now."""
+@dataclass(frozen=True)
+class Dates:
+    """An entry's instants in naive UTC, and what had to be made up about them."""
+
+    published: datetime
+    updated: datetime
+    missing: bool  # no date at all: first-seen time used
+    clamped: bool  # beyond FUTURE_TOLERANCE in the future: now used
+
+
+def entry_dates(raw: RawEntry, now: datetime) -> Dates:
+    """Published and updated in naive UTC; a missing date is ``now`` (first seen), a future one clamped."""
     published = raw.published or raw.updated
     missing = published is None
     pub = now if published is None else to_naive_utc(published)
     upd = to_naive_utc(raw.updated) if raw.updated else pub
     limit = now + FUTURE_TOLERANCE
+    clamped = pub > limit or upd > limit
     # A date beyond the tolerance is a source's clock or typo, not news from the future.
     if pub > limit:
         pub = now
     if upd > limit:
         upd = now
-    return pub, max(upd, pub), missing
+    return Dates(pub, max(upd, pub), missing, clamped)
 
 
 # --- media -------------------------------------------------------------------------
@@ -398,7 +409,7 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
     source_edition = ctx.editions.get(source.edition)
     language = (raw.language or feed.language or
                 (source_edition.language if source_edition else None) or "en").strip().lower()
-    published, updated, missing = entry_dates(raw, now)
+    dates = entry_dates(raw, now)
     guid = entry_guid(raw, link, title)
     section, regions, tags, breaking_cat = classify(raw, source, ctx)
     breaking = source.breaking or breaking_cat or has_breaking_prefix(title, language, ctx)
@@ -408,17 +419,18 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
     entry = dict(
         guid=guid, public_id=public_id(guid, source.id, ctx.id_authority), title=title, link=link,
         language=language, edition=pick_edition(language, source, ctx), summary=summary,
-        content=content, published=published, updated=updated, section=section, regions=regions,
+        content=content, published=dates.published, updated=dates.updated, section=section, regions=regions,
         tags=tags, authors=authors, media=media, origin=source.origin, breaking=breaking,
-        reading_time=reading_minutes(body_text), date_missing=missing,
+        reading_time=reading_minutes(body_text), date_missing=dates.missing, date_clamped=dates.clamped,
+        published_raw=raw.published_raw, updated_raw=raw.updated_raw,
         coverage=match_coverage(tags, title, summary, ctx))
     return Entry(**entry, fingerprint=fingerprint(entry))
 
 
 def fingerprint(fields: dict[str, object]) -> str:
-    """A hash of the meaningful fields; a dateless entry's first-seen time is left out."""
+    """A hash of the meaningful fields; dates we made up (first-seen, clamped) are left out."""
     data = dict(fields)
-    if data.get("date_missing"):
+    if data.get("date_missing") or data.get("date_clamped"):
         data.pop("published", None)
         data.pop("updated", None)
     blob = json.dumps(data, default=_jsonable, sort_keys=True, ensure_ascii=False)

@@ -100,6 +100,9 @@ class Entry(BaseModel):
     published = pw.DateTimeField()
     updated = pw.DateTimeField()
     date_missing = pw.BooleanField(default=False)
+    date_clamped = pw.BooleanField(default=False)
+    published_raw = pw.TextField(null=True)  # the dates exactly as the source wrote them
+    updated_raw = pw.TextField(null=True)
     first_seen = pw.DateTimeField(default=utcnow)
     stored_at = pw.DateTimeField(default=utcnow)  # last time the store wrote this row
     fingerprint = pw.CharField(max_length=64)
@@ -356,7 +359,8 @@ def _to_v3(database: pw.Database) -> None:
     have = {c.name for c in database.get_columns(Entry._meta.table_name)}
     migrator = SchemaMigrator.from_database(database)
     migrate(*[migrator.add_column(Entry._meta.table_name, name, Entry._meta.fields[name])
-              for name in ("retracted_at", "retraction_reason", "revision") if name not in have])
+              for name in ("retracted_at", "retraction_reason", "revision", "date_clamped",
+                           "published_raw", "updated_raw") if name not in have])
 
 
 # version -> function that upgrades a store from version-1 to version
@@ -592,6 +596,7 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
                       edition=e.edition, summary=e.summary, content=e.content, section=e.section,
                       origin=e.origin, breaking=e.breaking, reading_time=e.reading_time,
                       published=e.published, updated=e.updated, date_missing=e.date_missing,
+                      date_clamped=e.date_clamped, published_raw=e.published_raw, updated_raw=e.updated_raw,
                       fingerprint=e.fingerprint, stored_at=now)
         found = existing.get(e.guid)
         if found is None:

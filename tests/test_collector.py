@@ -354,7 +354,9 @@ def test_migration_from_schema_1(config: Config):
     migrate(*[migrator.drop_column("source", name) for name in
               ("feed_ttl", "fetch_url", "redirect_target", "redirect_count", "disabled_reason",
                "lease_owner", "lease_until")])
-    database.drop_tables([store.SourceUrlHistory, store.Metric, store.Topic])
+    migrate(*[migrator.drop_column("entry", name) for name in
+              ("retracted_at", "retraction_reason", "revision", "date_clamped", "published_raw", "updated_raw")])
+    database.drop_tables([store.SourceUrlHistory, store.Metric, store.Topic, store.EntryCoverage])
     assert store.Entry.select().count() == counts["Entry"]
     if sqlite:
         database.pragma("foreign_keys", 1)
@@ -369,7 +371,9 @@ def test_migration_from_schema_1(config: Config):
     assert store.Entry.select().join(store.Source).count() == counts["Entry"]
     row = source_row("cms-spanish")
     assert row.lease_owner is None and row.redirect_count == 0 and store.Metric.table_exists()
-    assert store.Topic.table_exists()
+    assert store.Topic.table_exists() and store.EntryCoverage.table_exists()
+    have = {c.name for c in database.get_columns("entry")}
+    assert {"retracted_at", "revision", "date_clamped", "published_raw"} <= have
 
 
 def test_feedserver_bodies_are_valid_feeds():

@@ -107,14 +107,25 @@ def test_public_id():
 
 def test_dates_missing_future_and_updated():
     utc = timezone.utc
-    pub, upd, missing = entry_dates(RawEntry(), NOW)
-    assert (pub, upd, missing) == (NOW, NOW, True)
+    d = entry_dates(RawEntry(), NOW)
+    assert (d.published, d.updated, d.missing, d.clamped) == (NOW, NOW, True, False)
     far = RawEntry(published=datetime(2030, 1, 1, tzinfo=utc))
-    assert entry_dates(far, NOW) == (NOW, NOW, False)
+    d = entry_dates(far, NOW)
+    assert (d.published, d.updated, d.missing, d.clamped) == (NOW, NOW, False, True)
     near = RawEntry(published=(NOW + timedelta(minutes=5)).replace(tzinfo=utc))
-    assert entry_dates(near, NOW)[0] == NOW + timedelta(minutes=5)  # within tolerance
+    d = entry_dates(near, NOW)
+    assert d.published == NOW + timedelta(minutes=5) and not d.clamped  # within tolerance
     both = RawEntry(published=datetime(2026, 11, 20, 10, tzinfo=utc), updated=datetime(2026, 11, 20, 9, tzinfo=utc))
-    assert entry_dates(both, NOW)[1] == datetime(2026, 11, 20, 10)  # updated never before published
+    assert entry_dates(both, NOW).updated == datetime(2026, 11, 20, 10)  # updated never before published
+
+
+def test_raw_dates_are_kept_and_made_up_dates_do_not_churn():
+    source = CONFIG.source("cms-news")
+    raw = _entry(published=datetime(2031, 1, 1, tzinfo=timezone.utc), published_raw="Wed, 01 Jan 2031 00:00:00 GMT")
+    first = normalize_entry(raw, RawFeed(format="rss20"), source, CTX, NOW)
+    later = normalize_entry(raw, RawFeed(format="rss20"), source, CTX, NOW + timedelta(hours=1))
+    assert first.date_clamped and first.published == NOW and first.published_raw == "Wed, 01 Jan 2031 00:00:00 GMT"
+    assert first.fingerprint == later.fingerprint  # the clamped "now" is not a change
 
 
 def _entry(**kw) -> RawEntry:
