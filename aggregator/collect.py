@@ -207,9 +207,10 @@ class Collector:
             digest = hashlib.sha256(result.body).hexdigest()
             if digest == row.content_hash:
                 return self._record(row, started, t0, "unchanged", result, defer=True)
-            output = self.pool.run(ParseJob(body=result.body, url=result.url,
-                                            content_type=result.headers.get("Content-Type"),
-                                            source=sc, now=started))
+            output = self.pool.run(ParseJob(
+                body=result.body, url=result.url, content_type=result.headers.get("Content-Type"),
+                source=sc, now=started, id_rule=row.id_rule,
+                previous=store.previous_ids(row) if row.id_rule == "guid" else {}))
             for w in output.warnings:
                 log.warning("%s: %s", sc.id, w)
             # Entries and the source's new validators and hash commit together, so a
@@ -217,18 +218,24 @@ class Collector:
             for attempt in range(1, 4):
                 try:
                     with store.write_transaction():
+                        extra: dict[str, object] = {}
+                        rekeyed: set[str] = set()
+                        if output.id_rule != row.id_rule:
+                            log.warning("%s: %s", sc.id, output.id_rule_reason)
+                            rekeyed = store.rekey_source(row, output.id_rule, started, self.parents)
+                            extra = dict(id_rule=output.id_rule, id_rule_reason=output.id_rule_reason)
                         saved = store.save_entries(row, output.entries, started, self.parents,
                                                    max_revisions=self.config.collect.max_revisions,
                                                    ignore_updates=sc.ignore_updates)
                         if saved.ignored:
                             log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
                                      "revision cap)", sc.id, saved.ignored)
-                        topics = set(saved.topics) | self._retract_deleted(row, output.deleted, started)
+                        topics = set(saved.topics) | rekeyed | self._retract_deleted(row, output.deleted, started)
                         outcome = self._record(
                             row, started, t0, "ok", result, new=saved.new, updated=saved.updated,
                             extra=dict(content_hash=digest, entries_seen=len(output.entries),
                                        feed_title=plain_text(output.title) or None,
-                                       feed_link=canonical_link(output.link), feed_ttl=output.ttl))
+                                       feed_link=canonical_link(output.link), feed_ttl=output.ttl, **extra))
                         return dataclasses.replace(outcome, topics=frozenset(topics))
                 except pw.OperationalError as e:
                     # The transaction was rolled back whole; PostgreSQL asks for a retry.

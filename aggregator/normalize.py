@@ -179,14 +179,63 @@ def public_id(guid: str, source_key: str, authority: str) -> str:
     return f"tag:{authority}:{source_key}/{digest}"
 
 
-def entry_guid(raw: RawEntry, link: str | None, title: str) -> str:
-    """Identity within the source: guid, else canonical link, else a hash of title and date."""
-    if raw.guid and raw.guid.strip():
-        return xml_safe(raw.guid.strip())
-    if link:
-        return link
-    basis = f"{title}\x00{raw.published_raw or raw.updated_raw or ''}"
+ID_RULES = ("guid", "link", "hash")
+
+
+def hash_id(title: str, date_raw: str | None) -> str:
+    """The weakest identity: a hash of the entry's title and the date as the source wrote it."""
+    basis = f"{title}\x00{date_raw or ''}"
     return "sha256:" + hashlib.sha256(basis.encode("utf-8")).hexdigest()
+
+
+def entry_guid(raw: RawEntry, link: str | None, title: str, rule: str = "guid") -> str:
+    """Identity within the source under the source's rule: guid, else canonical link, else a hash."""
+    if rule == "guid" and raw.guid and raw.guid.strip():
+        return xml_safe(raw.guid.strip())
+    if rule in ("guid", "link") and link:
+        return link
+    return hash_id(title, raw.published_raw or raw.updated_raw)
+
+
+def _entry_base(raw: RawEntry, feed: RawFeed, source: SourceConfig) -> str | None:
+    return raw.base or raw.link or feed.link or (source.url if "://" in source.url else None)
+
+
+def choose_id_rule(feed: RawFeed, source: SourceConfig, current: str,
+                   previous: dict[str, str]) -> tuple[str, str | None]:
+    """The identity rule a source needs, and why it changed (None when it did not).
+
+    Guids are unusable when one guid names different links, or when they change
+    on every fetch (``previous``: stored link -> guid). Links are unusable when one
+    link names entries with different titles. Rules only ever get weaker.
+    """
+    rule, reason = current, None
+    pairs = [(canonical_link(r.link, _entry_base(r, feed, source)), (r.guid or "").strip(), r)
+             for r in feed.entries]
+    if rule == "guid":
+        links_of: dict[str, set[str]] = {}
+        for link, guid, _ in pairs:
+            if guid and link:
+                links_of.setdefault(guid, set()).add(link)
+        shared = sorted(g for g, links in links_of.items() if len(links) > 1)
+        known = [(link, guid) for link, guid, _ in pairs if guid and link in previous]
+        changed = sum(1 for link, guid in known if previous[link] != guid)
+        if shared:
+            rule, reason = "link", (f"guid {shared[0]!r} is used for {len(links_of[shared[0]])} different "
+                                    "links; entries are identified by their links")
+        elif len(known) >= 3 and changed * 2 >= len(known):
+            rule, reason = "link", (f"guids change on every fetch ({changed} of {len(known)} known links came "
+                                    "with a new guid); entries are identified by their links")
+    if rule == "link":
+        titles_of: dict[str, set[str]] = {}
+        for link, _, r in pairs:
+            if link:
+                titles_of.setdefault(link, set()).add(plain_text(r.title, True))
+        shared = sorted(link for link, titles in titles_of.items() if len(titles) > 1)
+        if shared:
+            rule, reason = "hash", (f"the link {shared[0]} is used for {len(titles_of[shared[0]])} different "
+                                    "entries; entries are identified by title and date")
+    return rule, reason
 
 
 # --- dates ---------------------------------------------------------------------------
@@ -392,9 +441,9 @@ def reading_minutes(text: str) -> int:
 # --- the whole entry -----------------------------------------------------------------
 
 def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Context,
-                    now: datetime) -> Entry:
+                    now: datetime, id_rule: str = "guid") -> Entry:
     """Turn one parsed entry into a clean Entry; ``now`` is naive UTC (first-seen time)."""
-    base = raw.base or raw.link or feed.link or (source.url if "://" in source.url else None)
+    base = _entry_base(raw, feed, source)
     link = canonical_link(raw.link, base)
     content = sanitize_html(raw.content, base) if raw.content_is_html else \
         "".join(f"<p>{html.escape(p)}</p>" for p in plain_text(raw.content, False).split("\n\n") if p)
@@ -410,7 +459,7 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
     language = (raw.language or feed.language or
                 (source_edition.language if source_edition else None) or "en").strip().lower()
     dates = entry_dates(raw, now)
-    guid = entry_guid(raw, link, title)
+    guid = entry_guid(raw, link, title, id_rule)
     section, regions, tags, breaking_cat = classify(raw, source, ctx)
     breaking = source.breaking or breaking_cat or has_breaking_prefix(title, language, ctx)
     authors = normalize_authors(raw)
@@ -428,8 +477,12 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
 
 
 def fingerprint(fields: dict[str, object]) -> str:
-    """A hash of the meaningful fields; dates we made up (first-seen, clamped) are left out."""
-    data = dict(fields)
+    """A hash of the meaningful fields; dates we made up (first-seen, clamped) are left out.
+
+    Identity (guid, public id) is not content: re-identifying a source's entries
+    must not make them look changed.
+    """
+    data = {k: v for k, v in fields.items() if k not in ("guid", "public_id")}
     if data.get("date_missing") or data.get("date_clamped"):
         data.pop("published", None)
         data.pop("updated", None)
@@ -446,13 +499,13 @@ def _jsonable(value: object) -> object:
 
 
 def normalize_feed(feed: RawFeed, source: SourceConfig, ctx: Context,
-                   now: datetime) -> tuple[list[Entry], list[str]]:
-    """Normalise every entry; the same guid twice in one feed keeps the first. Returns warnings too."""
+                   now: datetime, id_rule: str = "guid") -> tuple[list[Entry], list[str]]:
+    """Normalise every entry; the same id twice in one feed keeps the first. Returns warnings too."""
     out: list[Entry] = []
     warnings = list(feed.warnings)
     seen: set[str] = set()
     for raw in feed.entries:
-        entry = normalize_entry(raw, feed, source, ctx, now)
+        entry = normalize_entry(raw, feed, source, ctx, now, id_rule)
         if entry.guid in seen:
             warnings.append(f"duplicate id {entry.guid!r} in one feed; kept the first")
             continue

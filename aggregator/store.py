@@ -68,6 +68,9 @@ class Source(BaseModel):
     redirect_count = pw.IntegerField(default=0)
     # set when the publisher answered 410 Gone; polling stops until the URL changes
     disabled_reason = pw.TextField(null=True)
+    # how entries are identified (guid, else link, else hash) and why it was weakened
+    id_rule = pw.CharField(max_length=8, default="guid")
+    id_rule_reason = pw.TextField(null=True)
     # a collector's claim: no other collector takes the source until lease_until
     lease_owner = pw.CharField(max_length=100, null=True)
     lease_until = pw.DateTimeField(null=True)
@@ -355,9 +358,13 @@ def _to_v2(database: pw.Database) -> None:
 
 
 def _to_v3(database: pw.Database) -> None:
-    """v3: retractions on entries; topic and coverage tables (created with the other missing tables)."""
-    have = {c.name for c in database.get_columns(Entry._meta.table_name)}
+    """v3: retractions, revisions, raw dates on entries; identity rules on sources; topic and
+    coverage tables (created with the other missing tables)."""
     migrator = SchemaMigrator.from_database(database)
+    have_source = {c.name for c in database.get_columns(Source._meta.table_name)}
+    migrate(*[migrator.add_column(Source._meta.table_name, name, Source._meta.fields[name])
+              for name in ("id_rule", "id_rule_reason") if name not in have_source])
+    have = {c.name for c in database.get_columns(Entry._meta.table_name)}
     migrate(*[migrator.add_column(Entry._meta.table_name, name, Entry._meta.fields[name])
               for name in ("retracted_at", "retraction_reason", "revision", "date_clamped",
                            "published_raw", "updated_raw") if name not in have])
@@ -394,7 +401,8 @@ def sync_sources(config: Config) -> dict[str, Source]:
             if row.url != sc.url:
                 # The admin pointed the source somewhere new: forget redirects and a 410.
                 fields.update(fetch_url=None, redirect_target=None, redirect_count=0,
-                              disabled_reason=None, etag=None, last_modified=None, content_hash=None)
+                              disabled_reason=None, etag=None, last_modified=None, content_hash=None,
+                              id_rule="guid", id_rule_reason=None)
             if any(getattr(row, k) != v for k, v in fields.items()):
                 Source.update(**fields).where(Source.id == row.id).execute()
                 rows[sc.id] = Source.get_by_id(row.id)
@@ -607,9 +615,10 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
         elif frozen(found):
             ignored += 1
         else:
-            # A change keeps the publication date and moves `updated` forward: to the
-            # source's own newer date, else to when we saw the change.
+            # A change keeps the publication date and the published id, and moves `updated`
+            # forward: to the source's own newer date, else to when we saw the change.
             fields.pop("published")
+            fields.pop("public_id")
             fields["updated"] = e.updated if e.updated > found[2] else now
             fields["revision"] = found[3] + 1
             Entry.update(**fields).where(Entry.id == found[0]).execute()
@@ -691,6 +700,47 @@ def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str
     topics = stored_topics(live, parents)
     Entry.update(retracted_at=when, retraction_reason=reason, stored_at=when).where(Entry.id.in_(live)).execute()
     bump_topics(topics, when)
+    return topics
+
+
+def previous_ids(source: Source, limit: int = 500) -> dict[str, str]:
+    """Link -> guid of the source's newest stored entries (to notice guids that change)."""
+    rows = (Entry.select(Entry.link, Entry.guid).where(Entry.source == source, Entry.link.is_null(False))
+            .order_by(Entry.id.desc()).limit(limit).tuples())
+    return {link: guid for link, guid in rows}
+
+
+def rekey_source(source: Source, rule: str, when: datetime, parents: dict[str, str]) -> set[str]:
+    """Re-identify a source's stored entries under a weaker rule (call in the save transaction).
+
+    Entries that turn out to be one story (the same link, fetched under changing
+    guids) become one: the first stored keeps its public id, the others are
+    retracted as duplicates. Returns the topics the retractions changed.
+    """
+    from .normalize import hash_id  # pure helper
+
+    rows = list(Entry.select(Entry.id, Entry.guid, Entry.link, Entry.title, Entry.published_raw,
+                             Entry.updated_raw, Entry.public_id)
+                .where(Entry.source == source, Entry.retracted_at.is_null()).order_by(Entry.id))
+    keep: dict[str, Entry] = {}
+    duplicates: list[tuple[int, str]] = []
+    for r in rows:
+        key = r.link if rule == "link" and r.link else hash_id(r.title, r.published_raw or r.updated_raw)
+        if key in keep:
+            duplicates.append((r.id, keep[key].public_id))
+        else:
+            keep[key] = r
+    # Two steps, so that no row ever takes a key another row still holds.
+    for key, r in keep.items():
+        if r.guid != key:
+            Entry.update(guid=f"rekey:{r.id}").where(Entry.id == r.id).execute()
+    for key, r in keep.items():
+        if r.guid != key:
+            Entry.update(guid=key).where(Entry.id == r.id).execute()
+    topics: set[str] = set()
+    for entry_id, original in duplicates:
+        Entry.update(guid=f"duplicate:{entry_id}").where(Entry.id == entry_id).execute()
+        topics |= retract([entry_id], when, f"duplicate of {original}", parents)
     return topics
 
 

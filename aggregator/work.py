@@ -23,7 +23,7 @@ from typing import Any
 from .config import SourceConfig
 from .errors import ParseError, SourceError
 from .model import Entry
-from .normalize import Context, normalize_feed
+from .normalize import Context, choose_id_rule, normalize_feed
 from .parse import parse_feed
 
 
@@ -34,6 +34,9 @@ class ParseJob:
     content_type: str | None
     source: SourceConfig
     now: datetime
+    #: the source's identity rule now, and its stored entries' link -> guid (to see guids change)
+    id_rule: str = "guid"
+    previous: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,18 @@ class ParseOutput:
     ttl: int | None
     #: guids the source says it deleted, with its comment
     deleted: list[tuple[str, str | None]] = field(default_factory=list)
+    #: the identity rule used, and why it changed (None: unchanged)
+    id_rule: str = "guid"
+    id_rule_reason: str | None = None
 
 
 def parse_and_normalize(job: ParseJob, ctx: Context) -> ParseOutput:
     """The work itself: bytes -> normalised entries (pure; runs in a worker process)."""
     feed = parse_feed(job.body, job.url, job.content_type)
-    entries, warnings = normalize_feed(feed, job.source, ctx, job.now)
+    rule, reason = choose_id_rule(feed, job.source, job.id_rule, job.previous)
+    entries, warnings = normalize_feed(feed, job.source, ctx, job.now, rule)
     return ParseOutput(entries=entries, warnings=warnings, title=feed.title, link=feed.link, ttl=feed.ttl,
-                       deleted=feed.deleted)
+                       deleted=feed.deleted, id_rule=rule, id_rule_reason=reason)
 
 
 DEFAULT_TARGET = "aggregator.work:parse_and_normalize"

@@ -353,7 +353,7 @@ def test_migration_from_schema_1(config: Config):
     migrator = SchemaMigrator.from_database(database)
     migrate(*[migrator.drop_column("source", name) for name in
               ("feed_ttl", "fetch_url", "redirect_target", "redirect_count", "disabled_reason",
-               "lease_owner", "lease_until")])
+               "lease_owner", "lease_until", "id_rule", "id_rule_reason")])
     migrate(*[migrator.drop_column("entry", name) for name in
               ("retracted_at", "retraction_reason", "revision", "date_clamped", "published_raw", "updated_raw")])
     database.drop_tables([store.SourceUrlHistory, store.Metric, store.Topic, store.EntryCoverage])
@@ -403,3 +403,31 @@ def test_many_threads_writing_shared_tags_never_deadlock(config_factory):
             summary = c.collect()
     assert not summary.failed, summary.failed[:2]
     assert summary.new == 600 and store.Tag.select().count() >= len(WORDS)
+
+
+def test_a_source_whose_guids_change_every_fetch_is_identified_by_links(httpserver: HTTPServer, config_factory):
+    fetches = {"n": 0}
+
+    def handler(request: Request) -> Response:
+        fetches["n"] += 1
+        items = "".join(f"<item><title>Story {i}</title><link>https://n.example.org/{i}</link>"
+                        f"<guid isPermaLink=\"false\">run-{fetches['n']}-{i}</guid></item>" for i in range(6))
+        body = f"<rss version=\"2.0\"><channel><title>t</title><link>https://n.example.org/</link>" \
+               f"<description>d</description>{items}</channel></rss>"
+        return Response(body, content_type="application/rss+xml")
+
+    httpserver.expect_request("/feed").respond_with_handler(handler)
+    cfg = config_factory(one_source(httpserver.url_for("/feed")), collect=LOOPBACK)
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        assert c.collect().new == 6
+        ids = {e.link: e.public_id for e in store.Entry.select()}
+        second = c.collect()  # new guids, same links: nothing new, nothing changed, nothing duplicated
+        assert (second.new, second.updated, second.failed) == (0, 0, [])
+        assert c.collect().new == 0
+    assert {e.link: e.public_id for e in store.Entry.select()} == ids  # published ids never change
+    row = source_row()
+    assert row.id_rule == "link" and "guids change on every fetch (6 of 6" in row.id_rule_reason
+    assert store.Entry.select().count() == 6
+    assert {e.guid for e in store.Entry.select()} == {f"https://n.example.org/{i}" for i in range(6)}
+    assert store.Entry.select().where(store.Entry.retracted_at.is_null(False)).count() == 0

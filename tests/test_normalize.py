@@ -7,7 +7,7 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.model import Category, Person, RawEntry, RawFeed, RawMedia
-from aggregator.normalize import (Context, canonical_link, entry_dates, normalize_entry, normalize_feed,
+from aggregator.normalize import (Context, canonical_link, choose_id_rule, entry_dates, normalize_entry, normalize_feed,
                                   plain_text, public_id, sanitize_html, slugify, split_credit,
                                   truncate_words, xml_safe)
 
@@ -226,3 +226,37 @@ def test_media_lead_prefers_full_image_over_thumbnail():
     e = normalize_entry(raw, RawFeed(format="rss20"), CONFIG.source("cms-news"), CTX, NOW)
     assert [(m.url.rsplit("/", 1)[1], m.kind, m.lead) for m in e.media] == [
         ("full.jpg", "image", True), ("a.mp3", "audio", False), ("t.jpg", "image", False)]
+
+
+def _feed(*items: tuple[str | None, str | None, str]) -> RawFeed:
+    return RawFeed(format="rss20", entries=[RawEntry(guid=g, link=l, title=t) for g, l, t in items])
+
+
+def test_identity_rule_stays_on_guids_that_work():
+    feed = _feed(("a", "https://n.example.org/1", "One"), ("b", "https://n.example.org/2", "Two"))
+    assert choose_id_rule(feed, CONFIG.source("cms-news"), "guid", {"https://n.example.org/1": "a"}) == ("guid", None)
+
+
+def test_one_guid_on_different_links_falls_back_to_links():
+    feed = _feed(("same", "https://n.example.org/1", "One"), ("same", "https://n.example.org/2", "Two"))
+    rule, reason = choose_id_rule(feed, CONFIG.source("cms-news"), "guid", {})
+    assert rule == "link" and "guid 'same' is used for 2 different links" in reason
+    entries, _ = normalize_feed(feed, CONFIG.source("cms-news"), CTX, NOW, rule)
+    assert [e.guid for e in entries] == ["https://n.example.org/1", "https://n.example.org/2"]  # both kept
+
+
+def test_guids_that_change_on_every_fetch_fall_back_to_links():
+    links = [f"https://n.example.org/{n}" for n in range(4)]
+    feed = _feed(*((f"fresh-{n}", link, f"T{n}") for n, link in enumerate(links)))
+    previous = {link: f"old-{n}" for n, link in enumerate(links)}
+    rule, reason = choose_id_rule(feed, CONFIG.source("cms-news"), "guid", previous)
+    assert rule == "link" and "guids change on every fetch (4 of 4 known links came with a new guid)" in reason
+    assert choose_id_rule(feed, CONFIG.source("cms-news"), "guid", dict(list(previous.items())[:2]))[0] == "guid"
+
+
+def test_one_link_for_different_entries_falls_back_to_title_and_date():
+    feed = _feed((None, "https://n.example.org/", "One"), (None, "https://n.example.org/", "Two"))
+    rule, reason = choose_id_rule(feed, CONFIG.source("cms-news"), "link", {})
+    assert rule == "hash" and "is used for 2 different entries" in reason
+    entries, _ = normalize_feed(feed, CONFIG.source("cms-news"), CTX, NOW, rule)
+    assert len({e.guid for e in entries}) == 2 and all(e.guid.startswith("sha256:") for e in entries)

@@ -253,6 +253,7 @@ def cmd_sources(config: Config, args: argparse.Namespace) -> int:
             "last_error": r.last_error, "consecutive_failures": r.consecutive_failures,
             "next_due_at": _iso(r.next_due_at), "entries_seen": r.entries_seen,
             "fetch_url": r.fetch_url or r.url, "disabled_reason": r.disabled_reason,
+            "id_rule": r.id_rule, "id_rule_reason": r.id_rule_reason,
             "entries_stored": r.entries.count(),
         } for r in rows]
         print(json.dumps(data, ensure_ascii=False, indent=2))
