@@ -226,7 +226,8 @@ class Collector:
                             extra = dict(id_rule=output.id_rule, id_rule_reason=output.id_rule_reason)
                         saved = store.save_entries(row, output.entries, started, self.parents,
                                                    max_revisions=self.config.collect.max_revisions,
-                                                   ignore_updates=sc.ignore_updates)
+                                                   ignore_updates=sc.ignore_updates,
+                                                   mirrors=self._mirror_ids(sc))
                         if saved.ignored:
                             log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
                                      "revision cap)", sc.id, saved.ignored)
@@ -251,6 +252,13 @@ class Collector:
             error = SourceError(f"{type(e).__name__}: {e}")
             error.kind = "internal"
             return self._record_failure(row, started, t0, error, result.status if result else None)
+
+    def _mirror_ids(self, sc: SourceConfig) -> list[int]:
+        """Store ids of the sources configured as mirrors of ``sc`` (in either direction)."""
+        keys = set(sc.mirrors) | {s.id for s in self.config.sources if sc.id in s.mirrors}
+        if not keys:
+            return []
+        return [i for (i,) in store.Source.select(store.Source.id).where(store.Source.key.in_(keys)).tuples()]
 
     def _retract_deleted(self, row: store.Source, deleted: list[tuple[str, str | None]],
                          when: datetime) -> set[str]:

@@ -92,6 +92,9 @@ class SourceConfig:
     enabled: bool = True
     #: store entries once and never apply the source's later changes to them
     ignore_updates: bool = False
+    #: sources carrying the same stories under other links: a story with the same
+    #: normalised title within MIRROR_WINDOW is stored once
+    mirrors: tuple[str, ...] = ()
     #: absolute path for local sample files, None for http(s) sources
     local_path: Path | None = None
 
@@ -527,7 +530,7 @@ _SOURCE_SPEC: dict[str, tuple[type, Any]] = {
     "id": (str, _REQUIRED), "name": (str, _REQUIRED), "url": (str, _REQUIRED),
     "kind": (str, "cms"), "edition": (str, "en"), "section": (str, ""), "region": (str, ""),
     "tags": (list, []), "origin": (str, ""), "breaking": (bool, False), "interval": (int, 0),
-    "enabled": (bool, True), "ignore_updates": (bool, False),
+    "enabled": (bool, True), "ignore_updates": (bool, False), "mirrors": (list, []),
 }
 
 
@@ -577,7 +580,13 @@ def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
             edition=d["edition"], section=d["section"] or None, region=d["region"] or None,
             tags=tuple(tags), origin=d["origin"] or None, breaking=d["breaking"],
             interval=d["interval"] or None, enabled=d["enabled"], ignore_updates=d["ignore_updates"],
-            local_path=local_path))
+            mirrors=tuple(m for m in d["mirrors"] or [] if isinstance(m, str)), local_path=local_path))
+    ids = {s.id for s in out}
+    for i, s in enumerate(out):
+        for m in s.mirrors:
+            if m not in ids or m == s.id:
+                c.problem(f"sources[{i}] (id {s.id!r}).mirrors", f"{m!r} is not another source's id; "
+                          + _one_of(m, ids - {s.id}))
     return tuple(out)
 
 

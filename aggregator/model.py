@@ -139,3 +139,5 @@ class Entry:
     #: the dates exactly as the source wrote them
     published_raw: str | None = None
     updated_raw: str | None = None
+    #: the title folded for matching the same story across mirror sources
+    title_key: str = ""

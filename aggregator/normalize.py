@@ -473,7 +473,12 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         reading_time=reading_minutes(body_text), date_missing=dates.missing, date_clamped=dates.clamped,
         published_raw=raw.published_raw, updated_raw=raw.updated_raw,
         coverage=match_coverage(tags, title, summary, ctx))
-    return Entry(**entry, fingerprint=fingerprint(entry))
+    return Entry(**entry, fingerprint=fingerprint(entry), title_key=title_key(title))
+
+
+def title_key(title: str) -> str:
+    """A title folded for matching one story across sources: case, accents, punctuation, spacing."""
+    return slugify(title)[:300]
 
 
 def fingerprint(fields: dict[str, object]) -> str:

@@ -113,6 +113,7 @@ class Entry(BaseModel):
     retracted_at = pw.DateTimeField(null=True)
     retraction_reason = pw.TextField(null=True)
     revision = pw.IntegerField(default=0)  # how many times the source changed it
+    title_key = pw.CharField(max_length=300, default="", index=True)  # see normalize.title_key
 
     class Meta:
         indexes = (
@@ -157,6 +158,18 @@ class EntryRegion(BaseModel):
 
     class Meta:
         indexes = ((("entry", "region"), True),)
+
+
+class EntrySource(BaseModel):
+    """Another source that carried an entry already stored from its first source."""
+
+    entry = pw.ForeignKeyField(Entry, backref="also_from", on_delete="CASCADE")
+    source = pw.ForeignKeyField(Source, backref="carried", on_delete="CASCADE")
+    guid = pw.TextField()  # the entry's identity in that source
+    first_seen = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("source", "guid"), True),)
 
 
 class EntryCoverage(BaseModel):
@@ -229,7 +242,8 @@ class Topic(BaseModel):
 
 
 MODELS: tuple[type[BaseModel], ...] = (
-    MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, Media, FetchLog,
+    MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
+    FetchLog,
     SourceUrlHistory, Metric, Topic)
 
 
@@ -367,7 +381,7 @@ def _to_v3(database: pw.Database) -> None:
     have = {c.name for c in database.get_columns(Entry._meta.table_name)}
     migrate(*[migrator.add_column(Entry._meta.table_name, name, Entry._meta.fields[name])
               for name in ("retracted_at", "retraction_reason", "revision", "date_clamped",
-                           "published_raw", "updated_raw") if name not in have])
+                           "published_raw", "updated_raw", "title_key") if name not in have])
 
 
 # version -> function that upgrades a store from version-1 to version
@@ -505,6 +519,8 @@ class SaveResult:
     topics: frozenset[str] = frozenset()
     #: changes not written: the source ignores updates, or the entry reached its revision cap
     ignored: int = 0
+    #: new entries that were already stored from another source (recorded, not stored again)
+    merged: int = 0
 
 
 def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags: Iterable[str],
@@ -569,9 +585,33 @@ def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
     return keys
 
 
+MIRROR_WINDOW = timedelta(hours=48)
+
+
+def _same_stories(source: Source, fresh: list[model.Entry], mirrors: list[int]) -> dict[str, int]:
+    """guid -> id of an entry another source already brought: same link, or (mirrors) same title."""
+    found: dict[str, int] = {}
+    links = {e.link: e.guid for e in fresh if e.link}
+    for chunk in pw.chunked(list(links), 200):
+        for entry_id, link in (Entry.select(Entry.id, Entry.link)
+                               .where(Entry.link.in_(chunk), Entry.source != source,
+                                      Entry.retracted_at.is_null()).order_by(Entry.id).tuples()):
+            found.setdefault(links[link], entry_id)
+    if mirrors:
+        by_key = {e.title_key: e for e in fresh if e.title_key and e.guid not in found}
+        for chunk in pw.chunked(list(by_key), 200):
+            for entry_id, key, published in (Entry.select(Entry.id, Entry.title_key, Entry.published)
+                                             .where(Entry.title_key.in_(chunk), Entry.source.in_(mirrors),
+                                                    Entry.retracted_at.is_null()).order_by(Entry.id).tuples()):
+                e = by_key[key]
+                if abs(e.published - published) <= MIRROR_WINDOW:
+                    found.setdefault(e.guid, entry_id)
+    return found
+
+
 def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
                  parents: dict[str, str] | None = None, max_revisions: int | None = None,
-                 ignore_updates: bool = False) -> SaveResult:
+                 ignore_updates: bool = False, mirrors: list[int] | None = None) -> SaveResult:
     """Upsert a source's entries; an entry whose fingerprint is unchanged is not written.
 
     Call inside a transaction: the caller commits entries and the source's new
@@ -598,6 +638,11 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
     changing = [existing[e.guid][0] for e in entries
                 if e.guid in existing and existing[e.guid][1] != e.fingerprint and not frozen(existing[e.guid])]
     ignored = 0
+    # One story, one entry: what another source brought first is only recorded as carried here.
+    carried = {g for (g,) in EntrySource.select(EntrySource.guid).where(EntrySource.source == source).tuples()}
+    same = _same_stories(source, [e for e in entries if e.guid not in existing and e.guid not in carried],
+                         mirrors or [])
+    merged = 0
     topics = stored_topics(changing, parents)
     for e in entries:
         fields = dict(public_id=e.public_id, title=e.title, link=e.link, language=e.language,
@@ -605,9 +650,16 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
                       origin=e.origin, breaking=e.breaking, reading_time=e.reading_time,
                       published=e.published, updated=e.updated, date_missing=e.date_missing,
                       date_clamped=e.date_clamped, published_raw=e.published_raw, updated_raw=e.updated_raw,
-                      fingerprint=e.fingerprint, stored_at=now)
+                      title_key=e.title_key, fingerprint=e.fingerprint, stored_at=now)
         found = existing.get(e.guid)
-        if found is None:
+        if found is None and e.guid in carried:
+            unchanged += 1  # the first source's copy is the one published
+        elif found is None and e.guid in same:
+            EntrySource.insert(entry=same[e.guid], source=source, guid=e.guid, first_seen=now
+                               ).on_conflict_ignore().execute()
+            carried.add(e.guid)
+            merged += 1
+        elif found is None:
             fresh.append(({"source": source, "guid": e.guid, "first_seen": now, **fields}, e))
             new += 1
         elif found[1] == e.fingerprint:
@@ -634,7 +686,8 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
         topics |= entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
                                [a.slug for a in e.authors], e.breaking, parents, e.coverage)
     bump_topics(topics, now)
-    return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics), ignored=ignored)
+    return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics), ignored=ignored,
+                      merged=merged)
 
 
 def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[tuple[int, model.Entry]]:

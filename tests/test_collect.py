@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -287,3 +288,58 @@ def test_revisions_are_capped_and_updates_can_be_ignored(config_factory, tmp_pat
     assert row.title == f"{title} v2" and row.revision == 2
     kept = store.Entry.select().where(store.Entry.title.startswith(ticker)).get()
     assert " v1" not in kept.title and " v2" not in kept.title and kept.revision == 0  # ignore_updates
+
+
+def _two_copies(tmp_path: Path, link_from: str | None = None, link_to: str | None = None) -> None:
+    text = (tmp_path / "samples" / "spanish-edition.rss").read_text(encoding="utf-8")
+    if link_from:
+        text = text.replace(link_from, link_to)
+    (tmp_path / "samples" / "copy.rss").write_text(text, encoding="utf-8")
+
+
+TWO_SOURCES = ('[[sources]]\nid = "es"\nname = "ES"\nurl = "samples/spanish-edition.rss"\nedition = "es"\n'
+               '[[sources]]\nid = "copy"\nname = "Copy"\nurl = "samples/copy.rss"\nedition = "es"\n{extra}')
+
+
+def test_one_story_through_two_sources_is_stored_once(config_factory, tmp_path: Path):
+    cfg = config_factory(TWO_SOURCES.format(extra=""))
+    _two_copies(tmp_path)  # the same stories, the same links
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        c.collect(source_ids=["es"])
+        (copy,) = c.collect(source_ids=["copy"]).outcomes
+    assert (copy.new, copy.updated) == (0, 0)
+    assert store.Entry.select().count() == 12
+    carried = store.EntrySource.select().join(store.Source).where(store.Source.key == "copy")
+    assert carried.count() == 12  # every source that carried it is recorded
+    store.Source.update(content_hash=None).execute()
+    with Collector(cfg) as c:
+        assert c.collect().new == 0  # and stays one entry on every later fetch
+    from web import create_app
+
+    with create_app(cfg).test_client() as client:
+        items = json.loads(client.get("/es/feeds/latest.json?limit=200").get_data())["items"]
+    assert len(items) == 12 and len({i["id"] for i in items}) == 12
+
+
+def test_mirror_sources_match_stories_by_title(config_factory, tmp_path: Path):
+    _ = config_factory(TWO_SOURCES.format(extra=""))
+    _two_copies(tmp_path, "https://news.example.org/es/", "https://mirror.example.org/es/")
+    cfg = config_factory(TWO_SOURCES.format(extra='mirrors = ["es"]\n'))
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        c.collect(source_ids=["es"])
+        assert c.collect(source_ids=["copy"]).new == 0
+    assert store.Entry.select().count() == 12
+    unrelated = config_factory(TWO_SOURCES.format(extra=""))  # not mirrors: other links, other stories
+    with Collector(unrelated) as c:
+        store.Source.update(content_hash=None).execute()
+        store.EntrySource.delete().execute()
+        assert c.collect(source_ids=["copy"]).new == 12
+
+
+def test_mirrors_must_name_other_sources(config_factory):
+    from aggregator.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\.mirrors: 'nope' is not another source's id"):
+        config_factory(TWO_SOURCES.format(extra='mirrors = ["nope"]\n'))

@@ -355,8 +355,9 @@ def test_migration_from_schema_1(config: Config):
               ("feed_ttl", "fetch_url", "redirect_target", "redirect_count", "disabled_reason",
                "lease_owner", "lease_until", "id_rule", "id_rule_reason")])
     migrate(*[migrator.drop_column("entry", name) for name in
-              ("retracted_at", "retraction_reason", "revision", "date_clamped", "published_raw", "updated_raw")])
-    database.drop_tables([store.SourceUrlHistory, store.Metric, store.Topic, store.EntryCoverage])
+              ("retracted_at", "retraction_reason", "revision", "date_clamped", "published_raw", "updated_raw",
+               "title_key")])
+    database.drop_tables([store.SourceUrlHistory, store.Metric, store.Topic, store.EntryCoverage, store.EntrySource])
     assert store.Entry.select().count() == counts["Entry"]
     if sqlite:
         database.pragma("foreign_keys", 1)
@@ -373,7 +374,8 @@ def test_migration_from_schema_1(config: Config):
     assert row.lease_owner is None and row.redirect_count == 0 and store.Metric.table_exists()
     assert store.Topic.table_exists() and store.EntryCoverage.table_exists()
     have = {c.name for c in database.get_columns("entry")}
-    assert {"retracted_at", "revision", "date_clamped", "published_raw"} <= have
+    assert {"retracted_at", "revision", "date_clamped", "published_raw", "title_key"} <= have
+    assert store.EntrySource.table_exists()
 
 
 def test_feedserver_bodies_are_valid_feeds():
