@@ -75,6 +75,32 @@ class Taxonomy:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """One ordered per-source rule: a matcher, and what a match does.
+
+    Matchers: ``category`` (a category of the entry, compared by slug),
+    ``keyword`` (a plain substring of title or summary, case-insensitive) or
+    ``pattern`` (text with ``*`` and ``?`` wildcards, at most three ``*``, matched
+    against the title: bounded, never a free regular expression).
+    """
+
+    index: int
+    category: str | None = None
+    keyword: str | None = None
+    pattern: str | None = None
+    section: str | None = None
+    region: str | None = None
+    tag: str | None = None
+    breaking: bool | None = None
+    action: str | None = None  # keep | drop
+
+    def describe(self) -> str:
+        what = (f"category {self.category!r}" if self.category else
+                f"keyword {self.keyword!r}" if self.keyword else f"pattern {self.pattern!r}")
+        return f"rule {self.index + 1} ({what})"
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One incoming feed as the admin configured it."""
 
@@ -95,6 +121,8 @@ class SourceConfig:
     #: sources carrying the same stories under other links: a story with the same
     #: normalised title within MIRROR_WINDOW is stored once
     mirrors: tuple[str, ...] = ()
+    #: ordered classification rules and keep/drop filters (see Rule)
+    rules: tuple[Rule, ...] = ()
     #: absolute path for local sample files, None for http(s) sources
     local_path: Path | None = None
 
@@ -530,8 +558,35 @@ _SOURCE_SPEC: dict[str, tuple[type, Any]] = {
     "id": (str, _REQUIRED), "name": (str, _REQUIRED), "url": (str, _REQUIRED),
     "kind": (str, "cms"), "edition": (str, "en"), "section": (str, ""), "region": (str, ""),
     "tags": (list, []), "origin": (str, ""), "breaking": (bool, False), "interval": (int, 0),
-    "enabled": (bool, True), "ignore_updates": (bool, False), "mirrors": (list, []),
+    "enabled": (bool, True), "ignore_updates": (bool, False), "mirrors": (list, []), "rules": (list, []),
 }
+
+_RULE_SPEC: dict[str, tuple[type, Any]] = {
+    "category": (str, ""), "keyword": (str, ""), "pattern": (str, ""), "section": (str, ""),
+    "region": (str, ""), "tag": (str, ""), "breaking": (bool, None), "action": (str, ""),
+}
+
+
+def _rules(raw: list[Any], key: str, c: _Checker, taxonomy: Taxonomy) -> tuple[Rule, ...]:
+    out = []
+    for i, data in enumerate(raw):
+        rkey = f"{key}.rules[{i}]"
+        d = c.table(data, rkey, _RULE_SPEC)
+        matchers = [m for m in ("category", "keyword", "pattern") if d[m]]
+        if len(matchers) != 1:
+            c.problem(rkey, "needs exactly one of category, keyword or pattern to match on")
+        if d["pattern"] and (d["pattern"].count("*") > 3 or len(d["pattern"]) > 200):
+            c.problem(f"{rkey}.pattern", "patterns are bounded: at most three '*' and 200 characters")
+        if d["section"] and d["section"] not in taxonomy.sections:
+            c.problem(f"{rkey}.section", f"unknown section {d['section']!r}; " + _one_of(d["section"], taxonomy.sections))
+        if d["region"] and d["region"] not in taxonomy.regions:
+            c.problem(f"{rkey}.region", f"unknown region {d['region']!r}; " + _one_of(d["region"], taxonomy.regions))
+        if d["action"] and d["action"] not in ("keep", "drop"):
+            c.problem(f"{rkey}.action", f"must be 'keep' or 'drop', got {d['action']!r}")
+        if not any(d[k] for k in ("section", "region", "tag", "action")) and d["breaking"] is None:
+            c.problem(rkey, "does nothing: give section, region, tag, breaking or action")
+        out.append(Rule(index=i, **{k: (v if v != "" else None) for k, v in d.items()}))
+    return tuple(out)
 
 
 def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
@@ -569,6 +624,7 @@ def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
         if d["region"] and d["region"] not in taxonomy.regions:
             c.problem(f"{key}.region", f"unknown region {d['region']!r}; "
                       + _one_of(d["region"], taxonomy.regions))
+        rules = _rules(d["rules"] or [], key, c, taxonomy)
         tags = d["tags"] or []
         if not all(isinstance(t, str) and t.strip() for t in tags):
             c.problem(f"{key}.tags", "must be a list of non-empty strings")
@@ -580,7 +636,8 @@ def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
             edition=d["edition"], section=d["section"] or None, region=d["region"] or None,
             tags=tuple(tags), origin=d["origin"] or None, breaking=d["breaking"],
             interval=d["interval"] or None, enabled=d["enabled"], ignore_updates=d["ignore_updates"],
-            mirrors=tuple(m for m in d["mirrors"] or [] if isinstance(m, str)), local_path=local_path))
+            mirrors=tuple(m for m in d["mirrors"] or [] if isinstance(m, str)), rules=rules,
+            local_path=local_path))
     ids = {s.id for s in out}
     for i, s in enumerate(out):
         for m in s.mirrors:

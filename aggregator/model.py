@@ -141,3 +141,6 @@ class Entry:
     updated_raw: str | None = None
     #: the title folded for matching the same story across mirror sources
     title_key: str = ""
+    #: the source's rules that matched, in order, and whether a keep/drop filter removed it
+    rule_trace: tuple[str, ...] = ()
+    dropped: bool = False

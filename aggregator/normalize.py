@@ -5,6 +5,7 @@ tested with inline data.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -17,7 +18,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, u
 
 import nh3
 
-from .config import Config, Edition, SourceConfig, Taxonomy
+from .config import Config, Edition, Rule, SourceConfig, Taxonomy
 from .model import Author, Entry, Media, RawEntry, RawFeed, RawMedia, Tag
 
 # XML 1.0 allows only these characters; anything else (C0 controls, lone
@@ -406,6 +407,62 @@ def classify(raw: RawEntry, source: SourceConfig, ctx: Context) -> tuple[str | N
     return section, tuple(regions), tuple(tags), breaking
 
 
+@functools.lru_cache(maxsize=1024)
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    """A rule's wildcard pattern (config allows at most three '*') as an anchored regex."""
+    body = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern.casefold())
+    return re.compile(body, re.S)
+
+
+def rule_matches(rule: Rule, raw: RawEntry, title: str, summary: str) -> bool:
+    if rule.category:
+        wanted = slugify(rule.category)
+        return any(slugify(c.term) == wanted or (c.label and slugify(c.label) == wanted) for c in raw.categories)
+    if rule.keyword:
+        return rule.keyword.casefold() in f"{title}\n{summary}".casefold()
+    if rule.pattern:
+        return _wildcard(rule.pattern).fullmatch(title.casefold()[:1000]) is not None
+    return False
+
+
+@dataclass
+class Filed:
+    """An entry's classification while rules are applied."""
+
+    section: str | None
+    regions: list[str]
+    tags: list[Tag]
+    breaking: bool
+    trace: list[str] = field(default_factory=list)
+    dropped: bool = False
+
+
+def apply_rules(rules: tuple[Rule, ...], raw: RawEntry, title: str, summary: str, filed: Filed) -> Filed:
+    """Ordered rules: the first matching rule that sets section or breaking wins; regions and
+    tags add up; a drop rule removes the entry; with keep rules, an entry must match one."""
+    section_set = breaking_set = kept = False
+    for rule in rules:
+        if not rule_matches(rule, raw, title, summary):
+            continue
+        filed.trace.append(rule.describe())
+        if rule.section and not section_set:
+            filed.section, section_set = rule.section, True
+        if rule.region and rule.region not in filed.regions:
+            filed.regions.append(rule.region)
+        if rule.tag and all(t.slug != slugify(rule.tag) for t in filed.tags):
+            filed.tags.append(Tag(name=rule.tag, slug=slugify(rule.tag)))
+        if rule.breaking is not None and not breaking_set:
+            filed.breaking, breaking_set = rule.breaking, True
+        if rule.action == "drop":
+            filed.dropped = True
+        if rule.action == "keep":
+            kept = True
+    if any(r.action == "keep" for r in rules) and not kept:
+        filed.dropped = True
+        filed.trace.append("no keep rule matched")
+    return filed
+
+
 def has_breaking_prefix(title: str, language: str, ctx: Context) -> bool:
     primary = language.split("-")[0]
     prefixes = ctx.breaking_prefixes.get(primary, ()) + ctx.breaking_prefixes.get("*", ())
@@ -461,7 +518,9 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
     dates = entry_dates(raw, now)
     guid = entry_guid(raw, link, title, id_rule)
     section, regions, tags, breaking_cat = classify(raw, source, ctx)
-    breaking = source.breaking or breaking_cat or has_breaking_prefix(title, language, ctx)
+    filed = apply_rules(source.rules, raw, title, summary, Filed(
+        section, list(regions), list(tags), source.breaking or breaking_cat or has_breaking_prefix(title, language, ctx)))
+    section, regions, tags, breaking = filed.section, tuple(filed.regions), tuple(filed.tags), filed.breaking
     authors = normalize_authors(raw)
     media = normalize_media(raw.media, content, base)
     body_text = plain_text(content) or summary
@@ -473,7 +532,8 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         reading_time=reading_minutes(body_text), date_missing=dates.missing, date_clamped=dates.clamped,
         published_raw=raw.published_raw, updated_raw=raw.updated_raw,
         coverage=match_coverage(tags, title, summary, ctx))
-    return Entry(**entry, fingerprint=fingerprint(entry), title_key=title_key(title))
+    return Entry(**entry, fingerprint=fingerprint(entry), title_key=title_key(title),
+                 rule_trace=tuple(filed.trace), dropped=filed.dropped)
 
 
 def title_key(title: str) -> str:
@@ -511,6 +571,8 @@ def normalize_feed(feed: RawFeed, source: SourceConfig, ctx: Context,
     seen: set[str] = set()
     for raw in feed.entries:
         entry = normalize_entry(raw, feed, source, ctx, now, id_rule)
+        if entry.dropped:
+            continue  # a keep/drop filter of the source's rules
         if entry.guid in seen:
             warnings.append(f"duplicate id {entry.guid!r} in one feed; kept the first")
             continue

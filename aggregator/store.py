@@ -480,7 +480,7 @@ def classification_digest(config: Config) -> str:
     basis = repr((sorted((k, v) for k, v in config.taxonomy.sections.items()),
                   sorted(config.taxonomy.regions.items()), sorted(config.taxonomy.coverage.items()),
                   sorted(config.collect.breaking_prefixes.items()),
-                  sorted((s.id, s.edition, s.section, s.region, s.tags, s.origin, s.breaking)
+                  sorted((s.id, s.edition, s.section, s.region, s.tags, s.origin, s.breaking, s.rules)
                          for s in config.sources)))
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()
 

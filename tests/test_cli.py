@@ -29,7 +29,8 @@ def feedhub(*args: str, cwd: Path, env: dict[str, str] | None = None,
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("command", [[], ["init"], ["collect"], ["serve"], ["run"], ["sources"], ["retract"]])
+@pytest.mark.parametrize("command", [[], ["init"], ["collect"], ["serve"], ["run"], ["sources"], ["retract"],
+                                     ["rules"], ["rules", "test"]])
 def test_help_everywhere(tmp_path: Path, command: list[str]):
     result = feedhub(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "usage: feedhub" in result.stdout
@@ -135,3 +136,26 @@ def imports_of(package: str) -> set[str]:
 def test_import_direction_keeps_the_layers_apart():
     assert not imports_of("aggregator") & {"feeds", "web", "flask"}
     assert not imports_of("feeds") & {"web", "flask"}
+
+
+def test_rules_test_shows_what_each_entry_becomes_and_writes_nothing(tmp_path: Path):
+    rules = ('\n[[sources.rules]]\nkeyword = "weather"\nsection = "environment"\ntag = "Weather"\n'
+             '[[sources.rules]]\ncategory = "asia"\naction = "drop"\n')
+    text = (ROOT / "config.toml").read_text(encoding="utf-8").replace('tags = ["Wire"]\n', 'tags = ["Wire"]\n' + rules)
+    text = text.replace('url = "sqlite:///var/feedhub.db"', f'url = "sqlite:///{tmp_path}/never.db"')
+    (tmp_path / "config.toml").write_text(text, encoding="utf-8")
+    import shutil
+
+    shutil.copytree(ROOT / "samples", tmp_path / "samples")
+    out = feedhub("--config", str(tmp_path / "config.toml"), "rules", "test", "meridian-wire",
+                  str(tmp_path / "samples" / "wire-agency.rdf"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:3] == ["#", "KEPT", "SECTION"]
+    weather = [l for l in lines if "Weather service" in l]
+    assert weather and all("environment" in l and "rule 1 (keyword 'weather')" in l for l in weather)
+    assert any(l.split()[1] == "no" and "rule 2 (category 'asia')" in l for l in lines[1:-1])
+    assert lines[-1].startswith("25 entries:") and "dropped (2 rules)" in lines[-1]
+    assert not (tmp_path / "never.db").exists()  # nothing written, not even a store
+    bad = feedhub("--config", str(tmp_path / "config.toml"), "rules", "test", "nope", "x.rss", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown source 'nope'" in bad.stderr

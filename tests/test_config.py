@@ -148,6 +148,21 @@ def test_coverage_dossiers_are_checked(tmp_path: Path):
     assert any(p.startswith("coverage.Bad.color: unknown key") for p in found)
 
 
+def test_rules_are_checked(tmp_path: Path):
+    rules = GOOD_SOURCE + ('[[sources.rules]]\nkeyword = "x"\ncategory = "y"\nsection = "news"\n'
+                           '[[sources.rules]]\npattern = "*a*b*c*d*"\nsection = "sprots"\n'
+                           '[[sources.rules]]\nkeyword = "z"\n'
+                           '[[sources.rules]]\nkeyword = "w"\naction = "maybe"\ncolour = "red"\n')
+    found = problems(tmp_path, rules)
+    key = "sources[0] (id 'one').rules"
+    assert f"{key}[0]: needs exactly one of category, keyword or pattern to match on" in found
+    assert f"{key}[1].pattern: patterns are bounded: at most three '*' and 200 characters" in found
+    assert any(p.startswith(f"{key}[1].section: unknown section 'sprots'") for p in found)
+    assert f"{key}[2]: does nothing: give section, region, tag, breaking or action" in found
+    assert f"{key}[3].action: must be 'keep' or 'drop', got 'maybe'" in found
+    assert any(p.startswith(f"{key}[3].colour: unknown key") for p in found)
+
+
 def test_subsection_slugs_must_be_unique_site_wide(tmp_path: Path):
     extra = '\n[sections.more]\ntitle = "More"\nsubsections = { politics = "Politics again" }\n'
     found = problems(tmp_path, GOOD_SOURCE, extra=extra)

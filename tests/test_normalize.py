@@ -1,6 +1,7 @@
 """Pure normalisation rules, table-driven with inline data."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -260,3 +261,42 @@ def test_one_link_for_different_entries_falls_back_to_title_and_date():
     assert rule == "hash" and "is used for 2 different entries" in reason
     entries, _ = normalize_feed(feed, CONFIG.source("cms-news"), CTX, NOW, rule)
     assert len({e.guid for e in entries}) == 2 and all(e.guid.startswith("sha256:") for e in entries)
+
+
+def test_ordered_rules_file_tag_flag_and_filter_entries():
+    from aggregator.config import Rule
+
+    rules = (Rule(0, keyword="storm", section="environment", tag="Weather"),
+             Rule(1, pattern="*airport*", section="economy", breaking=True),
+             Rule(2, category="Opinion", region="europe"),
+             Rule(3, category="sponsored", action="drop"))
+    source = dataclasses.replace(CONFIG.source("cms-news"), rules=rules)
+    feed = RawFeed(format="rss20")
+
+    def run(**kw):
+        return normalize_entry(_entry(**kw), feed, source, CTX, NOW)
+
+    storm = run(title="Storm closes the airport")  # two rules match: the first section wins
+    assert storm.section == "environment" and [t.slug for t in storm.tags] == ["weather"] and storm.breaking
+    assert storm.rule_trace == ("rule 1 (keyword 'storm')", "rule 2 (pattern '*airport*')")
+    assert run(title="Airport reopens").section == "economy"
+    assert run(categories=[Category("opinion")]).regions == ("europe",)  # categories compare by slug
+    assert run(categories=[Category("Sponsored")]).dropped
+    assert not run(title="Quiet day").rule_trace and run(title="Quiet day").section == "news"
+    keep_only = dataclasses.replace(source, rules=(Rule(0, keyword="budget", action="keep"),))
+    assert normalize_entry(_entry(title="Budget vote"), feed, keep_only, CTX, NOW).dropped is False
+    dropped = normalize_entry(_entry(title="Other news"), feed, keep_only, CTX, NOW)
+    assert dropped.dropped and dropped.rule_trace == ("no keep rule matched",)
+    entries, _ = normalize_feed(RawFeed(format="rss20", entries=[_entry(guid="a", title="Budget vote"),
+                                                                 _entry(guid="b", title="Other")]),
+                                keep_only, CTX, NOW)
+    assert [e.guid for e in entries] == ["a"]
+
+
+def test_patterns_are_bounded_wildcards_not_regular_expressions():
+    from aggregator.config import Rule
+    from aggregator.normalize import rule_matches
+
+    rule = Rule(0, pattern="BREAKING*(?)*", section="live")
+    assert rule_matches(rule, RawEntry(), "Breaking: storm (X) today", "")
+    assert not rule_matches(Rule(0, pattern="a.c", tag="x"), RawEntry(), "abc", "")  # '.' is literal

@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 from datetime import datetime
 
@@ -51,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Atom tombstone (RFC 6721) and dropped from RSS and JSON Feed.")
     ret.add_argument("entry", help="the entry's public id, its guid at the source, or its link")
     ret.add_argument("--reason", default="retracted by the newsroom", help="the tombstone's comment")
+    rules = sub.add_parser("rules", help="try a source's rules on a feed file",
+                           description="Work with per-source classification rules.")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    rt = rules_sub.add_parser("test", help="show what each entry of FILE would become (writes nothing)",
+                              description="Parse FILE as SOURCE would, apply its defaults and rules, and show "
+                                          "each entry's section, regions, tags, breaking flag, whether it is "
+                                          "kept, and which rules decided. The store is not touched.")
+    rt.add_argument("source", metavar="SOURCE", help="a source id from the config")
+    rt.add_argument("file", metavar="FILE", help="a feed file (RSS, Atom or JSON Feed)")
     src = sub.add_parser("sources", help="show every source and its health",
                          description="A table of sources with their health.")
     src.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -227,6 +237,40 @@ def cmd_retract(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(config: Config, args: argparse.Namespace) -> int:
+    from aggregator.normalize import Context, normalize_entry
+    from aggregator.parse import parse_feed
+
+    try:
+        source = config.source(args.source)
+    except KeyError:
+        print(f"feedhub: unknown source {args.source!r}; sources: {', '.join(s.id for s in config.sources)}",
+              file=sys.stderr)
+        return 2
+    path = Path(args.file)
+    try:
+        body = path.read_bytes()
+    except OSError as e:
+        print(f"feedhub: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 1
+    feed = parse_feed(body, path.resolve().as_uri())
+    ctx = Context.from_config(config)
+    now = store.utcnow()
+    header = ("#", "KEPT", "SECTION", "REGIONS", "TAGS", "BREAKING", "TITLE", "DECIDED BY")
+    rows = [header]
+    for n, raw in enumerate(feed.entries, 1):
+        e = normalize_entry(raw, feed, source, ctx, now)
+        rows.append((str(n), "no" if e.dropped else "yes", e.section or "-", ",".join(e.regions) or "-",
+                     ",".join(t.slug for t in e.tags) or "-", "yes" if e.breaking else "no", e.title[:60],
+                     "; ".join(e.rule_trace) or "source defaults and categories"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    kept = sum(1 for r in rows[1:] if r[1] == "yes")
+    print(f"{len(rows) - 1} entries: {kept} kept, {len(rows) - 1 - kept} dropped ({len(source.rules)} rules)")
+    return 0
+
+
 def _health(row: store.Source) -> str:
     if not row.enabled:
         return "disabled"
@@ -273,7 +317,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run,
-            "sources": cmd_sources, "retract": cmd_retract}
+            "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
 
 if __name__ == "__main__":
     sys.exit(main())
