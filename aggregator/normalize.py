@@ -81,8 +81,17 @@ def xml_safe(text: str) -> str:
     return _XML_ILLEGAL.sub("", text)
 
 
+_COMPLETE_TAG = re.compile(r"<[A-Za-z!/?][^<>]*>")
+_TAG_START = re.compile(r"<(?=[A-Za-z!/?])")
+
+
 def plain_text(value: str | None, is_html: bool = True) -> str:
-    """Tags stripped, entities decoded, whitespace collapsed, XML-safe."""
+    """Tags stripped, entities decoded, whitespace collapsed, XML-safe; never a complete tag.
+
+    Readers render RSS descriptions and titles as HTML, so plain text must not
+    carry a tag even when the source escaped it twice ("&amp;lt;script&amp;gt;"):
+    decoding can reveal a tag, which is then stripped too.
+    """
     if not value:
         return ""
     text = value
@@ -90,6 +99,14 @@ def plain_text(value: str | None, is_html: bool = True) -> str:
         # nh3 with no allowed tags drops markup (and script/style contents) and
         # escapes the rest; unescape afterwards to get the plain characters.
         text = html.unescape(nh3.clean(xml_safe(text), tags=set(), clean_content_tags={"script", "style"}))
+    for _ in range(5):  # each round peels one layer of escaping; five is more than any feed nests
+        if not _COMPLETE_TAG.search(text):
+            break
+        text = html.unescape(_COMPLETE_TAG.sub("", text))
+    text = _COMPLETE_TAG.sub("", text)
+    # A "<" that could still open a tag (an unterminated "<a onclick=...") gets a space
+    # after it, so it is text in every HTML context: "Team A <Team B" -> "Team A < Team B".
+    text = _TAG_START.sub("< ", text)
     return _WS.sub(" ", xml_safe(unicodedata.normalize("NFC", text))).strip()
 
 

@@ -55,6 +55,11 @@ def test_canonical_link(link, base, expected):
     ("<script>alert(1)</script>Title", True, "Title"),
     ("bad\x00\x08char\ufffe", False, "badchar"),
     ("lone \ud800 surrogate", False, "lone surrogate"),
+    ("<iframe><script>alert(1)</script>", True, "alert(1)"),  # raw text inside an iframe
+    ("&amp;lt;script&amp;gt;x", True, "&lt;script&gt;x"),  # escaped twice: shows as text, never a tag
+    ("<iframe><a onclick=alert(1)", True, "< a onclick=alert(1)"),  # an unterminated tag cannot open
+    ("Team A <Team B", False, "Team A < Team B"),
+    ("a < b and c > d", True, "a < b and c > d"),
     (None, True, ""),
 ])
 def test_plain_text(value, is_html, expected):
