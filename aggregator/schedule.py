@@ -52,7 +52,7 @@ def adaptive_interval(configured: int, recent: Sequence[datetime]) -> float:
     times = sorted(recent, reverse=True)[:20]
     if len(times) < 3:
         return configured
-    gaps = sorted((a - b).total_seconds() for a, b in zip(times, times[1:]))
+    gaps = sorted((a - b).total_seconds() for a, b in zip(times, times[1:], strict=False))
     median = gaps[len(gaps) // 2]
     return max(configured, median / 2)
 

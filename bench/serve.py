@@ -134,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             base = "http://localhost"
             figures_render = {}
             for fmt in ("atom", "rss"):
-                ours = best_time(lambda: render(build_feed(req, cfg, base, fmt, SUFFIXES), fmt), repeat)
+                ours = best_time(lambda f=fmt: render(build_feed(req, cfg, base, f, SUFFIXES), f), repeat)
                 doc = build_feed(req, cfg, base, fmt, SUFFIXES)
-                alone = best_time(lambda: feedgen_alone(doc, fmt), repeat)
+                alone = best_time(lambda d=doc, f=fmt: feedgen_alone(d, f), repeat)
                 figures_render[fmt] = (ours, alone)
                 print(f"  cold render, {fmt:4}: feedhub (select + render) {ours * 1000:6.1f} ms, "
                       f"feedgen alone {alone * 1000:6.1f} ms -> {ours / alone:.2f}x", flush=True)

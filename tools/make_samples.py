@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 OUT = Path(__file__).resolve().parent.parent / "samples"
 BASE = datetime(2026, 11, 24, 18, 0, tzinfo=timezone.utc)

@@ -141,9 +141,14 @@ def summary_table(summary: CollectSummary) -> str:
     header = ("SOURCE", "OUTCOME", "NEW", "UPDATED", "HTTP", "MS", "ERROR")
     rows = [header] + [(o.source, o.outcome, str(o.new), str(o.updated), str(o.status or "-"),
                         str(o.duration_ms), o.error or "") for o in summary.outcomes]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join([*lines, _summary_line(summary)])
+    return "\n".join([format_table(rows), _summary_line(summary)])
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows (the first is the header) as left-aligned columns two spaces apart."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
 
 
 def _summary_line(summary: CollectSummary) -> str:
@@ -263,9 +268,7 @@ def cmd_rules(config: Config, args: argparse.Namespace) -> int:
         rows.append((str(n), "no" if e.dropped else "yes", e.section or "-", ",".join(e.regions) or "-",
                      ",".join(t.slug for t in e.tags) or "-", "yes" if e.breaking else "no", e.title[:60],
                      "; ".join(e.rule_trace) or "source defaults and categories"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for r in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    print(format_table(rows))
     kept = sum(1 for r in rows[1:] if r[1] == "yes")
     print(f"{len(rows) - 1} entries: {kept} kept, {len(rows) - 1 - kept} dropped ({len(source.rules)} rules)")
     return 0
@@ -306,9 +309,7 @@ def cmd_sources(config: Config, args: argparse.Namespace) -> int:
     table = [header] + [(r.key, r.kind, _health(r), _when(r.last_success_at), str(r.consecutive_failures),
                          _when(r.next_due_at), str(r.entries.count()), r.last_error or "")
                         for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(format_table(table))
     return 0
 
 
