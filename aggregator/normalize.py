@@ -5,6 +5,7 @@ tested with inline data.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import html
@@ -321,6 +322,18 @@ def split_credit(caption: str | None, credit: str | None) -> tuple[str | None, s
 
 _IMG_IN_BODY = re.compile(r"<img\b[^>]*\bsrc=\"(?P<src>[^\"]+)\"[^>]*>", re.I)
 _ALT = re.compile(r"\balt=\"(?P<alt>[^\"]*)\"", re.I)
+_FIGURE = re.compile(r"<figure\b[^>]*>(?P<inner>.*?)</figure>", re.I | re.S)
+_FIGCAPTION = re.compile(r"<figcaption\b[^>]*>(?P<text>.*?)</figcaption>", re.I | re.S)
+
+
+def figure_captions(content_html: str) -> dict[str, str]:
+    """Image URL -> the text of its <figure>'s <figcaption> (the body is sanitised HTML)."""
+    out: dict[str, str] = {}
+    for fig in _FIGURE.finditer(content_html):
+        img, cap = _IMG_IN_BODY.search(fig.group("inner")), _FIGCAPTION.search(fig.group("inner"))
+        if img and cap and plain_text(cap.group("text")):
+            out.setdefault(html.unescape(img.group("src")), plain_text(cap.group("text")))
+    return out
 
 
 def normalize_media(raw: list[RawMedia], content_html: str, base: str | None) -> tuple[Media, ...]:
@@ -328,6 +341,7 @@ def normalize_media(raw: list[RawMedia], content_html: str, base: str | None) ->
     out: list[Media] = []
     seen: set[str] = set()
     candidates = list(raw)
+    figcaptions = figure_captions(content_html)
     if not any(_media_kind(m) == "image" for m in candidates):
         found = _IMG_IN_BODY.search(content_html)  # body is sanitised: quoted attributes only
         if found:
@@ -335,6 +349,9 @@ def normalize_media(raw: list[RawMedia], content_html: str, base: str | None) ->
             candidates.append(RawMedia(url=html.unescape(found.group("src")), medium="image",
                                        caption=html.unescape(alt.group("alt")) if alt else None,
                                        origin="body"))
+    # A <figcaption> around the same image beats alt text and fills in a missing caption.
+    candidates = [dataclasses.replace(m, caption=figcaptions[m.url])
+                  if m.url in figcaptions and (m.origin == "body" or not m.caption) else m for m in candidates]
     # Thumbnails go last so that a full-size image, when present, is the lead.
     candidates.sort(key=lambda m: m.origin == "media:thumbnail")
     for m in candidates:

@@ -224,6 +224,17 @@ def test_duplicate_guid_in_one_feed_keeps_the_first():
     assert warnings == ["duplicate id 'g1' in one feed; kept the first"]
 
 
+def test_figcaption_gives_caption_and_credit():
+    body = ('<figure><img src="https://n.example.org/i.jpg" alt="short alt">'
+            '<figcaption>صورة من موقع الحدث (وكالة ميريديان)</figcaption></figure><p>نص</p>')
+    e = normalize_entry(_entry(content=body), RawFeed(format="atom10"), CONFIG.source("cms-arabic"), CTX, NOW)
+    (img,) = e.media
+    assert (img.caption, img.credit, img.lead) == ("صورة من موقع الحدث", "وكالة ميريديان", True)
+    with_media = _entry(content=body, media=[RawMedia("https://n.example.org/i.jpg", medium="image")])
+    (img,) = normalize_entry(with_media, RawFeed(format="rss20"), CONFIG.source("cms-news"), CTX, NOW).media
+    assert img.caption == "صورة من موقع الحدث"  # fills a caption media:content did not give
+
+
 def test_media_lead_prefers_full_image_over_thumbnail():
     raw = _entry(media=[RawMedia("https://n.example.org/t.jpg", medium="image", origin="media:thumbnail"),
                         RawMedia("https://n.example.org/full.jpg", medium="image", origin="media:content"),
