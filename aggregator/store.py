@@ -91,7 +91,7 @@ class Entry(BaseModel):
     guid = pw.TextField()  # identity within the source
     public_id = pw.TextField(index=True)  # what feeds publish as id/guid
     title = pw.TextField()
-    link = pw.TextField(null=True)
+    link = pw.TextField(null=True, index=True)  # one story through two sources is found by its link
     language = pw.CharField(max_length=16)
     edition = pw.CharField(max_length=8)
     summary = pw.TextField(default="")
