@@ -64,13 +64,23 @@ class _Record:
 
     def write(self, keep: int) -> None:
         """Write inside the caller's transaction."""
-        if self.redirect is not None:
-            collector, result, when = self.redirect
-            self.fields.update(collector._redirect_fields(self.row, result, when))
-        store.Source.update(**self.fields).where(store.Source.id == self.row.id).execute()
-        log_row, deltas = self.log
-        store.FetchLog.insert(**log_row).execute()
-        store.trim_fetch_log(self.row, keep)
+        _Record.write_all([self], keep)
+
+    @staticmethod
+    def write_all(records: list["_Record"], keep: int) -> None:
+        """Write records inside the caller's transaction: one source update each, the fetch-log
+        rows in one insert, and the metric increments summed into one upsert per counter."""
+        deltas: dict[tuple[str, str], float] = {}
+        for rec in records:
+            if rec.redirect is not None:
+                collector, result, when = rec.redirect
+                rec.fields.update(collector._redirect_fields(rec.row, result, when))
+            store.Source.update(**rec.fields).where(store.Source.id == rec.row.id).execute()
+            for key, delta in rec.log[1].items():
+                deltas[key] = deltas.get(key, 0) + delta
+        store.FetchLog.insert_many([rec.log[0] for rec in records]).execute()
+        for rec in records:
+            store.trim_fetch_log(rec.row, keep)
         store.bump_metrics(deltas)
 
 
@@ -175,8 +185,7 @@ class Collector:
         if not pending:
             return
         with store.write_transaction():
-            for rec in pending:
-                rec.write(self.config.collect.fetch_log_keep)
+            _Record.write_all(pending, self.config.collect.fetch_log_keep)
 
     def _in_thread(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:
         # peewee keeps one connection per thread; this thread's stays open for the next source.
