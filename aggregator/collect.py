@@ -119,7 +119,7 @@ class Collector:
         self.owner = owner or store.new_owner_id()
         #: told which feeds each run changed (the WebSub publisher); must not block
         self.on_topics = on_topics
-        self.parents = {slug: sec.parent for slug, sec in config.taxonomy.sections.items() if sec.parent}
+        self.parents = config.taxonomy.parents
         self.pool = ParsePool(self.ctx, size=config.collect.parse_workers,
                               timeout=config.collect.parse_timeout, target=parse_target)
         self._hosts: dict[str, threading.BoundedSemaphore] = defaultdict(

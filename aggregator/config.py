@@ -73,6 +73,11 @@ class Taxonomy:
         """The top-level section of a section or subsection slug."""
         return self.sections[slug].parent or slug
 
+    @property
+    def parents(self) -> dict[str, str]:
+        """Subsection slug -> its section's slug (a subsection's entries are in both feeds)."""
+        return {slug: sec.parent for slug, sec in self.sections.items() if sec.parent}
+
 
 @dataclass(frozen=True)
 class Rule:

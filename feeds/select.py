@@ -24,6 +24,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_QUERY = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+E = store.Entry
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,6 @@ def _contains(field: pw.Field, text: str) -> pw.Node:
 
 def _conditions(req: FeedRequest, config: Config) -> list[pw.Expression]:
     """What the feed holds (its kind and filters), retracted entries included."""
-    E = store.Entry
     conds: list[pw.Expression] = [E.edition == req.edition]
     wanted = [(req.kind, req.slug)] if req.slug else []
     if req.kind == "breaking":
@@ -216,7 +216,6 @@ class Page:
     has_previous: bool
 
 
-E = store.Entry
 # What a feed shows of an entry; read as named tuples, since building model objects
 # for a page of rows cost more than rendering it.
 ENTRY_COLUMNS = (E.id, E.source, E.public_id, E.title, E.link, E.summary, E.content, E.published, E.updated,
@@ -291,7 +290,6 @@ def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedIt
 
 def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
     """Entries of this feed retracted within the configured period (for Atom's at:deleted-entry)."""
-    E = store.Entry
     window = store.utcnow() - timedelta(days=config.site.tombstone_days)
     rows = (E.select(E.public_id, E.retracted_at, E.retraction_reason)
             .where(*_conditions(req, config), E.retracted_at >= window)
@@ -363,7 +361,6 @@ def feed_title(req: FeedRequest, config: Config) -> str:
 
 def newest_change(req: FeedRequest, config: Config) -> datetime:
     """The feed's date when a page is empty: the newest change of the feed, else of its edition."""
-    E = store.Entry
     newest = E.select(pw.fn.MAX(E.updated)).where(*_conditions(req, config)).scalar()
     if newest is None:
         newest = E.select(pw.fn.MAX(E.updated)).where(E.edition == req.edition).scalar()

@@ -228,9 +228,8 @@ def cmd_retract(config: Config, args: argparse.Namespace) -> int:
     if not found:
         print(f"feedhub: no entry has the id, guid or link {args.entry!r}", file=sys.stderr)
         return 1
-    parents = {slug: s.parent for slug, s in config.taxonomy.sections.items() if s.parent}
     with store.write_transaction():
-        topics = store.retract([e.id for e in found], store.utcnow(), args.reason, parents)
+        topics = store.retract([e.id for e in found], store.utcnow(), args.reason, config.taxonomy.parents)
     if not topics:
         print(f"already retracted: {found[0].title}")
         return 0

@@ -54,7 +54,7 @@ def top_feed(name: str, edition: str | None = None) -> Response:
     stem, fmt = _split_format(name)
     if stem not in ("latest", "breaking"):
         raise NotFound(f"unknown feed {stem!r}; see /feeds/ for every feed")
-    return _serve(stem, None, _edition(edition), fmt)
+    return _serve(stem, None, edition, fmt)  # parse_request validates the edition
 
 
 @public.route("/feeds/<kind>/<name>")
@@ -64,7 +64,7 @@ def slug_feed(kind: str, name: str, edition: str | None = None) -> Response:
     if kind not in SLUG_KINDS:
         raise NotFound(f"unknown feed kind {kind!r}; kinds: {', '.join(SLUG_KINDS)}")
     slug, fmt = _split_format(name)
-    return _serve(kind, slug, _edition(edition), fmt)
+    return _serve(kind, slug, edition, fmt)
 
 
 def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Response:
