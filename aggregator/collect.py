@@ -58,7 +58,7 @@ class _Record:
 
     row: store.Source
     fields: dict[str, object]
-    log: tuple[dict[str, object], dict[tuple[str, str], float]]
+    log: tuple[tuple[object, ...], dict[tuple[str, str], float]]  # (FETCH_LOG_COLUMNS row, metric deltas)
     #: (collector, result, when) when permanent redirects must be counted at write time
     redirect: tuple["Collector", FetchResult, datetime] | None = None
 
@@ -75,13 +75,16 @@ class _Record:
             if rec.redirect is not None:
                 collector, result, when = rec.redirect
                 rec.fields.update(collector._redirect_fields(rec.row, result, when))
-            store.Source.update(**rec.fields).where(store.Source.id == rec.row.id).execute()
             for key, delta in rec.log[1].items():
                 deltas[key] = deltas.get(key, 0) + delta
-        store.FetchLog.insert_many([rec.log[0] for rec in records]).execute()
-        for rec in records:
-            store.trim_fetch_log(rec.row, keep)
+        store.update_sources([(rec.row.id, rec.fields) for rec in records])
+        store.insert_rows(store.FetchLog, FETCH_LOG_COLUMNS, [rec.log[0] for rec in records])
+        store.trim_fetch_log([rec.row.id for rec in records], keep)
         store.bump_metrics(deltas)
+
+
+FETCH_LOG_COLUMNS = ("source_id", "started_at", "duration_ms", "status", "outcome", "bytes", "entries_new",
+                     "entries_updated", "error_kind", "error")
 
 
 @dataclass
@@ -132,6 +135,8 @@ class Collector:
         # Threads live as long as the collector, each keeping its own store connection,
         # instead of opening one (and re-running SQLite's pragmas) for every fetch.
         self._threads = ThreadPoolExecutor(max_workers=config.collect.workers, thread_name_prefix="collect")
+        # Config is fixed for a collector's life: its source rows are synced on the first run only.
+        self._synced = False
 
     def __enter__(self) -> "Collector":
         return self
@@ -151,7 +156,9 @@ class Collector:
 
         Sources leased by another live collector are left to it.
         """
-        store.sync_sources(self.config)
+        if not self._synced:
+            store.sync_sources(self.config)
+            self._synced = True
         configured = {s.id: s for s in self.config.sources if s.enabled}
         remaining = [k for k in (source_ids if source_ids is not None else configured) if k in configured]
         summary = CollectSummary()
@@ -352,11 +359,9 @@ class Collector:
     @staticmethod
     def _log_row(row: store.Source, started: datetime, duration: float, status: int | None,
                  outcome: str, size: int, new: int, updated: int, kind: str | None,
-                 message: str | None) -> tuple[dict[str, object], dict[tuple[str, str], float]]:
+                 message: str | None) -> tuple[tuple[object, ...], dict[tuple[str, str], float]]:
         """The fetch-log row and the metric increments for one fetch."""
-        log_row = dict(source=row.id, started_at=started, duration_ms=int(duration * 1000), status=status,
-                       outcome=outcome, bytes=size, entries_new=new, entries_updated=updated,
-                       error_kind=kind, error=message)
+        log_row = (row.id, started, int(duration * 1000), status, outcome, size, new, updated, kind, message)
         bucket = DURATION_BUCKETS[bisect.bisect_left(DURATION_BUCKETS, duration)] \
             if duration <= DURATION_BUCKETS[-1] else "+Inf"
         labels = f"outcome={outcome},kind={kind}" if kind else f"outcome={outcome}"

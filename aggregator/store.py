@@ -21,7 +21,7 @@ from . import model
 from .config import Config, SourceConfig
 from .errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 db = pw.DatabaseProxy()
 
@@ -149,7 +149,8 @@ class EntryTag(BaseModel):
     position = pw.IntegerField(default=0)
 
     class Meta:
-        indexes = ((("entry", "tag"), True),)
+        # (tag, entry): the newest entries of a tag, for related entries, without a scan
+        indexes = ((("entry", "tag"), True), (("tag", "entry"), False))
 
 
 class EntryRegion(BaseModel):
@@ -177,7 +178,22 @@ class EntryCoverage(BaseModel):
     coverage = pw.CharField(max_length=100, index=True)
 
     class Meta:
-        indexes = ((("entry", "coverage"), True),)
+        indexes = ((("entry", "coverage"), True), (("coverage", "entry"), False))
+
+
+class Related(BaseModel):
+    """Entry -> a related entry (shared tags and coverage), with the score that ranks it.
+
+    Written when an entry is stored: its own best matches, and the reverse link on each
+    of them, so earlier coverage of a story points forward to what came after.
+    """
+
+    entry = pw.ForeignKeyField(Entry, backref="related_links", on_delete="CASCADE")
+    related = pw.ForeignKeyField(Entry, backref="related_from", on_delete="CASCADE")
+    score = pw.IntegerField()
+
+    class Meta:
+        indexes = ((("entry", "related"), True), (("related",), False))
 
 
 class Media(BaseModel):
@@ -243,7 +259,7 @@ class Topic(BaseModel):
 
 MODELS: tuple[type[BaseModel], ...] = (
     MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
-    FetchLog,
+    Related, FetchLog,
     SourceUrlHistory, Metric, Topic)
 
 
@@ -384,8 +400,14 @@ def _to_v3(database: pw.Database) -> None:
                            "published_raw", "updated_raw", "title_key") if name not in have])
 
 
+def _to_v4(database: pw.Database) -> None:
+    """v4: related entries. The new table and the (tag, entry) and (coverage, entry) indexes are
+    created with the other missing tables; entries stored before get related ones as new
+    entries arrive (the reverse links), and their own when they next change."""
+
+
 # version -> function that upgrades a store from version-1 to version
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
 
 
 def schema_version() -> int:
@@ -543,11 +565,11 @@ def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags
 
 def bump_topics(keys: Iterable[str], now: datetime) -> None:
     """Add one to each topic's revision (inside the transaction that changed its entries)."""
-    for key in sorted(set(keys)):  # a fixed order, so concurrent writers never deadlock
-        (Topic.insert(key=key, revision=1, changed_at=now)
-         .on_conflict(conflict_target=[Topic.key],
-                      update={Topic.revision: Topic.revision + 1, Topic.changed_at: now})
-         .execute())
+    table = Topic._meta.table_name
+    # One statement, keys in a fixed order, so concurrent writers never deadlock.
+    insert_rows(Topic, ("key", "revision", "changed_at"), [(key, 1, now) for key in sorted(set(keys))],
+                f' ON CONFLICT ("key") DO UPDATE SET revision = "{table}".revision + 1, '
+                "changed_at = excluded.changed_at")
 
 
 def topic_revision(key: str) -> int:
@@ -562,26 +584,31 @@ def topic_revision(key: str) -> int:
 
 
 def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
-    """The topics of entries as they are stored now (before an update or a retraction)."""
+    """The topics of entries as they are stored now (before an update or a retraction).
+
+    Two plain queries however many entries: this runs for every batch a collector writes.
+    """
     if not entry_ids:
         return set()
+    database = db.obj
     keys: set[str] = set()
-    regions: dict[int, list[str]] = {}
-    tags: dict[int, list[str]] = {}
-    authors: dict[int, list[str]] = {}
-    for r in EntryRegion.select().where(EntryRegion.entry.in_(entry_ids)):
-        regions.setdefault(r.entry_id, []).append(r.region)
-    for t in EntryTag.select(EntryTag.entry, Tag.slug).join(Tag).where(EntryTag.entry.in_(entry_ids)):
-        tags.setdefault(t.entry_id, []).append(t.tag.slug)
-    for a in (EntryAuthor.select(EntryAuthor.entry, Author.slug).join(Author)
-              .where(EntryAuthor.entry.in_(entry_ids))):
-        authors.setdefault(a.entry_id, []).append(a.author.slug)
-    coverage: dict[int, list[str]] = {}
-    for c in EntryCoverage.select().where(EntryCoverage.entry.in_(entry_ids)):
-        coverage.setdefault(c.entry_id, []).append(c.coverage)
-    for e in Entry.select(Entry.id, Entry.edition, Entry.section, Entry.breaking).where(Entry.id.in_(entry_ids)):
-        keys |= entry_topics(e.edition, e.section, regions.get(e.id, ()), tags.get(e.id, ()),
-                             authors.get(e.id, ()), e.breaking, parents, coverage.get(e.id, ()))
+    terms: dict[str, dict[int, list[str]]] = {"r": {}, "t": {}, "a": {}, "c": {}}
+    for chunk in pw.chunked(sorted(set(entry_ids)), 400):
+        marks = ", ".join([database.param] * len(chunk))
+        names = {m: m._meta.table_name for m in (EntryRegion, EntryTag, Tag, EntryAuthor, Author, EntryCoverage)}
+        sql = (f"SELECT 'r', entry_id, region FROM {names[EntryRegion]} WHERE entry_id IN ({marks}) "
+               f"UNION ALL SELECT 't', l.entry_id, t.slug FROM {names[EntryTag]} l "
+               f"JOIN {names[Tag]} t ON t.id = l.tag_id WHERE l.entry_id IN ({marks}) "
+               f"UNION ALL SELECT 'a', l.entry_id, a.slug FROM {names[EntryAuthor]} l "
+               f"JOIN {names[Author]} a ON a.id = l.author_id WHERE l.entry_id IN ({marks}) "
+               f"UNION ALL SELECT 'c', entry_id, coverage FROM {names[EntryCoverage]} WHERE entry_id IN ({marks})")
+        for kind, entry_id, value in database.execute_sql(sql, chunk * 4):
+            terms[kind].setdefault(entry_id, []).append(value)
+        sql = f"SELECT id, edition, section, breaking FROM {Entry._meta.table_name} WHERE id IN ({marks})"
+        for entry_id, edition, section, breaking in database.execute_sql(sql, chunk):
+            keys |= entry_topics(edition, section, terms["r"].get(entry_id, ()), terms["t"].get(entry_id, ()),
+                                 terms["a"].get(entry_id, ()), bool(breaking), parents,
+                                 terms["c"].get(entry_id, ()))
     return keys
 
 
@@ -679,9 +706,13 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
     written += _insert_entries(fresh)
     replaced = [entry_id for entry_id, e in written if e.guid in existing]
     if replaced:
+        # Entries that show a changed entry as related show its new title: their feeds change too.
+        topics |= stored_topics(_relating_to(replaced), parents)
+        Related.delete().where(Related.entry.in_(replaced) | Related.related.in_(replaced)).execute()
         for child in (EntryAuthor, EntryTag, EntryRegion, EntryCoverage, Media):
             child.delete().where(child.entry.in_(replaced)).execute()
     _insert_children(written, authors, tags)
+    topics |= stored_topics(relate(written, tags), parents)
     for _, e in written:
         topics |= entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
                                [a.slug for a in e.authors], e.breaking, parents, e.coverage)
@@ -695,32 +726,66 @@ def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[
     out: list[tuple[int, model.Entry]] = []
     if not db.obj.returning_clause:
         return [(Entry.insert(**row).execute(), e) for row, e in fresh]
-    for chunk in pw.chunked(fresh, 40):  # 18 columns each: well under SQLite's parameter limit
-        by_guid = {e.guid: e for _, e in chunk}
-        cursor = Entry.insert_many([row for row, _ in chunk]).returning(Entry.id, Entry.guid).execute()
-        out += [(row.id, by_guid[row.guid]) for row in cursor]
-    return out
+    fields = Entry._meta.fields
+    names = list(fresh[0][0]) if fresh else []
+    # Columns the rows leave out get their model default (the schema has none of its own).
+    defaults = {n: f.default for n, f in fields.items() if n not in names and n != "id" and f.default is not None}
+    columns = tuple(fields[n].column_name for n in names + list(defaults))
+    tail = tuple(d() if callable(d) else d for d in defaults.values())
+    rows = [tuple(v.id if isinstance(v, Source) else v for v in row.values()) + tail for row, _ in fresh]
+    by_guid = {e.guid: e for _, e in fresh}
+    return [(entry_id, by_guid[guid]) for entry_id, guid in insert_rows(Entry, columns, rows, returning="id, guid")]
 
 
 def _insert_children(written: list[tuple[int, model.Entry]], authors: dict[str, int],
                      tags: dict[str, int]) -> None:
     """Authors, tags, regions and media of every written entry: one batched insert per table."""
-    rows: dict[type[BaseModel], list[dict[str, object]]] = {EntryAuthor: [], EntryTag: [], EntryRegion: [],
-                                                            EntryCoverage: [], Media: []}
+    rows: dict[type[BaseModel], list[tuple[object, ...]]] = {EntryAuthor: [], EntryTag: [], EntryRegion: [],
+                                                             EntryCoverage: [], Media: []}
     for entry_id, e in written:
-        rows[EntryAuthor] += [{"entry": entry_id, "author": authors[a.slug], "position": i}
-                              for i, a in enumerate(e.authors)]
-        rows[EntryTag] += [{"entry": entry_id, "tag": tags[t.slug], "position": i}
-                           for i, t in enumerate(e.tags)]
-        rows[EntryRegion] += [{"entry": entry_id, "region": r} for r in e.regions]
-        rows[EntryCoverage] += [{"entry": entry_id, "coverage": c} for c in e.coverage]
-        rows[Media] += [{"entry": entry_id, "position": i, "kind": m.kind, "url": m.url, "type": m.type,
-                         "length": m.length, "width": m.width, "height": m.height, "duration": m.duration,
-                         "caption": m.caption, "credit": m.credit, "lead": m.lead}
-                        for i, m in enumerate(e.media)]
-    for table, batch in rows.items():
-        for chunk in pw.chunked(batch, 200):  # stays under SQLite's bound-parameter limit
-            table.insert_many(chunk).execute()
+        rows[EntryAuthor] += [(entry_id, authors[a.slug], i) for i, a in enumerate(e.authors)]
+        rows[EntryTag] += [(entry_id, tags[t.slug], i) for i, t in enumerate(e.tags)]
+        rows[EntryRegion] += [(entry_id, r) for r in e.regions]
+        rows[EntryCoverage] += [(entry_id, c) for c in e.coverage]
+        rows[Media] += [(entry_id, i, m.kind, m.url, m.type, m.length, m.width, m.height, m.duration,
+                         m.caption, m.credit, m.lead) for i, m in enumerate(e.media)]
+    for table, columns in CHILD_COLUMNS.items():
+        insert_rows(table, columns, rows[table])
+
+
+CHILD_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {
+    EntryAuthor: ("entry_id", "author_id", "position"),
+    EntryTag: ("entry_id", "tag_id", "position"),
+    EntryRegion: ("entry_id", "region"),
+    EntryCoverage: ("entry_id", "coverage"),
+    Media: ("entry_id", "position", "kind", "url", "type", "length", "width", "height", "duration",
+            "caption", "credit", "lead"),
+}
+
+
+def insert_rows(table: type[BaseModel], columns: tuple[str, ...], rows: list[tuple[object, ...]],
+                suffix: str = "", returning: str = "") -> list[tuple[object, ...]]:
+    """Insert plain rows with multi-row INSERTs written directly, returning ``returning`` columns.
+
+    The write path inserts thousands of rows per collect; building them as peewee
+    queries cost more than the database spent storing them. Values must already be
+    what the column stores (ints, text, bools, naive UTC datetimes, None).
+    """
+    if not rows:
+        return []
+    database = db.obj
+    one = "(" + ", ".join([database.param] * len(columns)) + ")"
+    head = f'INSERT INTO "{table._meta.table_name}" (' + ", ".join(f'"{c}"' for c in columns) + ") VALUES "
+    tail = suffix + (f" RETURNING {returning}" if returning else "")
+    out: list[tuple[object, ...]] = []
+    per = max(1, 900 // len(columns))  # under SQLite's bound-parameter limit
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        cursor = database.execute_sql(head + ", ".join([one] * len(chunk)) + tail,
+                                      [v for row in chunk for v in row])
+        if returning:
+            out += cursor.fetchall()
+    return out
 
 
 def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]) -> dict[str, int]:
@@ -744,13 +809,76 @@ def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]
     return ids
 
 
+RELATED_KEEP = 5  # related entries kept (and published) per entry
+RELATED_POOL = 50  # newest entries of each shared tag or coverage considered
+COVERAGE_WEIGHT = 2  # one shared coverage dossier counts as much as two shared tags
+
+
+def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int]) -> list[int]:
+    """Store the best related entries of each written entry, and the reverse links.
+
+    Candidates are the newest RELATED_POOL live entries of the same edition that share
+    a tag or coverage dossier, fetched with one bounded query per batch (so a tag on
+    every entry costs the same as a rare one). Returns the ids of older entries that
+    gained a link: their feeds changed.
+    """
+    keys: dict[int, set[tuple[str, object]]] = {}
+    for entry_id, e in written:
+        keys[entry_id] = ({("tag", tag_ids[t.slug]) for t in e.tags}
+                          | {("coverage", c) for c in e.coverage})
+    wanted = sorted({(e.edition, key) for entry_id, e in written for key in keys[entry_id]}, key=repr)
+    if not wanted:
+        return []
+    pools: dict[tuple[str, tuple[str, object]], list[tuple[int, datetime]]] = {}
+    param = db.obj.param
+    e_t, t_t, c_t = Entry._meta.table_name, EntryTag._meta.table_name, EntryCoverage._meta.table_name
+    for chunk in pw.chunked(wanted, 100):
+        parts, params = [], []
+        for i, (edition, (kind, value)) in enumerate(chunk):
+            table, column = (t_t, "tag_id") if kind == "tag" else (c_t, "coverage")
+            parts.append(f"SELECT * FROM (SELECT {i} AS k, l.entry_id, e.published FROM {table} l "
+                         f"JOIN {e_t} e ON e.id = l.entry_id WHERE l.{column} = {param} "
+                         f"AND e.edition = {param} AND e.retracted_at IS NULL "
+                         f"ORDER BY l.entry_id DESC LIMIT {RELATED_POOL}) p{i}")
+            params += [value, edition]
+        for k, entry_id, published in db.obj.execute_sql(" UNION ALL ".join(parts), params):
+            pools.setdefault(chunk[k], []).append((entry_id, published))
+    rows: dict[tuple[int, int], int] = {}
+    for entry_id, e in written:
+        score: dict[int, int] = {}
+        when: dict[int, datetime] = {}
+        for kind, value in keys[entry_id]:
+            for other, published in pools.get((e.edition, (kind, value)), ()):
+                if other != entry_id:
+                    score[other] = score.get(other, 0) + (COVERAGE_WEIGHT if kind == "coverage" else 1)
+                    when[other] = published
+        # Best first: most shared, then the newest story.
+        best = sorted(score, key=lambda o: (score[o], str(when[o]), o), reverse=True)[:RELATED_KEEP]
+        for other in best:
+            rows[(entry_id, other)] = score[other]
+            rows.setdefault((other, entry_id), score[other])
+    if not rows:
+        return []
+    # sorted: concurrent writers lock rows in one order
+    insert_rows(Related, ("entry_id", "related_id", "score"), [(a, b, s) for (a, b), s in sorted(rows.items())],
+                " ON CONFLICT (entry_id, related_id) DO UPDATE SET score = excluded.score")
+    mine = {entry_id for entry_id, _ in written}
+    return sorted({a for a, _ in rows if a not in mine})
+
+
+def _relating_to(entry_ids: list[int]) -> list[int]:
+    """Entries that list any of ``entry_ids`` among their related entries."""
+    return [a for (a,) in Related.select(Related.entry).where(Related.related.in_(entry_ids)).distinct().tuples()]
+
+
 def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str, str]) -> set[str]:
     """Mark entries retracted (they become tombstones) and bump the feeds that held them."""
     ids = [i for i in entry_ids if i is not None]
     live = [e.id for e in Entry.select(Entry.id).where(Entry.id.in_(ids), Entry.retracted_at.is_null())]
     if not live:
         return set()
-    topics = stored_topics(live, parents)
+    # A retracted entry also leaves the related lists of other entries (and so their feeds).
+    topics = stored_topics(live + _relating_to(live), parents)
     Entry.update(retracted_at=when, retraction_reason=reason, stored_at=when).where(Entry.id.in_(live)).execute()
     bump_topics(topics, when)
     return topics
@@ -797,9 +925,28 @@ def rekey_source(source: Source, rule: str, when: datetime, parents: dict[str, s
     return topics
 
 
-def trim_fetch_log(source: Source, keep: int) -> None:
-    """Keep only the newest ``keep`` fetch-log rows of a source (the log stays bounded)."""
-    # One statement: the subquery is NULL (nothing deleted) while the log is short.
-    cutoff = (FetchLog.select(FetchLog.id).where(FetchLog.source == source)
-              .order_by(FetchLog.id.desc()).offset(keep).limit(1))
-    FetchLog.delete().where((FetchLog.source == source) & (FetchLog.id <= cutoff)).execute()
+def trim_fetch_log(source_ids: list[int], keep: int) -> None:
+    """Keep only the newest ``keep`` fetch-log rows of each source (the log stays bounded)."""
+    if not source_ids:
+        return
+    database, table = db.obj, FetchLog._meta.table_name
+    marks = ", ".join([database.param] * len(source_ids))
+    # One statement for a whole batch of sources; it reads at most keep+1 rows of each.
+    database.execute_sql(
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
+        f"(PARTITION BY source_id ORDER BY id DESC) AS n FROM {table} WHERE source_id IN ({marks})) r "
+        f"WHERE r.n > {int(keep)})", list(source_ids))
+
+
+def update_sources(changes: list[tuple[int, dict[str, object]]]) -> None:
+    """Apply per-source field updates, one prepared statement per set of fields."""
+    database, table, fields = db.obj, Source._meta.table_name, Source._meta.fields
+    groups: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
+    for source_id, values in sorted(changes, key=lambda c: c[0]):  # one lock order for every writer
+        groups.setdefault(tuple(values), []).append(tuple(fields[k].db_value(v) for k, v in values.items())
+                                                    + (source_id,))
+    for names, rows in groups.items():
+        sets = ", ".join(f'"{fields[k].column_name}" = {database.param}' for k in names)
+        sql = f'UPDATE "{table}" SET {sets} WHERE id = {database.param}'
+        for row in rows:
+            database.execute_sql(sql, row)

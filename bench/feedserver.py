@@ -6,6 +6,7 @@ every answer, or serve each feed's body unchanged without validators.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -111,7 +112,53 @@ class FeedServer:
         self.httpd.server_close()
 
 
-def sources_toml(server: FeedServer, count: int, interval: int = 3600) -> str:
+class ProcessFeedServer:
+    """A FeedServer in a child process, so its request handling does not share the measured
+    process's interpreter lock: a real collector's feeds are served by other machines."""
+
+    def __init__(self, feeds: int, entries: int = 20):
+        self.bodies = {f"/feed/{n}.rss": make_feed(n, entries) for n in range(feeds)}
+        self._pipe, child = multiprocessing.Pipe()
+        self._process = multiprocessing.get_context("fork").Process(
+            target=_serve_child, args=(child, feeds, entries), daemon=True)
+
+    def __enter__(self) -> "ProcessFeedServer":
+        self._process.start()
+        self.port = self._pipe.recv()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pipe.send(("stop", None))
+        self._process.join(10)
+
+    def url(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.port}/feed/{n}.rss"
+
+    def set_etags(self, on: bool) -> None:
+        """Answer with ETags (and 304s) or not."""
+        self._pipe.send(("etags", on))
+        self._pipe.recv()
+
+    def total_hits(self) -> int:
+        self._pipe.send(("hits", None))
+        return self._pipe.recv()
+
+
+def _serve_child(pipe: "multiprocessing.connection.Connection", feeds: int, entries: int) -> None:
+    with FeedServer(feeds, entries) as server:
+        pipe.send(server.port)
+        while True:
+            command, value = pipe.recv()
+            if command == "stop":
+                return
+            if command == "etags":
+                server.etags = value
+                pipe.send(True)
+            elif command == "hits":
+                pipe.send(sum(server.hits.values()))
+
+
+def sources_toml(server: FeedServer | ProcessFeedServer, count: int, interval: int = 3600) -> str:
     """[[sources]] entries for feeds 0..count-1 of ``server``."""
     return "".join(f'[[sources]]\nid = "feed-{n}"\nname = "Feed {n}"\nurl = "{server.url(n)}"\n'
                    f'section = "news"\ninterval = {interval}\n\n' for n in range(count))

@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 from aggregator import store  # noqa: E402
 from aggregator.collect import Collector  # noqa: E402
 from aggregator.config import load_config  # noqa: E402
-from bench.feedserver import FeedServer, sources_toml  # noqa: E402
+from bench.feedserver import ProcessFeedServer, sources_toml  # noqa: E402
 
 
-def write_config(folder: Path, server: FeedServer, feeds: int, workers: int) -> Path:
+def write_config(folder: Path, server: ProcessFeedServer, feeds: int, workers: int) -> Path:
     base = (ROOT / "config.toml").read_text(encoding="utf-8")
     head = base.partition("# --- the bundled sample newsroom")[0]
     head = head.replace('url = "sqlite:///var/feedhub.db"', f'url = "sqlite:///{folder}/bench.db"')
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench/ingest: {feeds} feeds x {entries} entries = {total} entries, "
           f"{os.cpu_count()} cores, SQLite store", flush=True)
 
-    with FeedServer(feeds, entries) as server, tempfile.TemporaryDirectory() as tmp:
+    # The feed server runs in its own process, as the feeds of a real collector run elsewhere.
+    with ProcessFeedServer(feeds, entries) as server, tempfile.TemporaryDirectory() as tmp:
         bodies = list(server.bodies.values())
         t_base, parsed = timed(lambda: sum(len(feedparser.parse(io.BytesIO(b)).entries) for b in bodies))
         assert parsed == total
@@ -83,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             t_304, warm = timed(collector.collect)
             assert {o.outcome for o in warm.outcomes} == {"not-modified"}
             print(f"  warm 304  every server says 304:       {t_304:7.2f} s", flush=True)
-            server.etags = False
+            server.set_etags(False)
             store.Source.update(etag=None, last_modified=None).execute()
             t_same, same = timed(collector.collect)
             assert {o.outcome for o in same.outcomes} == {"unchanged"}
             print(f"  warm same bodies unchanged (hash):     {t_same:7.2f} s", flush=True)
-        hits = sum(server.hits.values())
+        hits = server.total_hits()
     assert hits == feeds * 3
 
     figures = {

@@ -28,6 +28,15 @@ class SourceRef:
 
 
 @dataclass(frozen=True)
+class RelatedRef:
+    """An entry related to a published one (shared tags and coverage)."""
+
+    id: str
+    title: str
+    url: str | None
+
+
+@dataclass(frozen=True)
 class FeedItem:
     """One entry as a feed publishes it; datetimes are aware UTC."""
 
@@ -50,6 +59,8 @@ class FeedItem:
     reading_time: int
     source: SourceRef | None = None
     coverage: tuple[str, ...] = ()
+    #: best first
+    related: tuple[RelatedRef, ...] = ()
 
     @property
     def lead_image(self) -> Media | None:

@@ -114,6 +114,9 @@ class _ItemExtras(BaseEntryExtension):
             el.remove(old)
         if item.link:
             etree.SubElement(el, "link", rel="alternate", type="text/html", href=item.link)
+        for r in item.related:
+            if r.url:
+                etree.SubElement(el, "link", rel="related", type="text/html", href=r.url, title=xml_safe(r.title))
         for m in item.media:
             if m.kind in ("video", "audio", "file"):
                 link = etree.SubElement(el, "link", rel="enclosure", href=m.url)
@@ -289,6 +292,8 @@ def json_item(item: FeedItem) -> dict[str, Any]:
         ext["origin"] = item.origin
     if item.source:
         ext["source"] = {"title": item.source.title, "url": item.source.url or item.source.link}
+    if item.related:
+        ext["related"] = [{"id": r.id, "title": r.title, **({"url": r.url} if r.url else {})} for r in item.related]
     out["_feedhub"] = {k: v for k, v in ext.items() if v is not None}
     return out
 

@@ -16,7 +16,7 @@ from aggregator.config import Config
 from aggregator.errors import BadRequest, NotFound
 from aggregator.model import Author, Media
 
-from .model import FeedDoc, FeedItem, SourceRef, Term, Tombstone
+from .model import FeedDoc, FeedItem, RelatedRef, SourceRef, Term, Tombstone
 
 FEED_KINDS = ("latest", "section", "region", "tag", "author", "coverage", "breaking")
 FILTERS = ("section", "region", "tag", "author", "q", "since")
@@ -250,7 +250,7 @@ def select_page(req: FeedRequest, config: Config) -> Page:
 
 
 def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
-    """Entries with authors, terms and media loaded in batches (four queries, not four per entry)."""
+    """Entries with authors, terms, media and related entries loaded in batches (a query per kind, not per entry)."""
     ids = [r.id for r in rows]
     if not ids:
         return []
@@ -276,11 +276,20 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
     for entry, slug in (store.EntryCoverage.select(store.EntryCoverage.entry, store.EntryCoverage.coverage)
                         .where(store.EntryCoverage.entry.in_(ids)).tuples()):
         coverage[entry].append(slug)
+    related: dict[int, list[RelatedRef]] = defaultdict(list)
+    R, O = store.Related, E.alias("other")
+    for entry, public_id, title, link in (R.select(R.entry, O.public_id, O.title, O.link)
+                                          .join(O, on=(R.related == O.id))
+                                          .where(R.entry.in_(ids), O.retracted_at.is_null())
+                                          .order_by(R.entry, R.score.desc(), O.published.desc(), O.id.desc())
+                                          .tuples()):
+        if len(related[entry]) < store.RELATED_KEEP:
+            related[entry].append(RelatedRef(id=public_id, title=title, url=link))
     sources = {s.id: s for s in store.Source.select(
         store.Source.id, store.Source.key, store.Source.kind, store.Source.url, store.Source.name,
         store.Source.feed_title, store.Source.feed_link).where(store.Source.id.in_({r.source for r in rows}))}
     return [_item(r, sources[r.source], authors[r.id], tags[r.id], regions[r.id], media[r.id], config,
-                  base_url, req, coverage[r.id]) for r in rows]
+                  base_url, req, coverage[r.id], tuple(related[r.id])) for r in rows]
 
 
 def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
@@ -299,7 +308,7 @@ def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
 
 def _item(row: Any, src: store.Source, authors: list[Author], tags: list[tuple[str, str]], regions: list[str],
           media: list[Media], config: Config, base_url: str, req: FeedRequest,
-          coverage: list[str] = ()) -> FeedItem:
+          coverage: list[str] = (), related: tuple[RelatedRef, ...] = ()) -> FeedItem:
     tax = config.taxonomy
     prefix = "" if req.edition == config.site.default_edition else f"/{req.edition}"
     scheme = f"{base_url}{prefix}/feeds/"
@@ -323,7 +332,8 @@ def _item(row: Any, src: store.Source, authors: list[Author], tags: list[tuple[s
         published=_aware(row.published), updated=_aware(row.updated), language=row.language,
         authors=tuple(authors), terms=tuple(terms), media=tuple(media), section=row.section,
         regions=tuple(regions), tags=tuple(s for s, _ in tags), breaking=row.breaking,
-        origin=row.origin, reading_time=row.reading_time, source=source, coverage=tuple(coverage))
+        origin=row.origin, reading_time=row.reading_time, source=source, coverage=tuple(coverage),
+        related=related)
 
 
 def _aware(dt: datetime) -> datetime:
