@@ -83,6 +83,10 @@ def xml_safe(text: str) -> str:
 
 
 _COMPLETE_TAG = re.compile(r"<[A-Za-z!/?][^<>]*>")
+# Where a block starts or ends, text on either side is separate words ("(AP)</figcaption><p>Text").
+_BLOCK_EDGE = re.compile(r"<(?=/?(?:p|div|br|li|dd|dt|h[1-6]|figure|figcaption|blockquote|pre|ul|ol|table|tr|td|th"
+                         r"|section|article|header|footer|aside)\b)", re.I)
+_IMG_WITHOUT_SRC = re.compile(r"<img\b(?![^>]*\ssrc=)[^>]*>", re.I)
 _TAG_START = re.compile(r"<(?=[A-Za-z!/?])")
 
 
@@ -97,6 +101,7 @@ def plain_text(value: str | None, is_html: bool = True) -> str:
         return ""
     text = value
     if is_html:
+        text = _BLOCK_EDGE.sub(" <", text)
         # nh3 with no allowed tags drops markup (and script/style contents) and
         # escapes the rest; unescape afterwards to get the plain characters.
         text = html.unescape(nh3.clean(xml_safe(text), tags=set(), clean_content_tags={"script", "style"}))
@@ -130,7 +135,8 @@ def sanitize_html(value: str | None, base: str | None = None) -> str:
         attributes=ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
         attribute_filter=resolve, link_rel="noopener noreferrer",
         clean_content_tags={"script", "style"}, strip_comments=True)
-    return cleaned.strip()
+    # An image whose source was unsafe (data:, javascript:) or unresolvable is nothing at all.
+    return _IMG_WITHOUT_SRC.sub("", cleaned).strip()
 
 
 def truncate_words(text: str, limit: int = SUMMARY_MAX) -> str:
@@ -183,8 +189,17 @@ def canonical_link(link: str | None, base: str | None = None) -> str | None:
         return None
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
              if not _TRACKING_PARAMS.match(k)]
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/",
-                       urlencode(query, doseq=True), ""))
+    scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: not a usable link
+        return None
+    if port == _DEFAULT_PORTS[scheme]:
+        netloc = netloc.rsplit(":", 1)[0]  # https://host:443/ is https://host/
+    return urlunsplit((scheme, netloc, parts.path or "/", urlencode(query, doseq=True), ""))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 _URI_ID = re.compile(r"^(https?://[^\s]+|tag:[^\s]+|urn:[a-z0-9][a-z0-9-]{0,31}:[^\s]+)$", re.I)
@@ -322,6 +337,7 @@ def split_credit(caption: str | None, credit: str | None) -> tuple[str | None, s
 
 _IMG_IN_BODY = re.compile(r"<img\b[^>]*\bsrc=\"(?P<src>[^\"]+)\"[^>]*>", re.I)
 _ALT = re.compile(r"\balt=\"(?P<alt>[^\"]*)\"", re.I)
+_DIMENSION = {d: re.compile(rf"\b{d}=\"(\d{{1,5}})\"", re.I) for d in ("width", "height")}
 _FIGURE = re.compile(r"<figure\b[^>]*>(?P<inner>.*?)</figure>", re.I | re.S)
 _FIGCAPTION = re.compile(r"<figcaption\b[^>]*>(?P<text>.*?)</figcaption>", re.I | re.S)
 
@@ -346,8 +362,11 @@ def normalize_media(raw: list[RawMedia], content_html: str, base: str | None) ->
         found = _IMG_IN_BODY.search(content_html)  # body is sanitised: quoted attributes only
         if found:
             alt = _ALT.search(found.group(0))
+            width, height = (_DIMENSION[d].search(found.group(0)) for d in ("width", "height"))
             candidates.append(RawMedia(url=html.unescape(found.group("src")), medium="image",
                                        caption=html.unescape(alt.group("alt")) if alt else None,
+                                       width=int(width.group(1)) if width else None,
+                                       height=int(height.group(1)) if height else None,
                                        origin="body"))
     # A <figcaption> around the same image beats alt text and fills in a missing caption.
     candidates = [dataclasses.replace(m, caption=figcaptions[m.url])
@@ -380,7 +399,7 @@ def canonical_media_url(url: str | None, base: str | None) -> str | None:
 
 # Only a free-standing conjunction splits a byline: Arabic "و" usually joins the
 # next word and also occurs inside names, so it splits only with spaces around it.
-_BYLINE_SPLIT = re.compile(r"\s*,\s*|\s+(?:and|&|y|e|و)\s+", re.I)
+_BYLINE_SPLIT = re.compile(r"\s*[,;]\s*|\s+(?:and|&|y|e|و)\s+", re.I)
 
 
 def normalize_authors(raw: RawEntry) -> tuple[Author, ...]:

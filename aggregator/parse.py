@@ -61,12 +61,21 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None) 
     out = RawFeed(format=_format_name(version), title=feed.get("title"), link=feed.get("link"),
                   language=feed.get("language") or _detail_lang(feed.get("title_detail")),
                   ttl=_int(feed.get("ttl")))
-    if parsed.get("bozo"):
-        out.warnings.append(f"feed is not well-formed, read leniently: {parsed.get('bozo_exception')}")
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if isinstance(problem, feedparser.CharacterEncodingOverride):
+        out.warnings.append(f"the feed's declared character encoding is wrong; read as {parsed.get('encoding')}")
+    elif problem is not None and not isinstance(problem, feedparser.NonXMLContentType):
+        # (a missing or non-XML Content-Type says nothing about the document itself)
+        out.warnings.append(f"feed is not well-formed, read leniently: {problem}")
     out.deleted = _tombstones(body)
     media_by_entry = _media_from_xml(body, len(parsed.entries))
+    # Atom (RFC 4287 4.2.1): an entry without authors has the feed's.
+    feed_authors = [Person(name=a.get("name"), url=a.get("href"), email=a.get("email"))
+                    for a in feed.get("authors") or [] if a.get("name")] if out.format.startswith("atom") else []
     for i, e in enumerate(parsed.entries):
-        out.entries.append(_entry_from_feedparser(e, media_by_entry[i] if media_by_entry else None))
+        entry = _entry_from_feedparser(e, media_by_entry[i] if media_by_entry else None)
+        entry.authors = entry.authors or list(feed_authors)
+        out.entries.append(entry)
     return out
 
 
@@ -271,7 +280,7 @@ def parse_json_feed(body: bytes) -> RawFeed:
 def _json_item(item: dict[str, Any], feed_authors: list[Person]) -> RawEntry:
     guid = item.get("id")
     raw = RawEntry(
-        guid=str(guid) if isinstance(guid, (str, int)) and str(guid) else None,
+        guid=str(guid) if isinstance(guid, (str, int)) and not isinstance(guid, bool) and str(guid) else None,
         link=_str(item.get("url")) or _str(item.get("external_url")),
         title=_str(item.get("title")), title_is_html=False,
         summary=_str(item.get("summary")), summary_is_html=False,
@@ -282,7 +291,8 @@ def _json_item(item: dict[str, Any], feed_authors: list[Person]) -> RawEntry:
     elif _str(item.get("content_text")):
         raw.content, raw.content_is_html = item["content_text"], False
     raw.authors = _json_authors(item) or list(feed_authors)
-    for tag in item.get("tags") or []:
+    tags = item.get("tags")
+    for tag in tags if isinstance(tags, list) else []:  # a bare string is not a list of tags
         if isinstance(tag, str) and tag.strip():
             raw.categories.append(Category(term=tag))
     raw.published_raw = _str(item.get("date_published"))
