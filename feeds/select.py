@@ -250,46 +250,73 @@ def select_page(req: FeedRequest, config: Config) -> Page:
 
 
 def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
-    """Entries with authors, terms, media and related entries loaded in batches (a query per kind, not per entry)."""
+    """Entries with authors, terms, media and related entries: four plain queries for a whole page.
+
+    Written as SQL rather than ORM queries: building fifty-id IN lists through the ORM
+    cost more than the database took to answer them.
+    """
     ids = [r.id for r in rows]
     if not ids:
         return []
-    EA, A, ET, T, M = store.EntryAuthor, store.Author, store.EntryTag, store.Tag, store.Media
+    database = store.db.obj
+    marks = "(" + ", ".join([database.param] * len(ids)) + ")"
+    t = {m: m._meta.table_name for m in (store.EntryAuthor, store.Author, store.EntryTag, store.Tag,
+                                        store.EntryRegion, store.EntryCoverage, store.Media, store.Related,
+                                        store.Entry, store.Source)}
     authors: dict[int, list[Author]] = defaultdict(list)
-    for entry, name, slug, url in (EA.select(EA.entry, A.name, A.slug, A.url).join(A)
-                                   .where(EA.entry.in_(ids)).order_by(EA.position).tuples()):
-        authors[entry].append(Author(name=name, slug=slug, url=url))
     tags: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for entry, slug, name in (ET.select(ET.entry, T.slug, T.name).join(T)
-                              .where(ET.entry.in_(ids)).order_by(ET.position).tuples()):
-        tags[entry].append((slug, name))
     regions: dict[int, list[str]] = defaultdict(list)
-    for entry, region in (store.EntryRegion.select(store.EntryRegion.entry, store.EntryRegion.region)
-                          .where(store.EntryRegion.entry.in_(ids)).tuples()):
-        regions[entry].append(region)
-    media: dict[int, list[Media]] = defaultdict(list)
-    for entry, *fields in (M.select(M.entry, M.kind, M.url, M.type, M.length, M.width, M.height, M.duration,
-                                    M.caption, M.credit, M.lead)
-                           .where(M.entry.in_(ids)).order_by(M.position).tuples()):
-        media[entry].append(Media(*fields))
     coverage: dict[int, list[str]] = defaultdict(list)
-    for entry, slug in (store.EntryCoverage.select(store.EntryCoverage.entry, store.EntryCoverage.coverage)
-                        .where(store.EntryCoverage.entry.in_(ids)).tuples()):
-        coverage[entry].append(slug)
+    null = "CAST(NULL AS TEXT)"
+    terms_sql = (
+        f"SELECT 'a', l.entry_id, a.name, a.slug, a.url, l.position FROM {t[store.EntryAuthor]} l "
+        f"JOIN {t[store.Author]} a ON a.id = l.author_id WHERE l.entry_id IN {marks} "
+        f"UNION ALL SELECT 't', l.entry_id, g.slug, g.name, {null}, l.position FROM {t[store.EntryTag]} l "
+        f"JOIN {t[store.Tag]} g ON g.id = l.tag_id WHERE l.entry_id IN {marks} "
+        f"UNION ALL SELECT 'r', entry_id, region, {null}, {null}, id FROM {t[store.EntryRegion]} "
+        f"WHERE entry_id IN {marks} "
+        f"UNION ALL SELECT 'c', entry_id, coverage, {null}, {null}, id FROM {t[store.EntryCoverage]} "
+        f"WHERE entry_id IN {marks} ORDER BY 6")
+    for kind, entry, first, second, third, _ in database.execute_sql(terms_sql, ids * 4):
+        if kind == "a":
+            authors[entry].append(Author(name=first, slug=second, url=third))
+        elif kind == "t":
+            tags[entry].append((first, second))
+        elif kind == "r":
+            regions[entry].append(first)
+        else:
+            coverage[entry].append(first)
+    media: dict[int, list[Media]] = defaultdict(list)
+    for entry, kind, url, mtype, length, width, height, duration, caption, credit, lead in database.execute_sql(
+            f"SELECT entry_id, kind, url, type, length, width, height, duration, caption, credit, lead "
+            f"FROM {t[store.Media]} WHERE entry_id IN {marks} ORDER BY position", ids):
+        media[entry].append(Media(kind, url, mtype, length, width, height, duration, caption, credit, bool(lead)))
     related: dict[int, list[RelatedRef]] = defaultdict(list)
-    R, O = store.Related, E.alias("other")
-    for entry, public_id, title, link in (R.select(R.entry, O.public_id, O.title, O.link)
-                                          .join(O, on=(R.related == O.id))
-                                          .where(R.entry.in_(ids), O.retracted_at.is_null())
-                                          .order_by(R.entry, R.score.desc(), O.published.desc(), O.id.desc())
-                                          .tuples()):
+    for entry, public_id, title, link in database.execute_sql(
+            f"SELECT r.entry_id, o.public_id, o.title, o.link FROM {t[store.Related]} r "
+            f"JOIN {t[store.Entry]} o ON o.id = r.related_id WHERE r.entry_id IN {marks} "
+            f"AND o.retracted_at IS NULL ORDER BY r.entry_id, r.score DESC, o.published DESC, o.id DESC", ids):
         if len(related[entry]) < store.RELATED_KEEP:
             related[entry].append(RelatedRef(id=public_id, title=title, url=link))
-    sources = {s.id: s for s in store.Source.select(
-        store.Source.id, store.Source.key, store.Source.kind, store.Source.url, store.Source.name,
-        store.Source.feed_title, store.Source.feed_link).where(store.Source.id.in_({r.source for r in rows}))}
+    wanted = sorted({r.source for r in rows})
+    sources = {row[0]: SourceRow(*row) for row in database.execute_sql(
+        f"SELECT id, key, kind, url, name, feed_title, feed_link FROM {t[store.Source]} WHERE id IN "
+        "(" + ", ".join([database.param] * len(wanted)) + ")", wanted)}
     return [_item(r, sources[r.source], authors[r.id], tags[r.id], regions[r.id], media[r.id], config,
                   base_url, req, coverage[r.id], tuple(related[r.id])) for r in rows]
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """What a feed shows of an entry's source."""
+
+    id: int
+    key: str
+    kind: str
+    url: str
+    name: str
+    feed_title: str | None
+    feed_link: str | None
 
 
 def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
@@ -306,7 +333,7 @@ def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
     return [Tombstone(id=r.public_id, when=_aware(r.retracted_at), reason=r.retraction_reason) for r in rows]
 
 
-def _item(row: Any, src: store.Source, authors: list[Author], tags: list[tuple[str, str]], regions: list[str],
+def _item(row: Any, src: SourceRow, authors: list[Author], tags: list[tuple[str, str]], regions: list[str],
           media: list[Media], config: Config, base_url: str, req: FeedRequest,
           coverage: list[str] = (), related: tuple[RelatedRef, ...] = ()) -> FeedItem:
     tax = config.taxonomy

@@ -12,7 +12,7 @@ import gzip
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 #: bodies smaller than this are not worth compressing
@@ -31,6 +31,8 @@ class Rendered:
     links: str
     #: the rendering is not served from this instant on (content that ages by itself)
     expires: datetime | None = None
+    #: response headers per content coding, built on first use (see web.public)
+    headers: dict[bool, object] = field(default_factory=dict, compare=False)
 
     @classmethod
     def make(cls, revision: int, body: bytes, etag: str, last_modified: datetime, links: str,

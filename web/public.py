@@ -8,6 +8,8 @@ from email.utils import format_datetime
 import peewee as pw
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from lxml import etree
+from werkzeug.datastructures import Headers
+from werkzeug.http import http_date
 
 from aggregator import store
 from aggregator.config import Config
@@ -29,7 +31,8 @@ def _config() -> Config:
 def base_url() -> str:
     """The public URL prefix: configured, else the one this request came in on."""
     configured = _config().server.base_url
-    return configured or request.host_url.rstrip("/")
+    # scheme and host (werkzeug checks trusted hosts); the host stays in its ASCII (punycode) form
+    return configured or f"{request.scheme}://{request.host}"
 
 
 def _split_format(name: str) -> tuple[str, str]:
@@ -76,27 +79,44 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
             target += "?" + request.query_string.decode("latin-1")
         return redirect(target, code=308)
     req: FeedRequest = parse_request(config, kind, slug, edition, request.args.to_dict())
-    base = base_url()
+    base = config.server.base_url or base_url()
     # The date is part of the key because tombstones leave Atom feeds as days pass.
     key = (req.path, req.query_string(req.page), fmt, base, datetime.now(timezone.utc).date())
     revision = store.topic_revision(req.topic)
     cache: RenderCache = current_app.extensions["feedhub.cache"]
     rendered = cache.get(key, revision, lambda: _render(req, config, base, fmt, revision))
     gzipped = rendered.gzipped is not None and "gzip" in request.accept_encodings
-    resp = Response(rendered.gzipped if gzipped else rendered.body, content_type=CONTENT_TYPES[fmt])
+    headers = rendered.headers.get(gzipped)
+    if headers is None:
+        max_age = config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
+        headers = rendered.headers[gzipped] = _feed_headers(rendered, fmt, gzipped, max_age)
+    resp = Response(rendered.gzipped if gzipped else rendered.body, headers=headers.copy())
+    if not CONDITIONAL.isdisjoint(request.environ):
+        return resp.make_conditional(request)  # werkzeug answers 304 (and 412) by the RFCs
+    return resp
+
+
+# Request headers that can make a feed response conditional.
+CONDITIONAL = frozenset(("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH",
+                         "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE"))
+
+
+def _feed_headers(rendered: Rendered, fmt: str, gzipped: bool, max_age: int) -> Headers:
+    """A feed response's headers, built once per rendering and coding: a hot feed's request
+    then costs a cache lookup, not a dozen header parses."""
+    headers = Headers([("Content-Type", CONTENT_TYPES[fmt])])
     # Each content coding is its own representation, so each gets its own strong ETag.
-    resp.set_etag(rendered.etag + ("-gz" if gzipped else ""))
+    headers["ETag"] = f'"{rendered.etag}{"-gz" if gzipped else ""}"'
     if gzipped:
-        resp.headers["Content-Encoding"] = "gzip"
-    resp.vary.add("Accept-Encoding")
-    resp.last_modified = rendered.last_modified
-    resp.cache_control.public = True
-    resp.cache_control.max_age = config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Access-Control-Allow-Origin"] = "*"
-    resp.headers["Access-Control-Expose-Headers"] = "ETag, Link, Last-Modified"
-    resp.headers["Link"] = rendered.links
-    return resp.make_conditional(request)
+        headers["Content-Encoding"] = "gzip"
+    headers["Vary"] = "Accept-Encoding"
+    headers["Last-Modified"] = http_date(rendered.last_modified)
+    headers["Cache-Control"] = f"public, max-age={max_age}"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Access-Control-Allow-Origin"] = "*"
+    headers["Access-Control-Expose-Headers"] = "ETag, Link, Last-Modified"
+    headers["Link"] = rendered.links
+    return headers
 
 
 def _render(req: FeedRequest, config: Config, base: str, fmt: str, revision: int) -> Rendered:
