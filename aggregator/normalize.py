@@ -100,7 +100,7 @@ def plain_text(value: str | None, is_html: bool = True) -> str:
     if not value:
         return ""
     text = value
-    if is_html:
+    if is_html and ("<" in text or "&" in text):  # else there is no markup to remove
         text = _BLOCK_EDGE.sub(" <", text)
         # nh3 with no allowed tags drops markup (and script/style contents) and
         # escapes the rest; unescape afterwards to get the plain characters.
@@ -152,8 +152,18 @@ _LATIN_FOLD = str.maketrans({"ı": "i", "ø": "o", "đ": "d", "ł": "l", "ß": "
                              "þ": "th", "ð": "d", "ħ": "h", "ŧ": "t", "ŋ": "n"})
 
 
+_ASCII_GAPS = re.compile(r"[^a-z0-9]+")
+
+
 def slugify(text: str) -> str:
     """Lowercase words joined by '-': Latin letters ASCII-folded, other scripts kept as they are."""
+    if text.isascii():  # the common case, without the per-character Unicode work below
+        return "-".join(_ASCII_GAPS.sub(" ", text.lower()).split())
+    return _slugify_unicode(text)
+
+
+@functools.lru_cache(maxsize=4096)  # tags and bylines repeat across a feed's entries
+def _slugify_unicode(text: str) -> str:
     out: list[str] = []
     for ch in unicodedata.normalize("NFC", text.strip().lower()).translate(_LATIN_FOLD):
         folded = unicodedata.normalize("NFKD", ch)
