@@ -16,6 +16,7 @@ import feedparser
 from feedparser.datetimes import _parse_date as _feedparser_date
 from lxml import etree
 
+from . import fastrss
 from .errors import ParseError
 from .model import Category, Person, RawEntry, RawFeed, RawMedia
 
@@ -37,8 +38,21 @@ def parse_feed(body: bytes, url: str = "", content_type: str | None = None) -> R
 
 # --- RSS / Atom via feedparser ----------------------------------------------------
 
-def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None) -> RawFeed:
-    """Parse RSS 0.9x/1.0/2.0 or Atom 0.3/1.0 bytes with feedparser."""
+def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, fast: bool = True) -> RawFeed:
+    """Parse RSS 0.9x/1.0/2.0 or Atom 0.3/1.0 bytes with feedparser.
+
+    Plain, well-formed RSS 2.0 is read by fastrss instead (``fast``), which gives
+    feedparser's own result several times faster; anything else goes to feedparser.
+    """
+    if fast:
+        quick = fastrss.read(body, url, content_type)
+        if quick is not None:
+            feed, entries, items = quick
+            out = RawFeed(format="rss20", title=feed.get("title"), link=feed.get("link"),
+                          language=feed.get("language") or _detail_lang(feed.get("title_detail")),
+                          ttl=_int(feed.get("ttl")))
+            out.entries = [_entry_from_feedparser(e, _item_media(item)) for e, item in zip(entries, items)]
+            return out
     headers = {"content-location": url} if url else {}
     if content_type:
         headers["content-type"] = content_type
@@ -145,9 +159,18 @@ def _fp_date(e: Any, name: str) -> tuple[datetime | None, str | None]:
     # which would report a never-updated entry as updated.
     raw = dict.get(e, name)
     parsed = dict.get(e, f"{name}_parsed")
-    if parsed:
-        return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc), raw
-    return None, raw
+    return _from_struct(parsed), raw
+
+
+def _from_struct(parsed: time.struct_time | None) -> datetime | None:
+    """feedparser's struct_time as an aware datetime; None for what no datetime can hold
+    (feedparser reads "00" as the year -99)."""
+    if not parsed:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _media_from_feedparser(e: Any) -> list[RawMedia]:
@@ -335,10 +358,7 @@ def parse_date(value: str | None) -> datetime | None:
         return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
     except ValueError:
         pass
-    parsed: time.struct_time | None = _feedparser_date(value)
-    if parsed is None:
-        return None
-    return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+    return _from_struct(_feedparser_date(value))
 
 
 def _str(value: Any) -> str | None:

@@ -79,6 +79,9 @@ def _worker_main(conn: Connection, ctx: Context, target: str) -> None:
             return
         if job is None:
             return
+        if job == "ping":  # ParsePool.start: the worker has imported everything and is ready
+            conn.send(("pong",))
+            continue
         try:
             conn.send(("ok", work(job, ctx)))
         except SourceError as e:
@@ -149,6 +152,18 @@ class ParsePool:
         error = ParseError(message)
         error.kind = kind
         raise error
+
+    def start(self) -> None:
+        """Start every worker now and wait until each is ready (imports done), instead of on
+        first use: a long-running collector pays this once, and a measurement should not."""
+        with self._lock:
+            fresh = [_Worker(self._mp, self.ctx, self.target) for _ in range(self.size - len(self._all))]
+            self._all.extend(fresh)
+        for worker in fresh:
+            worker.conn.send("ping")
+            if not worker.conn.poll(60) or worker.conn.recv() != ("pong",):
+                raise ParseError("a parser process did not start")
+            self._idle.put(worker)
 
     def _acquire(self) -> _Worker:
         try:
