@@ -135,6 +135,8 @@ class Collector:
         # Threads live as long as the collector, each keeping its own store connection,
         # instead of opening one (and re-running SQLite's pragmas) for every fetch.
         self._threads = ThreadPoolExecutor(max_workers=config.collect.workers, thread_name_prefix="collect")
+        self._write_lock = threading.RLock()  # _record may write inside a caller's transaction
+        self._sqlite = isinstance(store.db.obj, pw.SqliteDatabase)
         # Config is fixed for a collector's life: its source rows are synced on the first run only.
         self._synced = False
 
@@ -191,8 +193,20 @@ class Collector:
             pending, self._pending = self._pending, []
         if not pending:
             return
-        with store.write_transaction():
+        with self._writing():
             _Record.write_all(pending, self.config.collect.fetch_log_keep)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write transaction. On SQLite this process's threads take turns on a Python lock
+        first: SQLite's own busy handler makes a waiting writer sleep and poll, and the write
+        lock then sits idle between one writer's commit and the next one's wake-up."""
+        if self._sqlite:
+            with self._write_lock, store.write_transaction():
+                yield
+        else:
+            with store.write_transaction():
+                yield
 
     def _in_thread(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:
         # peewee keeps one connection per thread; this thread's stays open for the next source.
@@ -233,7 +247,7 @@ class Collector:
             # crash leaves either both or neither: never entries re-fetched as "unchanged".
             for attempt in range(1, 4):
                 try:
-                    with store.write_transaction():
+                    with self._writing():
                         extra: dict[str, object] = {}
                         rekeyed: set[str] = set()
                         if output.id_rule != row.id_rule:
@@ -330,7 +344,7 @@ class Collector:
             with self._pending_lock:
                 self._pending.append(record)
         else:
-            with store.write_transaction():
+            with self._writing():
                 record.write(cfg.fetch_log_keep)
         return SourceOutcome(row.key, outcome, new, updated, result.status, None, int(duration * 1000))
 
@@ -351,7 +365,7 @@ class Collector:
             # 410 is the publisher saying "never again": stop until an admin changes the URL.
             fields["disabled_reason"] = str(error)
             fields["next_due_at"] = None
-        with store.write_transaction():
+        with self._writing():
             _Record(row, fields, self._log_row(row, started, duration, status, "error", 0, 0, 0,
                                                error.kind, str(error))).write(cfg.fetch_log_keep)
         return SourceOutcome(row.key, "error", 0, 0, status, str(error), int(duration * 1000), error.kind)

@@ -7,7 +7,10 @@ version in ``feedhub_meta`` so later releases can migrate an existing store.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import operator
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -647,9 +650,10 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
     """
     parents = parents or {}
     entries = list(entries)
-    existing = {row.guid: (row.id, row.fingerprint, row.updated, row.revision) for row in
-                Entry.select(Entry.id, Entry.guid, Entry.fingerprint, Entry.updated, Entry.revision)
-                .where(Entry.source == source)}
+    database = db.obj
+    existing = {guid: (entry_id, fingerprint, _naive(updated), revision) for entry_id, guid, fingerprint, updated, revision
+                in database.execute_sql(f"SELECT id, guid, fingerprint, updated, revision FROM {Entry._meta.table_name} "
+                                        f"WHERE source_id = {database.param}", (source.id,))}
 
     def frozen(found: tuple[int, str, datetime, int]) -> bool:
         # A source that rewrites its entries on every fetch must not churn the store forever.
@@ -666,7 +670,8 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
                 if e.guid in existing and existing[e.guid][1] != e.fingerprint and not frozen(existing[e.guid])]
     ignored = 0
     # One story, one entry: what another source brought first is only recorded as carried here.
-    carried = {g for (g,) in EntrySource.select(EntrySource.guid).where(EntrySource.source == source).tuples()}
+    carried = {g for (g,) in database.execute_sql(f"SELECT guid FROM {EntrySource._meta.table_name} "
+                                                  f"WHERE source_id = {database.param}", (source.id,))}
     same = _same_stories(source, [e for e in entries if e.guid not in existing and e.guid not in carried],
                          mirrors or [])
     merged = 0
@@ -796,8 +801,12 @@ def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]
     if not wanted:
         return {}
     def lookup() -> dict[str, int]:
-        query = table.select(table.id, table.slug).where(table.slug.in_(list(wanted)))
-        return {row.slug: row.id for row in query}
+        found: dict[str, int] = {}
+        for chunk in pw.chunked(list(wanted), 500):
+            marks = ", ".join([db.obj.param] * len(chunk))
+            found.update((slug, row_id) for row_id, slug in db.obj.execute_sql(
+                f"SELECT id, slug FROM {table._meta.table_name} WHERE slug IN ({marks})", chunk))
+        return found
     ids = lookup()
     # Sorted: every writer takes the unique-index locks of shared rows in the same order,
     # so concurrent collectors cannot deadlock on PostgreSQL.
@@ -811,7 +820,12 @@ def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]
 
 RELATED_KEEP = 5  # related entries kept (and published) per entry
 RELATED_POOL = 50  # newest entries of each shared tag or coverage considered
-COVERAGE_WEIGHT = 2  # one shared coverage dossier counts as much as two shared tags
+COVERAGE_WEIGHT = 2  # one shared coverage dossier counts as much as two shared tags (see relate)
+
+
+def _naive(value: datetime | str) -> datetime:
+    """A stored instant read with plain SQL: SQLite gives text, PostgreSQL a datetime."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int]) -> list[int]:
@@ -829,31 +843,31 @@ def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int]) -> l
     wanted = sorted({(e.edition, key) for entry_id, e in written for key in keys[entry_id]}, key=repr)
     if not wanted:
         return []
-    pools: dict[tuple[str, tuple[str, object]], list[tuple[int, datetime]]] = {}
+    pools: dict[tuple[str, tuple[str, object]], list[int]] = {}
     param = db.obj.param
     e_t, t_t, c_t = Entry._meta.table_name, EntryTag._meta.table_name, EntryCoverage._meta.table_name
     for chunk in pw.chunked(wanted, 100):
         parts, params = [], []
         for i, (edition, (kind, value)) in enumerate(chunk):
             table, column = (t_t, "tag_id") if kind == "tag" else (c_t, "coverage")
-            parts.append(f"SELECT * FROM (SELECT {i} AS k, l.entry_id, e.published FROM {table} l "
+            parts.append(f"SELECT * FROM (SELECT {i} AS k, l.entry_id FROM {table} l "
                          f"JOIN {e_t} e ON e.id = l.entry_id WHERE l.{column} = {param} "
                          f"AND e.edition = {param} AND e.retracted_at IS NULL "
                          f"ORDER BY l.entry_id DESC LIMIT {RELATED_POOL}) p{i}")
             params += [value, edition]
-        for k, entry_id, published in db.obj.execute_sql(" UNION ALL ".join(parts), params):
-            pools.setdefault(chunk[k], []).append((entry_id, published))
+        for k, entry_id in db.obj.execute_sql(" UNION ALL ".join(parts), params):
+            pools.setdefault(chunk[k], []).append(entry_id)
     rows: dict[tuple[int, int], int] = {}
     for entry_id, e in written:
-        score: dict[int, int] = {}
-        when: dict[int, datetime] = {}
+        score: Counter[int] = Counter()
         for kind, value in keys[entry_id]:
-            for other, published in pools.get((e.edition, (kind, value)), ()):
-                if other != entry_id:
-                    score[other] = score.get(other, 0) + (COVERAGE_WEIGHT if kind == "coverage" else 1)
-                    when[other] = published
-        # Best first: most shared, then the newest story.
-        best = sorted(score, key=lambda o: (score[o], str(when[o]), o), reverse=True)[:RELATED_KEEP]
+            pool = pools.get((e.edition, (kind, value)), ())
+            score.update(pool)  # counted in C: this runs for every entry of every collect
+            if kind == "coverage":
+                score.update(pool)  # COVERAGE_WEIGHT: a dossier counts twice
+        score.pop(entry_id, None)
+        # Best first: most shared, then the most recently stored.
+        best = [other for other, _ in heapq.nlargest(RELATED_KEEP, score.items(), key=_BY_SCORE_THEN_ID)]
         for other in best:
             rows[(entry_id, other)] = score[other]
             rows.setdefault((other, entry_id), score[other])
@@ -864,6 +878,9 @@ def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int]) -> l
                 " ON CONFLICT (entry_id, related_id) DO UPDATE SET score = excluded.score")
     mine = {entry_id for entry_id, _ in written}
     return sorted({a for a, _ in rows if a not in mine})
+
+
+_BY_SCORE_THEN_ID = operator.itemgetter(1, 0)  # (entry id, score) -> (score, entry id)
 
 
 def _relating_to(entry_ids: list[int]) -> list[int]:
