@@ -77,7 +77,7 @@ class _Record:
                 rec.fields.update(collector._redirect_fields(rec.row, result, when))
             for key, delta in rec.log[1].items():
                 deltas[key] = deltas.get(key, 0) + delta
-        store.update_sources([(rec.row.id, rec.fields) for rec in records])
+        store.update_sources([(rec.row.id, rec.fields) for rec in records if rec.fields])
         store.insert_rows(store.FetchLog, FETCH_LOG_COLUMNS, [rec.log[0] for rec in records])
         store.trim_fetch_log([rec.row.id for rec in records], keep)
         store.bump_metrics(deltas)
@@ -263,7 +263,7 @@ class Collector:
                                      "revision cap)", sc.id, saved.ignored)
                         topics = set(saved.topics) | rekeyed | self._retract_deleted(row, output.deleted, started)
                         outcome = self._record(
-                            row, started, t0, "ok", result, new=saved.new, updated=saved.updated,
+                            row, started, t0, "ok", result, new=saved.new, updated=saved.updated, log_later=True,
                             extra=dict(content_hash=digest, entries_seen=len(output.entries),
                                        feed_title=plain_text(output.title) or None,
                                        feed_link=canonical_link(output.link), feed_ttl=output.ttl, **extra))
@@ -318,10 +318,13 @@ class Collector:
 
     def _record(self, row: store.Source, started: datetime, t0: float, outcome: str,
                 result: FetchResult, new: int = 0, updated: int = 0,
-                extra: dict[str, object] | None = None, defer: bool = False) -> SourceOutcome:
+                extra: dict[str, object] | None = None, defer: bool = False,
+                log_later: bool = False) -> SourceOutcome:
         """Record a successful fetch on the source (validators, health, schedule, log, metrics).
 
-        ``defer`` leaves the writing to the end of the batch (see _flush).
+        ``defer`` leaves the writing to the end of the batch (see _flush). ``log_later`` (inside
+        the transaction that stores the entries) writes the source's row now, with its new
+        validators and hash, and leaves only the fetch log and the metrics to the batch.
         """
         cfg = self.config.collect
         duration = time.monotonic() - t0
@@ -343,6 +346,11 @@ class Collector:
         if defer and not result.permanent_redirect and not row.redirect_target:
             with self._pending_lock:
                 self._pending.append(record)
+        elif log_later:
+            record.fields.update(self._redirect_fields(row, result, started))
+            store.update_sources([(row.id, record.fields)])
+            with self._pending_lock:
+                self._pending.append(_Record(row, {}, record.log))
         else:
             with self._writing():
                 record.write(cfg.fetch_log_keep)

@@ -903,8 +903,10 @@ def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str
 
 def previous_ids(source: Source, limit: int = 500) -> dict[str, str]:
     """Link -> guid of the source's newest stored entries (to notice guids that change)."""
-    rows = (Entry.select(Entry.link, Entry.guid).where(Entry.source == source, Entry.link.is_null(False))
-            .order_by(Entry.id.desc()).limit(limit).tuples())
+    database = db.obj
+    rows = database.execute_sql(
+        f"SELECT link, guid FROM {Entry._meta.table_name} WHERE source_id = {database.param} "
+        f"AND link IS NOT NULL ORDER BY id DESC LIMIT {int(limit)}", (source.id,))
     return {link: guid for link, guid in rows}
 
 

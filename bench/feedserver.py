@@ -59,6 +59,12 @@ class FeedServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as real feed servers do: one connection serves a client's next requests.
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out as separate writes; with Nagle's algorithm the body
+            # would wait for the client's delayed ACK (40 ms) on a kept-alive connection.
+            disable_nagle_algorithm = True
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 with server._lock:
                     server.hits[self.path] += 1
