@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -83,6 +84,67 @@ class _Record:
         store.bump_metrics(deltas)
 
 
+@dataclass
+class _Job:
+    write: Callable[[], "SourceOutcome"]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: "SourceOutcome | None" = None
+    error: BaseException | None = None
+
+
+class _GroupWriter:
+    """Group commit: the sources that several threads finished at about the same time are
+    written in one transaction.
+
+    A commit writes every page the transaction touched, and the sources of one collect
+    share many (topics, index pages, counters): one commit for a group costs little more
+    than one for a single source. Whoever finds the writer free writes everything queued
+    so far, each source inside its own savepoint, so a source that fails is rolled back
+    alone; every thread gets back its own source's result once the group has committed
+    (or the commit's error, when the database refused it: then nothing was written).
+    """
+
+    MAX_GROUP = 32
+
+    def __init__(self, transaction: Callable[[], Any]):
+        self._transaction = transaction
+        self._queue: list[_Job] = []
+        self._queue_lock = threading.Lock()
+        self._leader = threading.Lock()
+
+    def run(self, write: Callable[[], "SourceOutcome"]) -> "SourceOutcome":
+        job = _Job(write)
+        with self._queue_lock:
+            self._queue.append(job)
+        while not job.done.is_set():
+            with self._leader:
+                if job.done.is_set():
+                    break
+                with self._queue_lock:
+                    group, self._queue = self._queue[:self.MAX_GROUP], self._queue[self.MAX_GROUP:]
+                self._commit(group)
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _commit(self, group: list[_Job]) -> None:
+        try:
+            with self._transaction():
+                for job in group:
+                    try:
+                        with store.db.atomic():  # a savepoint: this source's failure is its own
+                            job.result = job.write()
+                    except Exception as e:
+                        job.result, job.error = None, e
+        except Exception as e:  # the commit failed: nothing of the group was written
+            for job in group:
+                job.result, job.error = None, e
+        finally:
+            for job in group:
+                job.done.set()
+
+
 FETCH_LOG_COLUMNS = ("source_id", "started_at", "duration_ms", "status", "outcome", "bytes", "entries_new",
                      "entries_updated", "error_kind", "error")
 
@@ -136,6 +198,7 @@ class Collector:
         # instead of opening one (and re-running SQLite's pragmas) for every fetch.
         self._threads = ThreadPoolExecutor(max_workers=config.collect.workers, thread_name_prefix="collect")
         self._write_lock = threading.RLock()  # _record may write inside a caller's transaction
+        self._group = _GroupWriter(self._writing)
         self._sqlite = isinstance(store.db.obj, pw.SqliteDatabase)
         # Config is fixed for a collector's life: its source rows are synced on the first run only.
         self._synced = False
@@ -243,31 +306,39 @@ class Collector:
                 previous=store.previous_ids(row) if row.id_rule == "guid" else {}))
             for w in output.warnings:
                 log.warning("%s: %s", sc.id, w)
+            fetched = result
+            logs: list[_Record] = []  # the fetch log of this write, kept once it has committed
+
+            def write() -> SourceOutcome:
+                logs.clear()
+                extra: dict[str, object] = {}
+                rekeyed: set[str] = set()
+                if output.id_rule != row.id_rule:
+                    log.warning("%s: %s", sc.id, output.id_rule_reason)
+                    rekeyed = store.rekey_source(row, output.id_rule, started, self.parents)
+                    extra = dict(id_rule=output.id_rule, id_rule_reason=output.id_rule_reason)
+                saved = store.save_entries(row, output.entries, started, self.parents,
+                                           max_revisions=self.config.collect.max_revisions,
+                                           ignore_updates=sc.ignore_updates, mirrors=self._mirror_ids(sc))
+                if saved.ignored:
+                    log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
+                             "revision cap)", sc.id, saved.ignored)
+                topics = set(saved.topics) | rekeyed | self._retract_deleted(row, output.deleted, started)
+                outcome = self._record(
+                    row, started, t0, "ok", fetched, new=saved.new, updated=saved.updated, log_later=logs,
+                    extra=dict(content_hash=digest, entries_seen=len(output.entries),
+                               feed_title=plain_text(output.title) or None,
+                               feed_link=canonical_link(output.link), feed_ttl=output.ttl, **extra))
+                return dataclasses.replace(outcome, topics=frozenset(topics))
+
             # Entries and the source's new validators and hash commit together, so a
             # crash leaves either both or neither: never entries re-fetched as "unchanged".
             for attempt in range(1, 4):
                 try:
-                    with self._writing():
-                        extra: dict[str, object] = {}
-                        rekeyed: set[str] = set()
-                        if output.id_rule != row.id_rule:
-                            log.warning("%s: %s", sc.id, output.id_rule_reason)
-                            rekeyed = store.rekey_source(row, output.id_rule, started, self.parents)
-                            extra = dict(id_rule=output.id_rule, id_rule_reason=output.id_rule_reason)
-                        saved = store.save_entries(row, output.entries, started, self.parents,
-                                                   max_revisions=self.config.collect.max_revisions,
-                                                   ignore_updates=sc.ignore_updates,
-                                                   mirrors=self._mirror_ids(sc))
-                        if saved.ignored:
-                            log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
-                                     "revision cap)", sc.id, saved.ignored)
-                        topics = set(saved.topics) | rekeyed | self._retract_deleted(row, output.deleted, started)
-                        outcome = self._record(
-                            row, started, t0, "ok", result, new=saved.new, updated=saved.updated, log_later=True,
-                            extra=dict(content_hash=digest, entries_seen=len(output.entries),
-                                       feed_title=plain_text(output.title) or None,
-                                       feed_link=canonical_link(output.link), feed_ttl=output.ttl, **extra))
-                        return dataclasses.replace(outcome, topics=frozenset(topics))
+                    outcome = self._group.run(write)
+                    with self._pending_lock:
+                        self._pending += logs
+                    return outcome
                 except pw.OperationalError as e:
                     # The transaction was rolled back whole; PostgreSQL asks for a retry.
                     if attempt == 3 or not store.is_transient(e):
@@ -319,12 +390,12 @@ class Collector:
     def _record(self, row: store.Source, started: datetime, t0: float, outcome: str,
                 result: FetchResult, new: int = 0, updated: int = 0,
                 extra: dict[str, object] | None = None, defer: bool = False,
-                log_later: bool = False) -> SourceOutcome:
+                log_later: list["_Record"] | None = None) -> SourceOutcome:
         """Record a successful fetch on the source (validators, health, schedule, log, metrics).
 
         ``defer`` leaves the writing to the end of the batch (see _flush). ``log_later`` (inside
         the transaction that stores the entries) writes the source's row now, with its new
-        validators and hash, and leaves only the fetch log and the metrics to the batch.
+        validators and hash, and puts the fetch log and metrics there for the batch to write.
         """
         cfg = self.config.collect
         duration = time.monotonic() - t0
@@ -346,11 +417,10 @@ class Collector:
         if defer and not result.permanent_redirect and not row.redirect_target:
             with self._pending_lock:
                 self._pending.append(record)
-        elif log_later:
+        elif log_later is not None:
             record.fields.update(self._redirect_fields(row, result, started))
             store.update_sources([(row.id, record.fields)])
-            with self._pending_lock:
-                self._pending.append(_Record(row, {}, record.log))
+            log_later.append(_Record(row, {}, record.log))
         else:
             with self._writing():
                 record.write(cfg.fetch_log_keep)
