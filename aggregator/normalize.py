@@ -124,7 +124,7 @@ def sanitize_html(value: str | None, base: str | None = None) -> str:
     def resolve(element: str, attribute: str, url: str) -> str | None:
         if attribute not in _URL_ATTRIBUTES:
             return url
-        absolute = urljoin(base, url.strip()) if base else url.strip()
+        absolute = _join(base, url.strip())
         scheme = urlsplit(absolute).scheme.lower()
         if scheme in ("http", "https", "mailto"):
             return absolute
@@ -181,11 +181,18 @@ def _slugify_unicode(text: str) -> str:
 
 # --- links and ids -------------------------------------------------------------
 
+def _join(base: str | None, url: str) -> str:
+    """``url`` resolved against ``base``; an absolute http(s) URL is already resolved."""
+    if not base or url.startswith(("https://", "http://")):
+        return url
+    return urljoin(base, url)
+
+
 def _absolute_http(url: str | None, base: str | None) -> SplitResult | None:
     """``url`` resolved against ``base`` and split, if it is an absolute http(s) URL."""
     if not url or not url.strip():
         return None
-    absolute = urljoin(base, url.strip()) if base else url.strip()
+    absolute = _join(base, url.strip())
     parts = urlsplit(absolute)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
@@ -553,9 +560,15 @@ def match_coverage(tags: tuple[Tag, ...], title: str, summary: str, ctx: Context
                  if slugs.intersection(cov.tags) or any(k in text for k in cov.keywords))
 
 
-def reading_minutes(text: str) -> int:
-    words = len(text.split())
-    return math.ceil(words / _WORDS_PER_MINUTE) if words else 0
+_ANY_TAG = re.compile(r"<[^>]*>")
+
+
+def _words_in_html(clean_html: str) -> int:
+    """Words of sanitised HTML (as plain_text would count them), without sanitising it again:
+    the sanitiser's output has no comments, scripts or stray "<", so dropping tags is exact."""
+    if not clean_html:
+        return 0
+    return len(html.unescape(_ANY_TAG.sub("", _BLOCK_EDGE.sub(" <", clean_html))).split())
 
 
 # --- the whole entry -----------------------------------------------------------------
@@ -586,13 +599,13 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
     section, regions, tags, breaking = filed.section, tuple(filed.regions), tuple(filed.tags), filed.breaking
     authors = normalize_authors(raw)
     media = normalize_media(raw.media, content, base)
-    body_text = plain_text(content) or summary
+    words = _words_in_html(content) or len(summary.split())
     entry = dict(
         guid=guid, public_id=public_id(guid, source.id, ctx.id_authority), title=title, link=link,
         language=language, edition=pick_edition(language, source, ctx), summary=summary,
         content=content, published=dates.published, updated=dates.updated, section=section, regions=regions,
         tags=tags, authors=authors, media=media, origin=source.origin, breaking=breaking,
-        reading_time=reading_minutes(body_text), date_missing=dates.missing, date_clamped=dates.clamped,
+        reading_time=math.ceil(words / _WORDS_PER_MINUTE) if words else 0, date_missing=dates.missing, date_clamped=dates.clamped,
         published_raw=raw.published_raw, updated_raw=raw.updated_raw,
         coverage=match_coverage(tags, title, summary, ctx))
     return Entry(**entry, fingerprint=fingerprint(entry), title_key=title_key(title),
