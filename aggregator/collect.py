@@ -15,7 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,25 +227,51 @@ class Collector:
         configured = {s.id: s for s in self.config.sources if s.enabled}
         remaining = [k for k in (source_ids if source_ids is not None else configured) if k in configured]
         summary = CollectSummary()
-        # Claim a batch sized to this collector's threads at a time, so that several
-        # collectors on one store share the due sources instead of one taking them all.
-        batch = self.config.collect.workers * 2
-        while remaining:
-            claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
-                                          only_due=only_due, keys=remaining, limit=batch)
-            if on_claimed:
-                on_claimed(len(claimed))
-            if not claimed:
+        # Claim about twice this collector's threads at a time, so that several collectors
+        # on one store share the due sources instead of one taking them all; claim again
+        # when half of those are done, so threads never wait for a batch's slowest source.
+        workers = self.config.collect.workers
+        batch = workers * 2
+        order: dict[str, int] = {}
+        in_flight: set[Future[SourceOutcome]] = set()
+        # Collecting every source, "not fetched since this run began" says what is left, so a
+        # claim need not name hundreds of remaining sources.
+        run_started = self.clock()
+        everything = source_ids is None
+        while remaining or in_flight:
+            if remaining and len(in_flight) <= workers:
+                claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
+                                              only_due=only_due, keys=None if everything else remaining,
+                                              limit=batch - len(in_flight),
+                                              fetched_before=run_started if everything else None)
+                stray = [row.id for row in claimed if row.key not in configured]
+                if stray:  # enabled in the store by another config: not this collector's to fetch
+                    store.Source.update(lease_owner=None, lease_until=None).where(
+                        store.Source.id.in_(stray)).execute()
+                    claimed = [row for row in claimed if row.key in configured]
+                    if not claimed:
+                        remaining = []
+                if on_claimed:
+                    on_claimed(len(claimed))
+                if not claimed:
+                    remaining = []
+                done = {row.key for row in claimed}
+                remaining = [k for k in remaining if k not in done]
+                for row in claimed:
+                    order[row.key] = len(order)
+                    in_flight.add(self._threads.submit(self._in_thread, row, configured[row.key]))
+            if not in_flight:
                 break
-            done = {row.key for row in claimed}
-            remaining = [k for k in remaining if k not in done]
-            jobs = [(row, configured[row.key]) for row in claimed]
-            outcomes = list(self._threads.map(lambda job: self._in_thread(*job), jobs))
-            self._flush()
-            for outcome in outcomes:
+            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                outcome = future.result()
                 summary.outcomes.append(outcome)
                 if progress:
                     progress(outcome)
+            if len(self._pending) >= batch:
+                self._flush()
+        self._flush()
+        summary.outcomes.sort(key=lambda o: order[o.source])  # in claim order, however they finished
         if self.on_topics and summary.topics:
             self.on_topics(summary.topics)
         return summary

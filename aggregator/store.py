@@ -452,7 +452,8 @@ def sync_sources(config: Config) -> dict[str, Source]:
 
 
 def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bool = True,
-                  keys: list[str] | None = None, limit: int = 1000) -> list[Source]:
+                  keys: list[str] | None = None, limit: int = 1000,
+                  fetched_before: datetime | None = None) -> list[Source]:
     """Lease enabled sources to ``owner`` so no other collector takes them meanwhile.
 
     A source is claimable when it is enabled, not gone, (if ``only_due``) due,
@@ -468,6 +469,8 @@ def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bo
         cond &= Source.next_due_at.is_null() | (Source.next_due_at <= now)
     if keys is not None:
         cond &= Source.key.in_(keys)
+    if fetched_before is not None:  # not yet fetched in this run
+        cond &= Source.last_fetched_at.is_null() | (Source.last_fetched_at < fetched_before)
     candidates = Source.select(Source.id).where(cond).order_by(Source.next_due_at.asc(nulls="first"),
                                                                 Source.id).limit(limit)
     with write_transaction():
