@@ -429,13 +429,12 @@ def sync_sources(config: Config) -> dict[str, Source]:
         _reclassify_on_change(config)
         rows = {s.key: s for s in Source.select()}
         wanted = {s.id for s in config.sources}
+        new: list[dict[str, object]] = []
         for sc in config.sources:
             fields = _source_fields(sc, config)
             row = rows.get(sc.id)
             if row is None:
-                # Several collectors may start at once: the first insert wins, the rest re-read.
-                Source.insert(key=sc.id, created_at=utcnow(), **fields).on_conflict_ignore().execute()
-                rows[sc.id] = Source.get(Source.key == sc.id)
+                new.append({"key": sc.id, "created_at": utcnow(), **fields})
                 continue
             if row.url != sc.url:
                 # The admin pointed the source somewhere new: forget redirects and a 410.
@@ -445,6 +444,11 @@ def sync_sources(config: Config) -> dict[str, Source]:
             if any(getattr(row, k) != v for k, v in fields.items()):
                 Source.update(**fields).where(Source.id == row.id).execute()
                 rows[sc.id] = Source.get_by_id(row.id)
+        if new:
+            # Several collectors may start at once: the first insert wins, the rest re-read.
+            for chunk in pw.chunked(new, 50):
+                Source.insert_many(chunk).on_conflict_ignore().execute()
+            rows.update((s.key, s) for s in Source.select().where(Source.key.in_([n["key"] for n in new])))
         for key, row in rows.items():
             if key not in wanted and row.enabled:
                 Source.update(enabled=False).where(Source.id == row.id).execute()
@@ -633,10 +637,12 @@ def _same_stories(source: Source, fresh: list[model.Entry], mirrors: list[int]) 
     """guid -> id of an entry another source already brought: same link, or (mirrors) same title."""
     found: dict[str, int] = {}
     links = {e.link: e.guid for e in fresh if e.link}
-    for chunk in pw.chunked(list(links), 200):
-        for entry_id, link in (Entry.select(Entry.id, Entry.link)
-                               .where(Entry.link.in_(chunk), Entry.source != source,
-                                      Entry.retracted_at.is_null()).order_by(Entry.id).tuples()):
+    database, table = db.obj, Entry._meta.table_name
+    for chunk in pw.chunked(list(links), 200):  # plain SQL: this runs for every new batch of entries
+        marks = ", ".join([database.param] * len(chunk))
+        for entry_id, link in database.execute_sql(
+                f"SELECT id, link FROM {table} WHERE link IN ({marks}) AND source_id <> {database.param} "
+                f"AND retracted_at IS NULL ORDER BY id", [*chunk, source.id]):
             found.setdefault(links[link], entry_id)
     if mirrors:
         by_key = {e.title_key: e for e in fresh if e.title_key and e.guid not in found}
@@ -830,7 +836,7 @@ def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]
 
 
 RELATED_KEEP = 5  # related entries kept (and published) per entry
-RELATED_POOL = 50  # newest entries of each shared tag or coverage considered
+RELATED_POOL = 20  # newest entries of each shared tag or coverage considered
 COVERAGE_WEIGHT = 2  # one shared coverage dossier counts as much as two shared tags (see relate)
 
 
