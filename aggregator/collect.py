@@ -145,6 +145,9 @@ class _GroupWriter:
                 job.done.set()
 
 
+#: cheap records (304, unchanged body, fetch logs) written together once this many wait
+FLUSH_EVERY = 64
+
 FETCH_LOG_COLUMNS = ("source_id", "started_at", "duration_ms", "status", "outcome", "bytes", "entries_new",
                      "entries_updated", "error_kind", "error")
 
@@ -227,11 +230,12 @@ class Collector:
         configured = {s.id: s for s in self.config.sources if s.enabled}
         remaining = [k for k in (source_ids if source_ids is not None else configured) if k in configured]
         summary = CollectSummary()
-        # Claim about twice this collector's threads at a time, so that several collectors
-        # on one store share the due sources instead of one taking them all; claim again
-        # when half of those are done, so threads never wait for a batch's slowest source.
+        # Claim about four times this collector's threads at a time, so that several
+        # collectors on one store share the due sources instead of one taking them all;
+        # claim again when half of those are done, so threads never wait for a batch's
+        # slowest source. Each claim is a write transaction: not one per source.
         workers = self.config.collect.workers
-        batch = workers * 2
+        batch = workers * 4
         order: dict[str, int] = {}
         in_flight: set[Future[SourceOutcome]] = set()
         # Collecting every source, "not fetched since this run began" says what is left, so a
@@ -239,7 +243,7 @@ class Collector:
         run_started = self.clock()
         everything = source_ids is None
         while remaining or in_flight:
-            if remaining and len(in_flight) <= workers:
+            if remaining and len(in_flight) <= batch // 2:
                 claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
                                               only_due=only_due, keys=None if everything else remaining,
                                               limit=batch - len(in_flight),
@@ -268,7 +272,7 @@ class Collector:
                 summary.outcomes.append(outcome)
                 if progress:
                     progress(outcome)
-            if len(self._pending) >= batch:
+            if len(self._pending) >= FLUSH_EVERY:
                 self._flush()
         self._flush()
         summary.outcomes.sort(key=lambda o: order[o.source])  # in claim order, however they finished

@@ -77,8 +77,8 @@ def test_a_collector_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path,
         store.init_db(cfg.database_url)
         store.sync_sources(cfg)
         victim = start_collector(cfg_path)
-        logged = store.FetchLog.select()
-        wait_for(lambda: logged.count() >= 6, 120, "the first sources to be stored")
+        stored = store.Source.select().where(store.Source.content_hash.is_null(False))
+        wait_for(lambda: stored.count() >= 6, 120, "the first sources to be stored")
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         assert victim.returncode == -signal.SIGKILL
