@@ -193,6 +193,7 @@ class Collector:
         self._hosts: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(config.collect.per_host))
         self._hosts_lock = threading.Lock()
+        self._host_of: dict[str, str] = {}  # source URL -> host, parsed once
         # Records of cheap outcomes (304, unchanged body) wait here and are written a
         # batch at a time: one transaction per batch instead of one per source.
         self._pending: list[_Record] = []
@@ -309,8 +310,11 @@ class Collector:
     @contextmanager
     def _host_slot(self, url: str) -> Iterator[None]:
         """At most collect.per_host fetches to one host at a time."""
+        host = self._host_of.get(url)
+        if host is None:
+            host = self._host_of[url] = urlsplit(url).hostname or ""
         with self._hosts_lock:
-            slot = self._hosts[urlsplit(url).hostname or ""]
+            slot = self._hosts[host]
         with slot:
             yield
 

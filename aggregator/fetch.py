@@ -164,6 +164,8 @@ class Fetcher:
         self.policy = AddressPolicy(config.allow_networks)
         self.pool = urllib3.PoolManager(num_pools=100, maxsize=max(1, config.per_host), retries=False)
         self.pool.pool_classes_by_scheme = _guarded_pool_classes(self.policy)
+        # The usual timeouts, built once (a fetch with time to spare uses them as they are).
+        self._timeout = urllib3.Timeout(connect=min(10.0, config.timeout), read=config.timeout)
 
     def fetch(self, url: str, *, local_path: Path | None = None, etag: str | None = None,
               last_modified: str | None = None) -> FetchResult:
@@ -186,7 +188,7 @@ class Fetcher:
         current = url
         seen = {url}
         for hop in range(MAX_REDIRECTS + 1):
-            if urlsplit(current).scheme not in ("http", "https"):
+            if not current[:8].lower().startswith(("http://", "https://")):
                 raise FetchError(f"refusing to fetch {current!r}: only http and https are allowed")
             resp = self._request(current, headers, deadline)
             try:
@@ -224,8 +226,8 @@ class Fetcher:
         if remaining <= 0:
             raise FetchError(f"fetching took longer than {self.config.total_timeout:g} s in total",
                              kind="timeout")
-        timeout = urllib3.Timeout(connect=min(10.0, self.config.timeout, remaining),
-                                  read=min(self.config.timeout, remaining))
+        timeout = self._timeout if remaining >= self.config.timeout else urllib3.Timeout(
+            connect=min(10.0, self.config.timeout, remaining), read=min(self.config.timeout, remaining))
         try:
             return self.pool.request("GET", url, headers=headers, redirect=False,
                                      preload_content=False, timeout=timeout)
