@@ -264,6 +264,9 @@ class Fetcher:
             raise FetchError(f"{url} declares {declared} bytes, over the limit of {limit}", kind="too-large")
         chunks: list[bytes] = []
         total = 0
+        # Only an uncompressed body's length is known in advance.
+        expected = int(declared) if declared and declared.isdigit() and not resp.headers.get(
+            "Content-Encoding") else -1
         try:
             # read1 returns whatever has arrived, so the deadline is checked after every
             # receive; stream() would wait for a whole chunk from a trickling server.
@@ -276,6 +279,8 @@ class Fetcher:
                     raise FetchError(f"{url} was still sending after {self.config.total_timeout:g} s; "
                                      "gave up", kind="timeout")
                 chunks.append(chunk)
+                if total == expected:
+                    break  # the whole declared body is here: no need to ask for its end
         except urllib3.exceptions.HTTPError as e:
             kind = "timeout" if "timed out" in str(e) else "fetch"
             raise FetchError(f"reading {url} failed: {_reason(e)}", kind=kind) from e
