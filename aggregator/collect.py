@@ -11,15 +11,16 @@ import bisect
 import dataclasses
 import hashlib
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import peewee as pw
@@ -239,6 +240,9 @@ class Collector:
         batch = workers * 4
         order: dict[str, int] = {}
         in_flight: set[Future[SourceOutcome]] = set()
+        # Finished sources arrive here, each once; waiting on a queue costs the same however
+        # many sources are in flight (concurrent.futures.wait visits every one of them).
+        finished: queue.SimpleQueue[Future[SourceOutcome]] = queue.SimpleQueue()
         # Collecting every source, "not fetched since this run began" says what is left, so a
         # claim need not name hundreds of remaining sources.
         run_started = self.clock()
@@ -264,11 +268,16 @@ class Collector:
                 remaining = [k for k in remaining if k not in done]
                 for row in claimed:
                     order[row.key] = len(order)
-                    in_flight.add(self._threads.submit(self._in_thread, row, configured[row.key]))
+                    future = self._threads.submit(self._in_thread, row, configured[row.key])
+                    in_flight.add(future)
+                    future.add_done_callback(finished.put)
             if not in_flight:
                 break
-            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in finished:
+            ready = [finished.get()]
+            while not finished.empty():
+                ready.append(finished.get())
+            for future in ready:
+                in_flight.discard(future)
                 outcome = future.result()
                 summary.outcomes.append(outcome)
                 if progress:
