@@ -306,6 +306,14 @@ def test_conditional_get_and_head(client):
     assert client.get("/feeds/latest.rss").headers["Cache-Control"] == "public, max-age=300"
     again = client.get("/feeds/breaking.rss", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.get_data() == b""
+    assert again.headers["ETag"] == first.headers["ETag"] and "Content-Type" not in again.headers
+    assert again.headers["Cache-Control"] == "public, max-age=30"
+    # a list of validators, and a weak comparison, are answered by werkzeug's full rules
+    listed = client.get("/feeds/breaking.rss", headers={"If-None-Match": f'"other", {first.headers["ETag"]}'})
+    assert listed.status_code == 304
+    weak = client.get("/feeds/breaking.rss", headers={"If-None-Match": "W/" + first.headers["ETag"]})
+    assert weak.status_code == 304
+    assert client.get("/feeds/breaking.rss", headers={"If-None-Match": '"other"'}).status_code == 200
     since = client.get("/feeds/breaking.rss", headers={"If-Modified-Since": first.headers["Last-Modified"]})
     assert since.status_code == 304
     head = client.head("/feeds/breaking.rss")

@@ -90,15 +90,27 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
     if headers is None:
         max_age = config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
         headers = rendered.headers[gzipped] = _feed_headers(rendered, fmt, gzipped, max_age)
+    environ = request.environ
+    if environ.get("HTTP_IF_NONE_MATCH") == headers["ETag"] and len(CONDITIONAL.intersection(environ)) == 1:
+        # The common poll: the exact ETag we sent, nothing else conditional. RFC 9110 15.4.5:
+        # a 304 carries the validators and caching fields, not the representation's metadata.
+        not_modified = Response(status=304, headers=headers.copy())
+        for name in REPRESENTATION_ONLY:
+            not_modified.headers.pop(name, None)
+        return not_modified
     resp = Response(rendered.gzipped if gzipped else rendered.body, headers=headers.copy())
-    if not CONDITIONAL.isdisjoint(request.environ):
-        return resp.make_conditional(request)  # werkzeug answers 304 (and 412) by the RFCs
+    if not CONDITIONAL.isdisjoint(environ):
+        return resp.make_conditional(request)  # werkzeug answers the rest (lists, dates, 412) by the RFCs
     return resp
 
 
 # Request headers that can make a feed response conditional.
 CONDITIONAL = frozenset(("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH",
                          "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE"))
+
+
+# Representation metadata a 304 leaves out.
+REPRESENTATION_ONLY = ("Content-Type", "Content-Encoding", "Content-Length")
 
 
 def _feed_headers(rendered: Rendered, fmt: str, gzipped: bool, max_age: int) -> Headers:
