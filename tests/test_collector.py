@@ -434,3 +434,23 @@ def test_a_source_whose_guids_change_every_fetch_is_identified_by_links(httpserv
     assert store.Entry.select().count() == 6
     assert {e.guid for e in store.Entry.select()} == {f"https://n.example.org/{i}" for i in range(6)}
     assert store.Entry.select().where(store.Entry.retracted_at.is_null(False)).count() == 0
+
+
+def test_the_parse_pool_can_be_started_ahead_of_work(config_factory):
+    """ParsePool.start spawns every worker and waits until each has imported its code."""
+    from aggregator.normalize import Context
+    from aggregator.work import ParseJob, ParsePool
+
+    cfg = config_factory(collect="parse_workers = 2\n")
+    pool = ParsePool(Context.from_config(cfg), size=2)
+    try:
+        pool.start()
+        assert len(pool._all) == 2 and all(w.process.is_alive() for w in pool._all)
+        pool.start()  # already full: starts nothing more
+        assert len(pool._all) == 2
+        body = (SAMPLES / "breaking.rss").read_bytes()
+        out = pool.run(ParseJob(body=body, url="https://x.example/", content_type=None,
+                                source=cfg.sources[0], now=store.utcnow()))
+        assert out.entries
+    finally:
+        pool.close()
