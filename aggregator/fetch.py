@@ -25,6 +25,7 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.url import parse_url
 
 from .config import CollectConfig
 from .errors import FetchError
@@ -166,6 +167,9 @@ class Fetcher:
         self.pool.pool_classes_by_scheme = _guarded_pool_classes(self.policy)
         # The usual timeouts, built once (a fetch with time to spare uses them as they are).
         self._timeout = urllib3.Timeout(connect=min(10.0, config.timeout), read=config.timeout)
+        # URL -> (its host's connection pool, request path): a source's URL is fetched poll
+        # after poll, so it is parsed and its pool looked up once, not on every request.
+        self._routes: dict[str, tuple[HTTPConnectionPool, str]] = {}
 
     def fetch(self, url: str, *, local_path: Path | None = None, etag: str | None = None,
               last_modified: str | None = None) -> FetchResult:
@@ -229,13 +233,24 @@ class Fetcher:
         timeout = self._timeout if remaining >= self.config.timeout else urllib3.Timeout(
             connect=min(10.0, self.config.timeout, remaining), read=min(self.config.timeout, remaining))
         try:
-            return self.pool.request("GET", url, headers=headers, redirect=False,
-                                     preload_content=False, timeout=timeout)
+            pool, path = self._route(url)
+            return pool.urlopen("GET", path, headers=headers, redirect=False, retries=False,
+                                preload_content=False, timeout=timeout)
         except FetchError:
             raise
         except urllib3.exceptions.HTTPError as e:
             kind = "timeout" if isinstance(e, urllib3.exceptions.TimeoutError) else "fetch"
             raise FetchError(f"cannot fetch {url}: {_reason(e)}", kind=kind) from e
+
+    def _route(self, url: str) -> tuple[HTTPConnectionPool, str]:
+        route = self._routes.get(url)
+        if route is None or route[0].pool is None:  # new, or its pool was closed (evicted)
+            parts = parse_url(url)
+            route = (self.pool.connection_from_host(parts.host, parts.port, parts.scheme), parts.request_uri)
+            if len(self._routes) >= 10_000:
+                self._routes.clear()
+            self._routes[url] = route
+        return route
 
     def _raise_for_status(self, resp: urllib3.BaseHTTPResponse, url: str) -> None:
         status = resp.status
