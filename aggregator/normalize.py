@@ -99,21 +99,23 @@ def plain_text(value: str | None, is_html: bool = True) -> str:
     """
     if not value:
         return ""
-    text = value
+    # Forbidden characters go first and after every decoding step: one left between "<" and
+    # a letter would hide a tag from the checks below and reappear as "<b" once removed.
+    text = xml_safe(value)
     if is_html and ("<" in text or "&" in text):  # else there is no markup to remove
         text = _BLOCK_EDGE.sub(" <", text)
         # nh3 with no allowed tags drops markup (and script/style contents) and
         # escapes the rest; unescape afterwards to get the plain characters.
-        text = html.unescape(nh3.clean(xml_safe(text), tags=set(), clean_content_tags={"script", "style"}))
+        text = xml_safe(html.unescape(nh3.clean(text, tags=set(), clean_content_tags={"script", "style"})))
     for _ in range(5):  # each round peels one layer of escaping; five is more than any feed nests
         if not _COMPLETE_TAG.search(text):
             break
-        text = html.unescape(_COMPLETE_TAG.sub("", text))
-    text = _COMPLETE_TAG.sub("", text)
+        text = xml_safe(html.unescape(_COMPLETE_TAG.sub("", text)))
+    text = unicodedata.normalize("NFC", _COMPLETE_TAG.sub("", text))
     # A "<" that could still open a tag (an unterminated "<a onclick=...") gets a space
     # after it, so it is text in every HTML context: "Team A <Team B" -> "Team A < Team B".
     text = _TAG_START.sub("< ", text)
-    return _WS.sub(" ", xml_safe(unicodedata.normalize("NFC", text))).strip()
+    return _WS.sub(" ", text).strip()
 
 
 def sanitize_html(value: str | None, base: str | None = None) -> str:

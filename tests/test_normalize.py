@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -316,3 +317,11 @@ def test_patterns_are_bounded_wildcards_not_regular_expressions():
     rule = Rule(0, pattern="BREAKING*(?)*", section="live")
     assert rule_matches(rule, RawEntry(), "Breaking: storm (X) today", "")
     assert not rule_matches(Rule(0, pattern="a.c", tag="x"), RawEntry(), "abc", "")  # '.' is literal
+
+
+def test_a_forbidden_character_cannot_hide_a_tag_opening():
+    # Found by the property test: "\x08" between "<" and "?" was removed after the "<" check.
+    for raw, is_html in (("0<\x08?", False), ("a <\x0bb onclick=x>", True), ("&lt;\x08script&gt;", True)):
+        text = plain_text(raw, is_html)
+        assert not re.search(r"<[A-Za-z!/?]", text), (raw, text)
+        assert "\x08" not in text and "\x0b" not in text
