@@ -745,7 +745,6 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
 
 def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[tuple[int, model.Entry]]:
     """Insert new entries in batches, getting their ids back (RETURNING where the database has it)."""
-    out: list[tuple[int, model.Entry]] = []
     if not db.obj.returning_clause:
         return [(Entry.insert(**row).execute(), e) for row, e in fresh]
     fields = Entry._meta.fields

@@ -6,7 +6,6 @@ text, plus elements it does not model) are parsed both ways and compared field b
 """
 from __future__ import annotations
 
-from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from hypothesis import HealthCheck, given, settings
