@@ -68,15 +68,20 @@ class _Record:
         """Write inside the caller's transaction."""
         _Record.write_all([self], keep)
 
+    def settle(self) -> None:
+        """Fold in the redirect fields, which depend on what is stored when they are written."""
+        if self.redirect is not None:
+            collector, result, when = self.redirect
+            self.fields.update(collector._redirect_fields(self.row, result, when))
+            self.redirect = None
+
     @staticmethod
     def write_all(records: list["_Record"], keep: int) -> None:
         """Write records inside the caller's transaction: one source update each, the fetch-log
         rows in one insert, and the metric increments summed into one upsert per counter."""
         deltas: dict[tuple[str, str], float] = {}
         for rec in records:
-            if rec.redirect is not None:
-                collector, result, when = rec.redirect
-                rec.fields.update(collector._redirect_fields(rec.row, result, when))
+            rec.settle()
             for key, delta in rec.log[1].items():
                 deltas[key] = deltas.get(key, 0) + delta
         store.update_sources([(rec.row.id, rec.fields) for rec in records if rec.fields])
@@ -258,8 +263,6 @@ class Collector:
                     store.Source.update(lease_owner=None, lease_until=None).where(
                         store.Source.id.in_(stray)).execute()
                     claimed = [row for row in claimed if row.key in configured]
-                    if not claimed:
-                        remaining = []
                 if on_claimed:
                     on_claimed(len(claimed))
                 if not claimed:
@@ -461,7 +464,7 @@ class Collector:
             with self._pending_lock:
                 self._pending.append(record)
         elif log_later is not None:
-            record.fields.update(self._redirect_fields(row, result, started))
+            record.settle()
             store.update_sources([(row.id, record.fields)])
             log_later.append(_Record(row, {}, record.log))
         else:

@@ -73,13 +73,10 @@ def read(body: bytes, url: str, content_type: str | None) -> tuple[dict[str, Any
     if root is None or root.tag != "rss" or root.get("version") != "2.0" or len(root) != 1 \
             or root[0].tag != "channel" or root[0].attrib:
         return None
-    encoding = _canonical((root.getroottree().docinfo.encoding or "utf-8"))
-    if charset and _canonical(charset) != encoding:
+    if charset and _canonical(charset) != _canonical(root.getroottree().docinfo.encoding or "utf-8"):
         return None  # an HTTP charset that overrides the document's: RFC 3023 is feedparser's business
     try:
-        # feedparser converts every document to UTF-8 before reading it, so its repair of
-        # UTF-8 read as Latin-1 applies whatever the document's own encoding was.
-        return _channel(root[0], url, True)
+        return _channel(root[0], url)
     except _Unsupported:
         return None
 
@@ -103,24 +100,27 @@ def _canonical(encoding: str) -> str:
         return encoding.lower()
 
 
-def _clean(text: str | None, utf8: bool) -> str:
-    """feedparser's treatment of every text value: stripped, mis-decoded UTF-8 repaired, cp1252 mapped."""
+def _clean(text: str | None) -> str:
+    """feedparser's treatment of every text value: stripped, mis-decoded UTF-8 repaired, cp1252 mapped.
+
+    feedparser converts every document to UTF-8 before reading it, so its repair of UTF-8
+    read as Latin-1 applies whatever the document's own encoding was.
+    """
     out = (text or "").strip()
-    if utf8:
-        try:
-            out = out.encode("iso-8859-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
+    try:
+        out = out.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
     return out.translate(_cp1252)
 
 
-def _text(el: etree._Element, utf8: bool) -> str:
+def _text(el: etree._Element) -> str:
     if len(el):
         raise _Unsupported("markup inside a text element")
-    return _clean(el.text, utf8)
+    return _clean(el.text)
 
 
-def _channel(channel: etree._Element, url: str, utf8: bool) -> tuple[dict[str, Any], list[dict[str, Any]],
+def _channel(channel: etree._Element, url: str) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                       list[etree._Element]]:
     feed: dict[str, Any] = {}
     entries: list[dict[str, Any]] = []
@@ -135,18 +135,18 @@ def _channel(channel: etree._Element, url: str, utf8: bool) -> tuple[dict[str, A
         if tag == "item":
             if child.attrib:
                 raise _Unsupported("attributes on an item")  # feedparser reads rdf:about, href, lastmod
-            entries.append(_item(child, url, utf8))
+            entries.append(_item(child, url))
             items.append(child)
         elif tag == "title":
-            text = _text(child, utf8)
+            text = _text(child)
             feed["title"] = text
             feed["title_detail"] = {"type": _title_type(text), "language": None, "base": url}
         elif tag == "link":
-            feed["link"] = _ENTITY_IN_LINK.sub(r"&\g<1>", _resolve(url, _text(child, utf8)))
+            feed["link"] = _ENTITY_IN_LINK.sub(r"&\g<1>", _resolve(url, _text(child)))
         elif tag == "language":
-            feed["language"] = _text(child, utf8)
+            feed["language"] = _text(child)
         elif tag == "ttl":
-            feed["ttl"] = _text(child, utf8)
+            feed["ttl"] = _text(child)
         elif tag == _ATOM_LINK:
             if child.get("rel") not in ("self", "hub"):
                 raise _Unsupported("an atom:link that could be the feed's link")
@@ -189,7 +189,7 @@ def _author(text: str) -> dict[str, str]:
     return out
 
 
-def _item(item: etree._Element, url: str, utf8: bool) -> dict[str, Any]:
+def _item(item: etree._Element, url: str) -> dict[str, Any]:
     e: dict[str, Any] = {}
     tags: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -231,7 +231,7 @@ def _item(item: etree._Element, url: str, utf8: bool) -> dict[str, Any]:
             continue
         if child.attrib and tag in ("title", "description", _CONTENT + "encoded"):
             raise _Unsupported("attributes on a text element")  # type="html" and friends
-        text = _text(child, utf8)
+        text = _text(child)
         if tag == "title":
             e["title"] = text
             e["title_detail"] = {"type": _title_type(text), **detail}

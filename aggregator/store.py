@@ -479,7 +479,7 @@ def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bo
     if keys is not None:
         if not keys:
             return []
-        cond += f" AND key IN ({', '.join([param] * len(keys))})"
+        cond += f" AND key IN ({placeholders(len(keys))})"
         args += keys
     if fetched_before is not None:  # not yet fetched in this run
         cond += f" AND (last_fetched_at IS NULL OR last_fetched_at < {param})"
@@ -494,7 +494,7 @@ def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bo
             recheck, recheck_args = f" AND {cond}", args  # the write lock is ours: still claimable?
         if not ids:
             return []
-        marks = ", ".join([param] * len(ids))
+        marks = placeholders(len(ids))
         database.execute_sql(f"UPDATE {table} SET lease_owner = {param}, lease_until = {param} "
                              f"WHERE id IN ({marks}){recheck}", [owner, until, *ids, *recheck_args])
         return list(Source.raw(f"SELECT * FROM {table} WHERE id IN ({marks}) AND lease_owner = {param} "
@@ -611,9 +611,9 @@ def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
     database = db.obj
     keys: set[str] = set()
     terms: dict[str, dict[int, list[str]]] = {"r": {}, "t": {}, "a": {}, "c": {}}
+    names = {m: m._meta.table_name for m in (EntryRegion, EntryTag, Tag, EntryAuthor, Author, EntryCoverage)}
     for chunk in pw.chunked(sorted(set(entry_ids)), 400):
-        marks = ", ".join([database.param] * len(chunk))
-        names = {m: m._meta.table_name for m in (EntryRegion, EntryTag, Tag, EntryAuthor, Author, EntryCoverage)}
+        marks = placeholders(len(chunk))
         sql = (f"SELECT 'r', entry_id, region FROM {names[EntryRegion]} WHERE entry_id IN ({marks}) "
                f"UNION ALL SELECT 't', l.entry_id, t.slug FROM {names[EntryTag]} l "
                f"JOIN {names[Tag]} t ON t.id = l.tag_id WHERE l.entry_id IN ({marks}) "
@@ -639,7 +639,7 @@ def _same_stories(source: Source, fresh: list[model.Entry], mirrors: list[int]) 
     links = {e.link: e.guid for e in fresh if e.link}
     database, table = db.obj, Entry._meta.table_name
     for chunk in pw.chunked(list(links), 200):  # plain SQL: this runs for every new batch of entries
-        marks = ", ".join([database.param] * len(chunk))
+        marks = placeholders(len(chunk))
         for entry_id, link in database.execute_sql(
                 f"SELECT id, link FROM {table} WHERE link IN ({marks}) AND source_id <> {database.param} "
                 f"AND retracted_at IS NULL ORDER BY id", [*chunk, source.id]):
@@ -784,6 +784,11 @@ CHILD_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {
 }
 
 
+def placeholders(count: int) -> str:
+    """``count`` bound-parameter marks for the open database, comma-separated ("?, ?, ?")."""
+    return ", ".join([db.obj.param] * count)
+
+
 def insert_rows(table: type[BaseModel], columns: tuple[str, ...], rows: list[tuple[object, ...]],
                 suffix: str = "", returning: str = "") -> list[tuple[object, ...]]:
     """Insert plain rows with multi-row INSERTs written directly, returning ``returning`` columns.
@@ -795,7 +800,7 @@ def insert_rows(table: type[BaseModel], columns: tuple[str, ...], rows: list[tup
     if not rows:
         return []
     database = db.obj
-    one = "(" + ", ".join([database.param] * len(columns)) + ")"
+    one = f"({placeholders(len(columns))})"
     head = f'INSERT INTO "{table._meta.table_name}" (' + ", ".join(f'"{c}"' for c in columns) + ") VALUES "
     tail = suffix + (f" RETURNING {returning}" if returning else "")
     out: list[tuple[object, ...]] = []
@@ -819,7 +824,7 @@ def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]
     def lookup() -> dict[str, int]:
         found: dict[str, int] = {}
         for chunk in pw.chunked(list(wanted), 500):
-            marks = ", ".join([db.obj.param] * len(chunk))
+            marks = placeholders(len(chunk))
             found.update((slug, row_id) for row_id, slug in db.obj.execute_sql(
                 f"SELECT id, slug FROM {table._meta.table_name} WHERE slug IN ({marks})", chunk))
         return found
@@ -965,7 +970,7 @@ def trim_fetch_log(source_ids: list[int], keep: int) -> None:
     if not source_ids:
         return
     database, table = db.obj, FetchLog._meta.table_name
-    marks = ", ".join([database.param] * len(source_ids))
+    marks = placeholders(len(source_ids))
     # One statement for a whole batch of sources; it reads at most keep+1 rows of each.
     database.execute_sql(
         f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "

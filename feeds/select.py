@@ -259,7 +259,7 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
     if not ids:
         return []
     database = store.db.obj
-    marks = "(" + ", ".join([database.param] * len(ids)) + ")"
+    marks = f"({store.placeholders(len(ids))})"
     t = {m: m._meta.table_name for m in (store.EntryAuthor, store.Author, store.EntryTag, store.Tag,
                                         store.EntryRegion, store.EntryCoverage, store.Media, store.Related,
                                         store.Entry, store.Source)}
@@ -300,8 +300,8 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
             related[entry].append(RelatedRef(id=public_id, title=title, url=link))
     wanted = sorted({r.source for r in rows})
     sources = {row[0]: SourceRow(*row) for row in database.execute_sql(
-        f"SELECT id, key, kind, url, name, feed_title, feed_link FROM {t[store.Source]} WHERE id IN "
-        "(" + ", ".join([database.param] * len(wanted)) + ")", wanted)}
+        f"SELECT id, key, kind, url, name, feed_title, feed_link FROM {t[store.Source]} "
+        f"WHERE id IN ({store.placeholders(len(wanted))})", wanted)}
     return [_item(r, sources[r.source], authors[r.id], tags[r.id], regions[r.id], media[r.id], config,
                   base_url, req, coverage[r.id], tuple(related[r.id])) for r in rows]
 

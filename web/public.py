@@ -79,7 +79,7 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
             target += "?" + request.query_string.decode("latin-1")
         return redirect(target, code=308)
     req: FeedRequest = parse_request(config, kind, slug, edition, request.args.to_dict())
-    base = config.server.base_url or base_url()
+    base = base_url()
     # The date is part of the key because tombstones leave Atom feeds as days pass.
     key = (req.path, req.query_string(req.page), fmt, base, datetime.now(timezone.utc).date())
     revision = store.topic_revision(req.topic)
