@@ -607,7 +607,8 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         language=language, edition=pick_edition(language, source, ctx), summary=summary,
         content=content, published=dates.published, updated=dates.updated, section=section, regions=regions,
         tags=tags, authors=authors, media=media, origin=source.origin, breaking=breaking,
-        reading_time=math.ceil(words / _WORDS_PER_MINUTE) if words else 0, date_missing=dates.missing, date_clamped=dates.clamped,
+        reading_time=math.ceil(words / _WORDS_PER_MINUTE) if words else 0,
+        date_missing=dates.missing, date_clamped=dates.clamped,
         published_raw=raw.published_raw, updated_raw=raw.updated_raw,
         coverage=match_coverage(tags, title, summary, ctx))
     return Entry(**entry, fingerprint=fingerprint(entry), title_key=title_key(title),

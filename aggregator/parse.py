@@ -48,9 +48,7 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
         quick = fastrss.read(body, url, content_type)
         if quick is not None:
             feed, entries, items = quick
-            out = RawFeed(format="rss20", title=feed.get("title"), link=feed.get("link"),
-                          language=feed.get("language") or _detail_lang(feed.get("title_detail")),
-                          ttl=_int(feed.get("ttl")))
+            out = _raw_feed("rss20", feed)
             out.entries = [_entry_from_feedparser(e, _item_media(item)) for e, item in zip(entries, items)]
             return out
     headers = {"content-location": url} if url else {}
@@ -72,9 +70,7 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
         detail = f": {reason}" if reason else ""
         raise ParseError(f"not a recognised feed format (RSS, Atom or JSON Feed){detail}")
     feed = parsed.feed
-    out = RawFeed(format=_format_name(version), title=feed.get("title"), link=feed.get("link"),
-                  language=feed.get("language") or _detail_lang(feed.get("title_detail")),
-                  ttl=_int(feed.get("ttl")))
+    out = _raw_feed(_format_name(version), feed)
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if isinstance(problem, feedparser.CharacterEncodingOverride):
         out.warnings.append(f"the feed's declared character encoding is wrong; read as {parsed.get('encoding')}")
@@ -91,6 +87,13 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
         entry.authors = entry.authors or list(feed_authors)
         out.entries.append(entry)
     return out
+
+
+def _raw_feed(fmt: str, feed: Any) -> RawFeed:
+    """The feed-level fields of feedparser's (or fastrss's) feed dictionary."""
+    return RawFeed(format=fmt, title=feed.get("title"), link=feed.get("link"),
+                   language=feed.get("language") or _detail_lang(feed.get("title_detail")),
+                   ttl=_int(feed.get("ttl")))
 
 
 def _format_name(version: str) -> str:

@@ -668,9 +668,10 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
     parents = parents or {}
     entries = list(entries)
     database = db.obj
-    existing = {guid: (entry_id, fingerprint, _naive(updated), revision) for entry_id, guid, fingerprint, updated, revision
-                in database.execute_sql(f"SELECT id, guid, fingerprint, updated, revision FROM {Entry._meta.table_name} "
-                                        f"WHERE source_id = {database.param}", (source.id,))}
+    stored = database.execute_sql(f"SELECT id, guid, fingerprint, updated, revision FROM {Entry._meta.table_name} "
+                                  f"WHERE source_id = {database.param}", (source.id,))
+    existing = {guid: (entry_id, fingerprint, _naive(updated), revision)
+                for entry_id, guid, fingerprint, updated, revision in stored}
 
     def frozen(found: tuple[int, str, datetime, int]) -> bool:
         # A source that rewrites its entries on every fetch must not churn the store forever.
