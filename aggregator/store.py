@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import operator
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -599,6 +600,56 @@ def topic_revision(key: str) -> int:
     sql = f"SELECT revision FROM {Topic._meta.table_name} WHERE key = {database.param}"
     row = database.execute_sql(sql, (key,)).fetchone()
     return row[0] if row else 0
+
+
+class TopicRevisions:
+    """Topic revisions for the web layer, without a query per request while nothing was written.
+
+    On SQLite, ``PRAGMA data_version`` on a connection of our own changes whenever
+    any other connection, in any process, commits. That connection never writes, so
+    every write (this process's included) counts; while the number is unchanged, the
+    revisions read since are still exact. PostgreSQL and in-memory SQLite have no
+    such signal: there every call is one indexed lookup (``topic_revision``).
+    """
+
+    #: revisions remembered at most (one per public feed read since the last write)
+    MAX_MEMO = 10_000
+
+    def __init__(self, database: pw.Database):
+        self._conn = None
+        if isinstance(database, pw.SqliteDatabase) and database.database != ":memory:":
+            import sqlite3
+
+            # Shared by the server's threads under a lock: each call holds it for microseconds.
+            self._conn = sqlite3.connect(database.database, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA busy_timeout = 10000")
+        self._sql = f"SELECT revision FROM {Topic._meta.table_name} WHERE key = ?"
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._memo: dict[str, int] = {}
+
+    def get(self, key: str) -> int:
+        """The topic's current revision, as ``topic_revision`` would read it now."""
+        if self._conn is None:
+            return topic_revision(key)
+        with self._lock:
+            # Read the version first: a commit landing between it and the lookup below
+            # changes the version again, so the next call looks again (never stale).
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version or len(self._memo) > self.MAX_MEMO:
+                self._memo.clear()
+                self._version = version
+            revision = self._memo.get(key)
+            if revision is None:
+                row = self._conn.execute(self._sql, (key,)).fetchone()
+                revision = self._memo[key] = row[0] if row else 0
+            return revision
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:

@@ -9,6 +9,7 @@ from aggregator.config import Config
 
 from .cache import RenderCache
 from .errors import register_error_handlers
+from .hot import HotFeeds
 from .metrics import metrics
 from .public import public
 
@@ -34,6 +35,8 @@ def create_app(config: Config) -> Flask:
             database.close()
 
     app.extensions["feedhub.cache"] = RenderCache()
+    revisions = app.extensions["feedhub.revisions"] = store.TopicRevisions(database)
+    app.wsgi_app = app.extensions["feedhub.hot"] = HotFeeds(app.wsgi_app, revisions)  # type: ignore[method-assign]
     app.register_blueprint(public)
     app.register_blueprint(metrics)
     register_error_handlers(app)

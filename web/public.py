@@ -18,6 +18,7 @@ from feeds.render import CONTENT_TYPES, SUFFIXES, render
 from feeds.select import FeedRequest, build_feed, feed_path, parse_request
 
 from .cache import Rendered, RenderCache
+from .hot import CONDITIONAL, ENVIRON_KEY as HOT_KEY, Replayable
 
 public = Blueprint("public", __name__)
 
@@ -82,7 +83,7 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
     base = base_url()
     # The date is part of the key because tombstones leave Atom feeds as days pass.
     key = (req.path, req.query_string(req.page), fmt, base, datetime.now(timezone.utc).date())
-    revision = store.topic_revision(req.topic)
+    revision = current_app.extensions["feedhub.revisions"].get(req.topic)
     cache: RenderCache = current_app.extensions["feedhub.cache"]
     rendered = cache.get(key, revision, lambda: _render(req, config, base, fmt, revision))
     gzipped = rendered.gzipped is not None and "gzip" in request.accept_encodings
@@ -91,22 +92,23 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
         max_age = config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
         headers = rendered.headers[gzipped] = _feed_headers(rendered, fmt, gzipped, max_age)
     environ = request.environ
-    if environ.get("HTTP_IF_NONE_MATCH") == headers["ETag"] and len(CONDITIONAL.intersection(environ)) == 1:
+    body = rendered.gzipped if gzipped else rendered.body
+    etag = headers["ETag"]
+    conditions = CONDITIONAL.intersection(environ)
+    if conditions and (conditions != {"HTTP_IF_NONE_MATCH"} or environ["HTTP_IF_NONE_MATCH"] != etag):
+        # werkzeug answers the rest (lists, weak tags, dates, 412) by the RFCs
+        return Response(body, headers=headers.copy()).make_conditional(request)
+    # The two answers the hot path (web.hot) may replay while this rendering is current.
+    kind = "304" if conditions else "full"
+    environ[HOT_KEY] = Replayable(req.topic, rendered, key[-1], body, etag, kind)
+    if kind == "304":
         # The common poll: the exact ETag we sent, nothing else conditional. RFC 9110 15.4.5:
         # a 304 carries the validators and caching fields, not the representation's metadata.
         not_modified = Response(status=304, headers=headers.copy())
         for name in REPRESENTATION_ONLY:
             not_modified.headers.pop(name, None)
         return not_modified
-    resp = Response(rendered.gzipped if gzipped else rendered.body, headers=headers.copy())
-    if not CONDITIONAL.isdisjoint(environ):
-        return resp.make_conditional(request)  # werkzeug answers the rest (lists, dates, 412) by the RFCs
-    return resp
-
-
-# Request headers that can make a feed response conditional.
-CONDITIONAL = frozenset(("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH",
-                         "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE"))
+    return Response(body, headers=headers.copy())
 
 
 # Representation metadata a 304 leaves out.

@@ -1,0 +1,134 @@
+"""The hot path: a feed already rendered at its current revision, answered in front of Flask.
+
+Most feed requests are polls of a feed nothing has changed since the last
+poll. Flask's request context, routing, hooks and response objects cost more
+than finding the answer, so this WSGI layer keeps, per exact request (path,
+query, host, scheme, Accept-Encoding, method and kind of condition), the
+status and headers Flask sent the last time. When the rendering behind them is
+still valid at the feed's current revision, it sends the same answer again
+itself; anything else (a new feed, a changed one, a request it has not seen
+answered, any conditional header other than our exact ETag) goes to Flask.
+
+Nothing here builds a header or decides a status: every answer is a copy of
+one the Flask view made, so the two paths cannot drift apart.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+from aggregator.store import TopicRevisions
+
+from .cache import Rendered
+
+#: the key under which the feed view tells this layer that its answer may be replayed
+ENVIRON_KEY = "feedhub.hot"
+
+# Request headers that can make a feed response conditional (see web.public).
+CONDITIONAL = frozenset(("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH",
+                         "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE"))
+
+
+@dataclass
+class Replayable:
+    """What the feed view puts in the WSGI environ for an answer that may be replayed."""
+
+    topic: str
+    rendered: Rendered
+    #: the rendering's day (Atom tombstones leave feeds as days pass; see web.public)
+    day: date
+    #: the body a full answer carries (the gzip or the identity coding of the rendering)
+    body: bytes
+    #: the ETag the response carries, for matching If-None-Match
+    etag: str
+    #: "full" (no conditional header) or "304" (If-None-Match with exactly our ETag)
+    kind: str
+
+
+@dataclass
+class _Hot:
+    """Answers for one exact request, valid together with one rendering."""
+
+    topic: str
+    rendered: Rendered
+    day: date
+    body: bytes
+    etag: str
+    #: (method, kind) -> (status line, header list) as Flask sent them
+    answers: dict[tuple[str, str], tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)
+
+
+class HotFeeds:
+    """WSGI middleware replaying feed answers while their rendering is current."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], revisions: TopicRevisions, max_entries: int = 4096):
+        self.app = app
+        self.revisions = revisions
+        self.max_entries = max_entries
+        self._hot: OrderedDict[tuple[str, ...], _Hot] = OrderedDict()
+        self._lock = threading.Lock()
+        self.replayed = 0  # answers sent without Flask (for tests and the benchmark)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        if method != "GET" and method != "HEAD":
+            return self.app(environ, start_response)
+        key = (environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), environ.get("HTTP_HOST", ""),
+               environ.get("wsgi.url_scheme", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
+        hot = self._hot.get(key)
+        if hot is not None:
+            answer = self._replay(hot, environ, method)
+            if answer is not None:
+                status, headers = answer
+                start_response(status, list(headers))
+                self.replayed += 1
+                return [hot.body] if method == "GET" and status[:3] == "200" else []
+        return self._through_flask(key, environ, start_response, method)
+
+    def _replay(self, hot: _Hot, environ: dict[str, Any], method: str) -> tuple[str, list[tuple[str, str]]] | None:
+        """The stored answer for this request, if there is one and it is still right."""
+        conditions = CONDITIONAL.intersection(environ)
+        if not conditions:
+            kind = "full"
+        elif conditions == {"HTTP_IF_NONE_MATCH"} and environ["HTTP_IF_NONE_MATCH"] == hot.etag:
+            kind = "304"
+        else:
+            return None  # lists, weak tags, dates: werkzeug's conditional logic in the view decides
+        answer = hot.answers.get((method, kind))
+        if answer is None or hot.day != datetime.now(timezone.utc).date():
+            return None
+        try:
+            revision = self.revisions.get(hot.topic)
+        except Exception:  # the store is unreachable: let the view answer (and report) it
+            return None
+        return answer if hot.rendered.valid(revision) else None
+
+    def _through_flask(self, key: tuple[str, ...], environ: dict[str, Any], start_response: Callable[..., Any],
+                       method: str) -> Iterable[bytes]:
+        sent: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            sent.append((status, list(headers)))
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        body = self.app(environ, recording_start_response)
+        marker: Replayable | None = environ.get(ENVIRON_KEY)
+        if marker is not None and sent and sent[-1][0][:3] in ("200", "304"):
+            self._remember(key, marker, method, sent[-1])
+        return body
+
+    def _remember(self, key: tuple[str, ...], marker: Replayable, method: str,
+                  answer: tuple[str, list[tuple[str, str]]]) -> None:
+        with self._lock:
+            hot = self._hot.get(key)
+            if hot is None or hot.rendered is not marker.rendered or hot.day != marker.day:
+                hot = _Hot(marker.topic, marker.rendered, marker.day, marker.body, marker.etag)
+            hot.answers[(method, marker.kind)] = answer
+            self._hot[key] = hot
+            self._hot.move_to_end(key)
+            while len(self._hot) > self.max_entries:
+                self._hot.popitem(last=False)
