@@ -62,6 +62,12 @@ class FeedItem:
     #: best first
     related: tuple[RelatedRef, ...] = ()
 
+    def __hash__(self) -> int:
+        # Rendered entries are looked up by the whole item (feeds.render.Fragments), for
+        # every item of every rendering: hashing a few identifying fields spreads them as
+        # well as hashing every body would, and equality still compares every field.
+        return hash((self.id, self.updated, self.title))
+
     @property
     def lead_image(self) -> Media | None:
         return next((m for m in self.media if m.lead), None)

@@ -8,10 +8,16 @@ feedgen defects worked around here, each covered by a test:
 - its media extension wraps a single item in ``media:group``: we write
   ``media:content``/``media:thumbnail`` directly;
 - ``atom:source`` only gets title and link: ours carries id, self link and updated.
+
+An entry is written once per format (and feed language) and its bytes reused by
+every feed that holds it (see ``Fragments``): feedgen builds the feed around
+the entries no feed has needed yet, and the rest are spliced in.
 """
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Hashable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,15 +47,46 @@ CONTENT_TYPES = {
 SUFFIXES = {"rss": "rss", "atom": "atom", "json": "json"}
 
 
-def render(doc: FeedDoc, fmt: str) -> bytes:
-    """Render ``doc`` in ``fmt`` ('rss', 'atom' or 'json')."""
+def render(doc: FeedDoc, fmt: str, fragments: "Fragments | None" = None) -> bytes:
+    """Render ``doc`` in ``fmt`` ('rss', 'atom' or 'json'), reusing entries from ``fragments``."""
     if fmt == "rss":
-        return render_rss(doc)
+        return render_rss(doc, fragments)
     if fmt == "atom":
-        return render_atom(doc)
+        return render_atom(doc, fragments)
     if fmt == "json":
         return render_json(doc)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+class Fragments:
+    """Entries already written as RSS items or Atom entries, the newest written kept.
+
+    Keyed by the whole FeedItem (every field the entry's XML is made of, related
+    entries included) plus the format and the feed's language, so an entry that
+    changes in any way is simply a new key: nothing here can go stale. An entry
+    shows in many feeds (latest, its section, regions, tags, author) and in every
+    rendering of them until it changes, so most renderings write few entries.
+    """
+
+    def __init__(self, max_bytes: int = 32 << 20):
+        self.max_bytes = max_bytes
+        # Oldest written first; when full, those go. Not reordered on use: that would
+        # hash each key twice per rendering, and feeds drop old entries anyway.
+        self._parts: dict[Hashable, bytes] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+        self.written = 0  # entries actually written by feedgen (for tests and the benchmark)
+
+    def get(self, key: Hashable) -> bytes | None:
+        return self._parts.get(key)  # one dict lookup is atomic; writers hold the lock
+
+    def put(self, key: Hashable, part: bytes) -> None:
+        with self._lock:
+            old = self._parts.pop(key, None)
+            self._size += len(part) - (len(old) if old is not None else 0)
+            self._parts[key] = part
+            while self._size > self.max_bytes and self._parts:
+                self._size -= len(self._parts.pop(next(iter(self._parts))))
 
 
 # --- feedgen-based RSS and Atom ------------------------------------------------------
@@ -67,6 +104,7 @@ class _Namespaces(BaseExtension):
         channel = rss.find("channel")
         for rel, href in _feed_links(self.doc):
             etree.SubElement(channel, f"{{{ATOM_NS}}}link", rel=rel, href=href)
+        channel.append(etree.Comment(ENTRIES_MARK))  # feedgen appends the items after it
         return rss
 
     def extend_atom(self, feed: etree._Element) -> etree._Element:
@@ -77,6 +115,7 @@ class _Namespaces(BaseExtension):
                                     when=t.when.isoformat(), nsmap={"at": TOMBSTONE_NS})
             if t.reason:
                 _sub(gone, f"{{{TOMBSTONE_NS}}}comment", t.reason)
+        feed.append(etree.Comment(ENTRIES_MARK))  # feedgen appends the entries after it
         return feed
 
 
@@ -187,7 +226,7 @@ def _media(el: etree._Element, item: FeedItem) -> None:
             thumb.set("height", str(lead.height))
 
 
-def _generator(doc: FeedDoc, fmt: str) -> FeedGenerator:
+def _generator(doc: FeedDoc, fmt: str, items: list[FeedItem]) -> FeedGenerator:
     fg = FeedGenerator()
     fg.register_extension("feedhub", _Namespaces, _ItemExtras)
     fg.feedhub.doc = doc
@@ -209,7 +248,7 @@ def _generator(doc: FeedDoc, fmt: str) -> FeedGenerator:
         fg.rights(xml_safe(doc.rights))
     fg.generator(*GENERATOR)
     fg.ttl(doc.ttl_minutes)
-    for item in doc.items:
+    for item in items:
         fe = fg.add_entry(order="append")
         fe.feedhub.item = item
         fe.feedhub.doc = doc
@@ -236,14 +275,56 @@ def _generator(doc: FeedDoc, fmt: str) -> FeedGenerator:
     return fg
 
 
-def render_rss(doc: FeedDoc) -> bytes:
+def render_rss(doc: FeedDoc, fragments: Fragments | None = None) -> bytes:
     """RSS 2.0 with atom:link self, dc:creator, content:encoded, categories with domains, media."""
-    return _generator(doc, "rss").rss_str(pretty=False, encoding="UTF-8", xml_declaration=True)
+    return _render_xml(doc, "rss", fragments)
 
 
-def render_atom(doc: FeedDoc) -> bytes:
+def render_atom(doc: FeedDoc, fragments: Fragments | None = None) -> bytes:
     """Atom 1.0 with correct link relations, categories with scheme and label, atom:source."""
-    return _generator(doc, "atom").atom_str(pretty=False, encoding="UTF-8", xml_declaration=True)
+    return _render_xml(doc, "atom", fragments)
+
+
+# Where the feed-level extension leaves the entries' place in the document.
+ENTRIES_MARK = "feedhub:entries"
+_MARK = f"<!--{ENTRIES_MARK}-->".encode()
+# How each format's entries end, and how its document ends after the last entry.
+# Text and attribute values never hold a raw "<", so these only match real tags.
+_ENTRY_END = {"atom": b"</entry>", "rss": b"</item>"}
+_DOC_END = {"atom": b"</feed>", "rss": b"</channel></rss>"}
+
+
+def _render_xml(doc: FeedDoc, fmt: str, fragments: Fragments | None) -> bytes:
+    """feedgen writes the feed and the entries not in ``fragments``; the others are spliced in.
+
+    The bytes are the same whichever entries were reused: each entry is what
+    feedgen writes for it in any feed of the same format and language.
+    """
+    language = doc.language if fmt == "atom" else ""  # RSS items do not depend on it
+    keys = [(fmt, language, item) for item in doc.items]
+    parts = [fragments.get(k) if fragments is not None else None for k in keys]
+    missing = [item for item, part in zip(doc.items, parts) if part is None]
+    fg = _generator(doc, fmt, missing)
+    if fmt == "atom":
+        data = fg.atom_str(pretty=False, encoding="UTF-8", xml_declaration=True)
+    else:
+        data = fg.rss_str(pretty=False, encoding="UTF-8", xml_declaration=True)
+    head, mark, rest = data.partition(_MARK)
+    entry_end, doc_end = _ENTRY_END[fmt], _DOC_END[fmt]
+    if not mark or not rest.endswith(doc_end):
+        raise AssertionError(f"feedgen's {fmt} document is not laid out as expected")
+    written = [part + entry_end for part in rest[:-len(doc_end)].split(entry_end)[:-1]]
+    if len(written) != len(missing):
+        raise AssertionError(f"{len(written)} {fmt} entries written for {len(missing)} items")
+    fresh = iter(written)
+    for i, part in enumerate(parts):
+        if part is None:
+            parts[i] = next(fresh)
+            if fragments is not None:
+                fragments.put(keys[i], parts[i])
+    if fragments is not None:
+        fragments.written += len(missing)
+    return head + b"".join(parts) + doc_end  # type: ignore[arg-type]
 
 
 # --- JSON Feed 1.1 ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ from flask import Flask
 
 from aggregator import store
 from aggregator.config import Config
+from feeds.render import Fragments
 
 from .cache import RenderCache
 from .errors import register_error_handlers
@@ -35,6 +36,7 @@ def create_app(config: Config) -> Flask:
             database.close()
 
     app.extensions["feedhub.cache"] = RenderCache()
+    app.extensions["feedhub.fragments"] = Fragments()
     revisions = app.extensions["feedhub.revisions"] = store.TopicRevisions(database)
     app.wsgi_app = app.extensions["feedhub.hot"] = HotFeeds(app.wsgi_app, revisions)  # type: ignore[method-assign]
     app.register_blueprint(public)

@@ -135,7 +135,7 @@ def _feed_headers(rendered: Rendered, fmt: str, gzipped: bool, max_age: int) -> 
 
 def _render(req: FeedRequest, config: Config, base: str, fmt: str, revision: int) -> Rendered:
     doc = build_feed(req, config, base, fmt, SUFFIXES)
-    body = render(doc, fmt)
+    body = render(doc, fmt, current_app.extensions["feedhub.fragments"])
     links = [(doc.self_url, "self"), *((hub, "hub") for hub in doc.hubs)]
     links += [(url, rel) for url, rel in ((doc.first_url, "first"), (doc.previous_url, "previous"),
                                          (doc.next_url, "next")) if url]

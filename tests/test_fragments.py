@@ -1,0 +1,118 @@
+"""Entries written once and spliced into every feed that holds them (feeds.render.Fragments)."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+from lxml import etree
+
+from aggregator import store
+from aggregator.config import Config
+from feeds.model import FeedDoc, FeedItem
+from feeds.render import SUFFIXES, Fragments, render
+from feeds.select import build_feed, parse_request
+from web import create_app
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+UTC = timezone.utc
+WHEN = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def item(n: int, **changes) -> FeedItem:
+    base = FeedItem(id=f"urn:x:{n}", title=f"Story {n}", link=f"https://n.example.org/{n}", summary="s",
+                    content="<p>body</p>", published=WHEN, updated=WHEN, language="en", authors=(), terms=(),
+                    media=(), section=None, regions=(), tags=(), breaking=False, origin=None, reading_time=1)
+    return dataclasses.replace(base, **changes)
+
+
+def doc(*items: FeedItem, **changes) -> FeedDoc:
+    base = FeedDoc(id="tag:x,2026:f", title="F", description="d", self_url="https://f.example.org/f.atom",
+                   home_url="https://n.example.org/", language="en", updated=WHEN, items=items)
+    return dataclasses.replace(base, **changes)
+
+
+def test_spliced_feeds_are_byte_identical_and_write_each_entry_once():
+    frags = Fragments()
+    for fmt in ("atom", "rss"):
+        first = doc(item(1), item(2), item(3))
+        assert render(first, fmt, frags) == render(first, fmt)
+        written = frags.written
+        # Another feed, another order, one new entry: only that one is written.
+        second = doc(item(4), item(3), item(1), title="Other feed")
+        assert render(second, fmt, frags) == render(second, fmt)
+        assert frags.written == written + 1
+        assert render(doc(), fmt, frags) == render(doc(), fmt)  # no entries at all
+
+
+def test_a_changed_entry_is_written_again():
+    frags = Fragments()
+    render(doc(item(1), item(2)), "atom", frags)
+    changed = doc(item(1, title="Story 1, corrected"), item(2))
+    body = render(changed, "atom", frags)
+    assert frags.written == 3 and body == render(changed, "atom")
+    titles = [e.findtext(f"{ATOM}title") for e in etree.fromstring(body).iter(f"{ATOM}entry")]
+    assert titles == ["Story 1, corrected", "Story 2"]
+
+
+def test_atom_entries_depend_on_the_feeds_language():
+    frags = Fragments()
+    english = render(doc(item(1)), "atom", frags)
+    arabic = render(doc(item(1), language="ar"), "atom", frags)
+    assert frags.written == 2
+    entry = etree.fromstring(arabic).find(f"{ATOM}entry")
+    assert entry.get("{http://www.w3.org/XML/1998/namespace}lang") == "en"
+    assert etree.fromstring(english).find(f"{ATOM}entry").get("{http://www.w3.org/XML/1998/namespace}lang") is None
+    render(doc(item(1), language="ar"), "rss", frags)
+    render(doc(item(1)), "rss", frags)
+    assert frags.written == 3  # an RSS item does not say its language: one for both
+
+
+def test_text_that_looks_like_the_splice_points_changes_nothing():
+    tricky = "</entry></item><!--feedhub:entries--></feed></channel></rss>"
+    d = doc(item(1, title=tricky, summary=tricky, content=tricky), item(2), title=tricky, description=tricky)
+    frags = Fragments()
+    for fmt in ("atom", "rss"):
+        body = render(d, fmt, frags)
+        assert body == render(d, fmt) == render(d, fmt, frags)
+        assert etree.fromstring(body) is not None
+
+
+def test_fragments_are_bounded_by_size():
+    frags = Fragments(max_bytes=4000)
+    for n in range(40):
+        render(doc(item(n, content="x" * 500)), "atom", frags)
+    assert 0 < frags._size <= 4000 and len(frags._parts) < 40
+    assert frags._size == sum(map(len, frags._parts.values()))
+    frags.written = 0
+    render(doc(item(39, content="x" * 500)), "atom", frags)  # the newest is kept
+    assert frags.written == 0
+
+
+def test_the_web_app_reuses_entries_across_feeds(newsroom: Config):
+    app = create_app(newsroom)
+    frags = app.extensions["feedhub.fragments"]
+    with app.test_client() as client:
+        client.get("/feeds/latest.atom?limit=200")
+        written = frags.written
+        assert written > 0
+        sections = [s for s in newsroom.taxonomy.sections]
+        bodies = {s: client.get(f"/feeds/section/{s}.atom?limit=200").get_data() for s in sections}
+        assert frags.written == written  # every section entry was written for the latest feed
+        with app.app_context():
+            for s, body in bodies.items():  # and each feed is what a fresh rendering makes
+                req = parse_request(newsroom, "section", s, None, {"limit": "200"})
+                assert body == render(build_feed(req, newsroom, "http://localhost", "atom", SUFFIXES), "atom")
+        # An entry changed at its source: its feeds show the change, and only it is written again.
+        E = store.Entry
+        entry = E.select().where(E.edition == "en", E.retracted_at.is_null()).order_by(E.published.desc()).get()
+        with store.write_transaction():
+            E.update(title="Corrected headline").where(E.id == entry.id).execute()
+            store.bump_topics(["en:latest"], store.utcnow())
+        body = client.get("/feeds/latest.atom?limit=200").get_data()
+        with app.app_context():
+            req = parse_request(newsroom, "latest", None, None, {"limit": "200"})
+            items = build_feed(req, newsroom, "http://localhost", "atom", SUFFIXES).items
+        # the entry itself, and the entries listing it as related (they show its title)
+        showing = [i for i in items if entry.public_id in (i.id, *(r.id for r in i.related))]
+        assert b"Corrected headline" in body and frags.written == written + len(showing)
+        assert len(showing) < len(items) // 4
