@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import subprocess
 import sys
 import threading
+import weakref
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -119,7 +121,22 @@ def test_a_rendering_that_has_aged_is_not_replayed(app):
     assert hot.replayed == before + 1
     # A rendering valid until an instant (breaking items leaving the ticker) stops there.
     entry = hot._hot[key]
-    entry.rendered = dataclasses.replace(entry.rendered, expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    aged = dataclasses.replace(entry.rendered(), expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    entry.rendered = weakref.ref(aged)
+    client.get(FEED)
+    assert hot.replayed == before + 1
+
+
+def test_replay_holds_no_rendering_the_render_cache_dropped(app):
+    hot, cache = app.extensions["feedhub.hot"], app.extensions["feedhub.cache"]
+    client = app.test_client()
+    client.get(FEED)
+    client.get(FEED)
+    before = hot.replayed
+    cache._items.clear()  # evicted (the cache is an LRU)
+    gc.collect()
+    assert all(entry.rendered() is None for entry in hot._hot.values())
+    assert client.get(FEED).status_code == 200 and hot.replayed == before  # rendered again by the view
     client.get(FEED)
     assert hot.replayed == before + 1
 

@@ -15,6 +15,7 @@ one the Flask view made, so the two paths cannot drift apart.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ class Replayable:
     rendered: Rendered
     #: the rendering's day (Atom tombstones leave feeds as days pass; see web.public)
     day: date
-    #: the body a full answer carries (the gzip or the identity coding of the rendering)
-    body: bytes
+    #: whether a full answer carries the gzip coding of the rendering (else the identity one)
+    gzipped: bool
     #: the ETag the response carries, for matching If-None-Match
     etag: str
     #: "full" (no conditional header) or "304" (If-None-Match with exactly our ETag)
@@ -51,12 +52,16 @@ class Replayable:
 
 @dataclass
 class _Hot:
-    """Answers for one exact request, valid together with one rendering."""
+    """Answers for one exact request, valid together with one rendering.
+
+    The rendering is held weakly: once the render cache lets it go, so does this layer
+    (it never keeps feed bodies alive by itself).
+    """
 
     topic: str
-    rendered: Rendered
+    rendered: weakref.ref[Rendered]
     day: date
-    body: bytes
+    gzipped: bool
     etag: str
     #: (method, kind) -> (status line, header list) as Flask sent them
     answers: dict[tuple[str, str], tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)
@@ -80,16 +85,20 @@ class HotFeeds:
         key = (environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), environ.get("HTTP_HOST", ""),
                environ.get("wsgi.url_scheme", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
         hot = self._hot.get(key)
-        if hot is not None:
-            answer = self._replay(hot, environ, method)
+        rendered = hot.rendered() if hot is not None else None
+        if rendered is not None:
+            answer = self._replay(hot, rendered, environ, method)
             if answer is not None:
                 status, headers = answer
                 start_response(status, list(headers))
                 self.replayed += 1
-                return [hot.body] if method == "GET" and status[:3] == "200" else []
+                if method == "GET" and status[:3] == "200":
+                    return [rendered.gzipped if hot.gzipped else rendered.body]
+                return []
         return self._through_flask(key, environ, start_response, method)
 
-    def _replay(self, hot: _Hot, environ: dict[str, Any], method: str) -> tuple[str, list[tuple[str, str]]] | None:
+    def _replay(self, hot: _Hot, rendered: Rendered, environ: dict[str, Any],
+                method: str) -> tuple[str, list[tuple[str, str]]] | None:
         """The stored answer for this request, if there is one and it is still right."""
         conditions = CONDITIONAL.intersection(environ)
         if not conditions:
@@ -105,7 +114,7 @@ class HotFeeds:
             revision = self.revisions.get(hot.topic)
         except Exception:  # the store is unreachable: let the view answer (and report) it
             return None
-        return answer if hot.rendered.valid(revision) else None
+        return answer if rendered.valid(revision) else None
 
     def _through_flask(self, key: tuple[str, ...], environ: dict[str, Any], start_response: Callable[..., Any],
                        method: str) -> Iterable[bytes]:
@@ -125,8 +134,8 @@ class HotFeeds:
                   answer: tuple[str, list[tuple[str, str]]]) -> None:
         with self._lock:
             hot = self._hot.get(key)
-            if hot is None or hot.rendered is not marker.rendered or hot.day != marker.day:
-                hot = _Hot(marker.topic, marker.rendered, marker.day, marker.body, marker.etag)
+            if hot is None or hot.rendered() is not marker.rendered or hot.day != marker.day:
+                hot = _Hot(marker.topic, weakref.ref(marker.rendered), marker.day, marker.gzipped, marker.etag)
             hot.answers[(method, marker.kind)] = answer
             self._hot[key] = hot
             self._hot.move_to_end(key)

@@ -100,7 +100,7 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
         return Response(body, headers=headers.copy()).make_conditional(request)
     # The two answers the hot path (web.hot) may replay while this rendering is current.
     kind = "304" if conditions else "full"
-    environ[HOT_KEY] = Replayable(req.topic, rendered, key[-1], body, etag, kind)
+    environ[HOT_KEY] = Replayable(req.topic, rendered, key[-1], gzipped, etag, kind)
     if kind == "304":
         # The common poll: the exact ETag we sent, nothing else conditional. RFC 9110 15.4.5:
         # a 304 carries the validators and caching fields, not the representation's metadata.
