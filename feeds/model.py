@@ -1,6 +1,7 @@
 """The feed model handed from selection to rendering: plain, format-neutral data."""
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -61,6 +62,10 @@ class FeedItem:
     coverage: tuple[str, ...] = ()
     #: best first
     related: tuple[RelatedRef, ...] = ()
+    #: what the item was made of, as read from the store (plain tuples, cheap to hash and
+    #: compare): equal fingerprints make equal items, so rendered entries are looked up
+    #: by it (feeds.render.Fragments). None: look them up by the item itself.
+    fingerprint: Hashable | None = field(default=None, compare=False, repr=False)
 
     def __hash__(self) -> int:
         # Rendered entries are looked up by the whole item (feeds.render.Fragments), for

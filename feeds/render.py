@@ -62,8 +62,9 @@ class Fragments:
     """Entries already written as RSS items or Atom entries, the newest written kept.
 
     Keyed by the whole FeedItem (every field the entry's XML is made of, related
-    entries included) plus the format and the feed's language, so an entry that
-    changes in any way is simply a new key: nothing here can go stale. An entry
+    entries included), or by its fingerprint (the store rows it was made of), plus
+    the format and the feed's language, so an entry that changes in any way is
+    simply a new key: nothing here can go stale. An entry
     shows in many feeds (latest, its section, regions, tags, author) and in every
     rendering of them until it changes, so most renderings write few entries.
     """
@@ -301,7 +302,7 @@ def _render_xml(doc: FeedDoc, fmt: str, fragments: Fragments | None) -> bytes:
     feedgen writes for it in any feed of the same format and language.
     """
     language = doc.language if fmt == "atom" else ""  # RSS items do not depend on it
-    keys = [(fmt, language, item) for item in doc.items]
+    keys = [(fmt, language, item if item.fingerprint is None else item.fingerprint) for item in doc.items]
     parts = [fragments.get(k) if fragments is not None else None for k in keys]
     missing = [item for item, part in zip(doc.items, parts) if part is None]
     fg = _generator(doc, fmt, missing)

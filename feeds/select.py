@@ -299,6 +299,9 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
     tags: dict[int, list[tuple[str, str]]] = defaultdict(list)
     regions: dict[int, list[str]] = defaultdict(list)
     coverage: dict[int, list[str]] = defaultdict(list)
+    # Every row read for an entry, as the database gave it: with the entry's own row and
+    # its source's, what its FeedItem is made of (its fingerprint; see FeedItem).
+    raw: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     null = "CAST(NULL AS TEXT)"
     terms_sql = (
         f"SELECT 'a', l.entry_id, a.name, a.slug, a.url, l.position FROM {t[store.EntryAuthor]} l "
@@ -308,8 +311,10 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
         f"UNION ALL SELECT 'r', entry_id, region, {null}, {null}, id FROM {t[store.EntryRegion]} "
         f"WHERE entry_id IN {marks} "
         f"UNION ALL SELECT 'c', entry_id, coverage, {null}, {null}, id FROM {t[store.EntryCoverage]} "
-        f"WHERE entry_id IN {marks} ORDER BY 6")
-    for kind, entry, first, second, third, _ in database.execute_sql(terms_sql, ids * 4):
+        f"WHERE entry_id IN {marks} ORDER BY 2, 1, 6")  # a total order: fingerprints must be stable
+    for row in database.execute_sql(terms_sql, ids * 4):
+        kind, entry, first, second, third, _ = row
+        raw[entry].append(row)
         if kind == "a":
             authors[entry].append(Author(name=first, slug=second, url=third))
         elif kind == "t":
@@ -319,9 +324,11 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
         else:
             coverage[entry].append(first)
     media: dict[int, list[Media]] = defaultdict(list)
-    for entry, kind, url, mtype, length, width, height, duration, caption, credit, lead in database.execute_sql(
+    for row in database.execute_sql(
             f"SELECT entry_id, kind, url, type, length, width, height, duration, caption, credit, lead "
-            f"FROM {t[store.Media]} WHERE entry_id IN {marks} ORDER BY position", ids):
+            f"FROM {t[store.Media]} WHERE entry_id IN {marks} ORDER BY entry_id, position", ids):
+        entry, kind, url, mtype, length, width, height, duration, caption, credit, lead = row
+        raw[entry].append(row)
         media[entry].append(Media(kind, url, mtype, length, width, height, duration, caption, credit, bool(lead)))
     related: dict[int, list[RelatedRef]] = defaultdict(list)
     for entry, public_id, title, link in database.execute_sql(
@@ -330,18 +337,21 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
             f"AND o.retracted_at IS NULL ORDER BY r.entry_id, r.score DESC, o.published DESC, o.id DESC", ids):
         if len(related[entry]) < store.RELATED_KEEP:
             related[entry].append(RelatedRef(id=public_id, title=title, url=link))
+            raw[entry].append((entry, public_id, title, link))
     wanted = sorted({r.source for r in rows})
     sources = {row[0]: SourceRow(*row) for row in database.execute_sql(
         f"SELECT id, key, kind, url, name, feed_title, feed_link FROM {t[store.Source]} "
         f"WHERE id IN ({store.placeholders(len(wanted))})", wanted)}
     refs = {key: _source_ref(src, config) for key, src in sources.items()}
     terms = _Terms(req, config, base_url)
+    # The rest of an item comes from the config (taxonomy titles, id authority), fixed for
+    # the life of an app and so of the render cache's entries, and from the scheme prefix.
     return [_item(r, refs[r.source], authors[r.id], tags[r.id], regions[r.id], media[r.id], terms,
-                  coverage[r.id], tuple(related[r.id])) for r in rows]
+                  coverage[r.id], tuple(related[r.id]),
+                  (r, tuple(raw[r.id]), sources[r.source], terms.scheme)) for r in rows]
 
 
-@dataclass(frozen=True)
-class SourceRow:
+class SourceRow(NamedTuple):
     """What a feed shows of an entry's source."""
 
     id: int
@@ -405,7 +415,7 @@ def _source_ref(src: SourceRow, config: Config) -> SourceRef | None:
 
 def _item(row: PageRow, source: SourceRef | None, authors: list[Author], tags: list[tuple[str, str]],
           regions: list[str], media: list[Media], terms: _Terms, coverage: list[str],
-          related: tuple[RelatedRef, ...]) -> FeedItem:
+          related: tuple[RelatedRef, ...], fingerprint: tuple[Any, ...]) -> FeedItem:
     return FeedItem(
         id=row.public_id, title=row.title, link=row.link, summary=row.summary, content=row.content,
         published=row.published.replace(tzinfo=timezone.utc), updated=row.updated.replace(tzinfo=timezone.utc),
@@ -413,7 +423,7 @@ def _item(row: PageRow, source: SourceRef | None, authors: list[Author], tags: l
         media=tuple(media), section=row.section,
         regions=tuple(regions), tags=tuple(s for s, _ in tags), breaking=row.breaking,
         origin=row.origin, reading_time=row.reading_time, source=source, coverage=tuple(coverage),
-        related=related)
+        related=related, fingerprint=fingerprint)
 
 
 def _aware(dt: datetime) -> datetime:

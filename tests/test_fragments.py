@@ -116,3 +116,13 @@ def test_the_web_app_reuses_entries_across_feeds(newsroom: Config):
         showing = [i for i in items if entry.public_id in (i.id, *(r.id for r in i.related))]
         assert b"Corrected headline" in body and frags.written == written + len(showing)
         assert len(showing) < len(items) // 4
+        # A source renamed: the entries that name it (atom:source) are written again.
+        written = frags.written
+        wire = store.Source.get(store.Source.kind != "cms")
+        with store.write_transaction():
+            store.Source.update(feed_title="Renamed Wire").where(store.Source.id == wire.id).execute()
+            store.bump_topics(["en:latest"], store.utcnow())
+        body = client.get("/feeds/latest.atom?limit=200").get_data()
+        from_wire = [i for i in items if i.source is not None and i.source.id.endswith(f"source/{wire.key}")]
+        assert from_wire and frags.written == written + len(from_wire)
+        assert body.count(b"<title>Renamed Wire</title>") == len(from_wire)
