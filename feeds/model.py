@@ -1,9 +1,10 @@
 """The feed model handed from selection to rendering: plain, format-neutral data."""
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import overload
 
 from aggregator.model import Author, Media
 
@@ -78,6 +79,51 @@ class FeedItem:
         return next((m for m in self.media if m.lead), None)
 
 
+class LazyItems(Sequence[FeedItem]):
+    """A page's items, each built on first use and then kept.
+
+    Rendering looks entries up by fingerprint first (feeds.render.Fragments); an item
+    whose written form is already there is never built at all.
+    """
+
+    def __init__(self, fingerprints: tuple[Hashable, ...], make: Callable[[int], FeedItem]):
+        self.fingerprints = fingerprints
+        self._make = make
+        self._built: list[FeedItem | None] = [None] * len(fingerprints)
+
+    def __len__(self) -> int:
+        return len(self.fingerprints)
+
+    @overload
+    def __getitem__(self, index: int) -> FeedItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[FeedItem, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> FeedItem | tuple[FeedItem, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        if index < 0:
+            index += len(self)
+        item = self._built[index]  # IndexError past the end, as a sequence must
+        if item is None:
+            item = self._built[index] = self._make(index)
+        return item
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def built(self) -> int:
+        """How many items have been built so far."""
+        return sum(i is not None for i in self._built)
+
+    def __repr__(self) -> str:
+        return f"LazyItems({len(self)} items, {self.built} built)"
+
+
 @dataclass(frozen=True)
 class Tombstone:
     """A retracted entry, published as an Atom at:deleted-entry (RFC 6721)."""
@@ -98,7 +144,8 @@ class FeedDoc:
     home_url: str  # the HTML page the feed corresponds to
     language: str
     updated: datetime
-    items: tuple[FeedItem, ...]
+    #: a tuple, or LazyItems from the store
+    items: Sequence[FeedItem]
     rights: str = ""
     ttl_minutes: int = 5
     author_name: str = ""

@@ -28,7 +28,7 @@ from lxml import etree
 from aggregator.model import Media
 from aggregator.normalize import xml_safe
 
-from .model import FeedDoc, FeedItem
+from .model import FeedDoc, FeedItem, LazyItems
 
 # feedgen builds Atom elements without a namespace and writes xmlns as a plain
 # attribute on the root, so elements we add to an Atom entry must do the same.
@@ -302,9 +302,13 @@ def _render_xml(doc: FeedDoc, fmt: str, fragments: Fragments | None) -> bytes:
     feedgen writes for it in any feed of the same format and language.
     """
     language = doc.language if fmt == "atom" else ""  # RSS items do not depend on it
-    keys = [(fmt, language, item if item.fingerprint is None else item.fingerprint) for item in doc.items]
+    if isinstance(doc.items, LazyItems):  # items from the store: found without being built
+        identities: list[Hashable] = list(doc.items.fingerprints)
+    else:
+        identities = [item if item.fingerprint is None else item.fingerprint for item in doc.items]
+    keys = [(fmt, language, identity) for identity in identities]
     parts = [fragments.get(k) if fragments is not None else None for k in keys]
-    missing = [item for item, part in zip(doc.items, parts) if part is None]
+    missing = [doc.items[i] for i, part in enumerate(parts) if part is None]
     fg = _generator(doc, fmt, missing)
     if fmt == "atom":
         data = fg.atom_str(pretty=False, encoding="UTF-8", xml_declaration=True)

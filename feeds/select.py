@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -16,7 +16,7 @@ from aggregator.config import Config
 from aggregator.errors import BadRequest, NotFound
 from aggregator.model import Author, Media
 
-from .model import FeedDoc, FeedItem, RelatedRef, SourceRef, Term, Tombstone
+from .model import FeedDoc, FeedItem, LazyItems, RelatedRef, SourceRef, Term, Tombstone
 
 FEED_KINDS = ("latest", "section", "region", "tag", "author", "coverage", "breaking")
 FILTERS = ("section", "region", "tag", "author", "q", "since")
@@ -281,26 +281,23 @@ def select_page(req: FeedRequest, config: Config) -> Page:
     return Page(rows=rows, next=nxt, previous=previous, has_previous=has_previous)
 
 
-def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
+def load_items(rows: list[PageRow], req: FeedRequest, config: Config, base_url: str) -> LazyItems:
     """Entries with authors, terms, media and related entries: four plain queries for a whole page.
 
     Written as SQL rather than ORM queries: building fifty-id IN lists through the ORM
-    cost more than the database took to answer them.
+    cost more than the database took to answer them. Each item is built only when it is
+    used: a rendering that reuses an entry's written form needs just its fingerprint.
     """
+    if not rows:
+        return LazyItems((), _no_item)
     ids = [r.id for r in rows]
-    if not ids:
-        return []
     database = store.db.obj
     marks = f"({store.placeholders(len(ids))})"
     t = {m: m._meta.table_name for m in (store.EntryAuthor, store.Author, store.EntryTag, store.Tag,
                                         store.EntryRegion, store.EntryCoverage, store.Media, store.Related,
                                         store.Entry, store.Source)}
-    authors: dict[int, list[Author]] = defaultdict(list)
-    tags: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    regions: dict[int, list[str]] = defaultdict(list)
-    coverage: dict[int, list[str]] = defaultdict(list)
-    # Every row read for an entry, as the database gave it: with the entry's own row and
-    # its source's, what its FeedItem is made of (its fingerprint; see FeedItem).
+    # Every row read for an entry, as the database gave it (the first column says what it
+    # is): with the entry's own row and its source's, what its FeedItem is made of.
     raw: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     null = "CAST(NULL AS TEXT)"
     terms_sql = (
@@ -313,31 +310,19 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
         f"UNION ALL SELECT 'c', entry_id, coverage, {null}, {null}, id FROM {t[store.EntryCoverage]} "
         f"WHERE entry_id IN {marks} ORDER BY 2, 1, 6")  # a total order: fingerprints must be stable
     for row in database.execute_sql(terms_sql, ids * 4):
-        kind, entry, first, second, third, _ = row
-        raw[entry].append(row)
-        if kind == "a":
-            authors[entry].append(Author(name=first, slug=second, url=third))
-        elif kind == "t":
-            tags[entry].append((first, second))
-        elif kind == "r":
-            regions[entry].append(first)
-        else:
-            coverage[entry].append(first)
-    media: dict[int, list[Media]] = defaultdict(list)
+        raw[row[1]].append(row)
     for row in database.execute_sql(
-            f"SELECT entry_id, kind, url, type, length, width, height, duration, caption, credit, lead "
+            f"SELECT 'm', entry_id, kind, url, type, length, width, height, duration, caption, credit, lead "
             f"FROM {t[store.Media]} WHERE entry_id IN {marks} ORDER BY entry_id, position", ids):
-        entry, kind, url, mtype, length, width, height, duration, caption, credit, lead = row
-        raw[entry].append(row)
-        media[entry].append(Media(kind, url, mtype, length, width, height, duration, caption, credit, bool(lead)))
-    related: dict[int, list[RelatedRef]] = defaultdict(list)
-    for entry, public_id, title, link in database.execute_sql(
-            f"SELECT r.entry_id, o.public_id, o.title, o.link FROM {t[store.Related]} r "
+        raw[row[1]].append(row)
+    shown: Counter[int] = Counter()
+    for row in database.execute_sql(
+            f"SELECT 'l', r.entry_id, o.public_id, o.title, o.link FROM {t[store.Related]} r "
             f"JOIN {t[store.Entry]} o ON o.id = r.related_id WHERE r.entry_id IN {marks} "
             f"AND o.retracted_at IS NULL ORDER BY r.entry_id, r.score DESC, o.published DESC, o.id DESC", ids):
-        if len(related[entry]) < store.RELATED_KEEP:
-            related[entry].append(RelatedRef(id=public_id, title=title, url=link))
-            raw[entry].append((entry, public_id, title, link))
+        if shown[row[1]] < store.RELATED_KEEP:
+            shown[row[1]] += 1
+            raw[row[1]].append(row)
     wanted = sorted({r.source for r in rows})
     sources = {row[0]: SourceRow(*row) for row in database.execute_sql(
         f"SELECT id, key, kind, url, name, feed_title, feed_link FROM {t[store.Source]} "
@@ -346,9 +331,13 @@ def load_items(rows: list[Any], req: FeedRequest, config: Config, base_url: str)
     terms = _Terms(req, config, base_url)
     # The rest of an item comes from the config (taxonomy titles, id authority), fixed for
     # the life of an app and so of the render cache's entries, and from the scheme prefix.
-    return [_item(r, refs[r.source], authors[r.id], tags[r.id], regions[r.id], media[r.id], terms,
-                  coverage[r.id], tuple(related[r.id]),
-                  (r, tuple(raw[r.id]), sources[r.source], terms.scheme)) for r in rows]
+    fingerprints = tuple((r, tuple(raw[r.id]), sources[r.source], terms.scheme) for r in rows)
+    return LazyItems(fingerprints, lambda i: _item(rows[i], refs[rows[i].source], raw[rows[i].id], terms,
+                                                   fingerprints[i]))
+
+
+def _no_item(index: int) -> FeedItem:
+    raise IndexError(index)
 
 
 class SourceRow(NamedTuple):
@@ -365,7 +354,7 @@ class SourceRow(NamedTuple):
 
 def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
     """The feed's entries on the requested page, newest first."""
-    return load_items(select_page(req, config).rows, req, config, base_url)
+    return list(load_items(select_page(req, config).rows, req, config, base_url))
 
 
 def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
@@ -413,9 +402,28 @@ def _source_ref(src: SourceRow, config: Config) -> SourceRef | None:
                      id=f"tag:{config.site.id_authority}:source/{src.key}")
 
 
-def _item(row: PageRow, source: SourceRef | None, authors: list[Author], tags: list[tuple[str, str]],
-          regions: list[str], media: list[Media], terms: _Terms, coverage: list[str],
-          related: tuple[RelatedRef, ...], fingerprint: tuple[Any, ...]) -> FeedItem:
+def _item(row: PageRow, source: SourceRef | None, raw: list[tuple[Any, ...]], terms: _Terms,
+          fingerprint: tuple[Any, ...]) -> FeedItem:
+    authors: list[Author] = []
+    tags: list[tuple[str, str]] = []
+    regions: list[str] = []
+    coverage: list[str] = []
+    media: list[Media] = []
+    related: list[RelatedRef] = []
+    for r in raw:
+        kind = r[0]
+        if kind == "a":
+            authors.append(Author(name=r[2], slug=r[3], url=r[4]))
+        elif kind == "t":
+            tags.append((r[2], r[3]))
+        elif kind == "r":
+            regions.append(r[2])
+        elif kind == "c":
+            coverage.append(r[2])
+        elif kind == "m":
+            media.append(Media(r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11])))
+        else:
+            related.append(RelatedRef(id=r[2], title=r[3], url=r[4]))
     return FeedItem(
         id=row.public_id, title=row.title, link=row.link, summary=row.summary, content=row.content,
         published=row.published.replace(tzinfo=timezone.utc), updated=row.updated.replace(tzinfo=timezone.utc),
@@ -423,7 +431,7 @@ def _item(row: PageRow, source: SourceRef | None, authors: list[Author], tags: l
         media=tuple(media), section=row.section,
         regions=tuple(regions), tags=tuple(s for s, _ in tags), breaking=row.breaking,
         origin=row.origin, reading_time=row.reading_time, source=source, coverage=tuple(coverage),
-        related=related, fingerprint=fingerprint)
+        related=tuple(related), fingerprint=fingerprint)
 
 
 def _aware(dt: datetime) -> datetime:
@@ -480,20 +488,22 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
 
     alternates = {f: url(f, req.page) for f in formats}
     edition = config.editions[req.edition]
-    changes = [i.updated for i in items] + [t.when for t in tombstones]
+    # From the rows, not the items: the items are built only if the rendering needs them.
+    changes = [r.updated.replace(tzinfo=timezone.utc) for r in page.rows] + [t.when for t in tombstones]
     updated = max(changes) if changes else newest_change(req, config)
     feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
     max_age = config.site.breaking_max_age if req.kind == "breaking" else config.site.feed_max_age
     about = config.taxonomy.coverage[req.slug].description if req.kind == "coverage" else ""
     expires = None
-    if req.kind == "breaking" and config.site.breaking_hours and items:
+    if req.kind == "breaking" and config.site.breaking_hours and page.rows:
         # The ticker changes with the clock too: it is valid until its oldest item leaves.
-        expires = min(i.published for i in items) + timedelta(hours=config.site.breaking_hours)
+        oldest = min(r.published for r in page.rows).replace(tzinfo=timezone.utc)
+        expires = oldest + timedelta(hours=config.site.breaking_hours)
     return FeedDoc(
         id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),
         description=f"{feed_title(req, config)}. {about or config.site.description}",
         self_url=alternates[fmt], home_url=config.site.link, language=edition.language,
-        updated=updated, items=tuple(items), rights=config.site.rights,
+        updated=updated, items=items, rights=config.site.rights,
         ttl_minutes=max(1, max_age // 60), author_name=config.site.title, alternates=alternates,
         direction=edition.direction, hubs=config.websub.hubs,
         first_url=url(fmt, first=True) if req.page else None,

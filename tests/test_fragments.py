@@ -8,7 +8,7 @@ from lxml import etree
 
 from aggregator import store
 from aggregator.config import Config
-from feeds.model import FeedDoc, FeedItem
+from feeds.model import FeedDoc, FeedItem, LazyItems
 from feeds.render import SUFFIXES, Fragments, render
 from feeds.select import build_feed, parse_request
 from web import create_app
@@ -86,6 +86,42 @@ def test_fragments_are_bounded_by_size():
     frags.written = 0
     render(doc(item(39, content="x" * 500)), "atom", frags)  # the newest is kept
     assert frags.written == 0
+
+
+def test_lazy_items_build_each_item_once_and_only_when_used():
+    made: list[int] = []
+
+    def make(i: int) -> FeedItem:
+        made.append(i)
+        return item(i)
+
+    items = LazyItems(("a", "b", "c"), make)
+    assert len(items) == 3 and items.built == 0
+    assert items[-1].id == "urn:x:2" and items[2] is items[-1] and made == [2]
+    assert [i.id for i in items] == ["urn:x:0", "urn:x:1", "urn:x:2"] and made == [2, 0, 1]
+    assert items[1:] == (item(1), item(2)) and items == (item(0), item(1), item(2))
+    assert made == [2, 0, 1]  # kept, not built again
+    try:
+        items[3]
+    except IndexError:
+        pass
+    else:
+        raise AssertionError("past the end must raise IndexError")
+
+
+def test_a_feed_whose_entries_are_all_written_builds_no_item(newsroom: Config):
+    app = create_app(newsroom)
+    frags = app.extensions["feedhub.fragments"]
+    with app.test_client() as client, app.app_context():
+        client.get("/feeds/latest.rss?limit=200")
+        req = parse_request(newsroom, "section", "politics", None, {"limit": "200"})
+        doc = build_feed(req, newsroom, "http://localhost", "rss", SUFFIXES)
+        assert isinstance(doc.items, LazyItems) and len(doc.items) > 3 and doc.items.built == 0
+        body = render(doc, "rss", frags)
+        assert doc.items.built == 0  # every entry came from the fragments
+        assert body == render(build_feed(req, newsroom, "http://localhost", "rss", SUFFIXES), "rss")
+        render(doc, "json")
+        assert doc.items.built == len(doc.items)
 
 
 def test_the_web_app_reuses_entries_across_feeds(newsroom: Config):
