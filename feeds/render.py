@@ -64,9 +64,9 @@ class Fragments:
     Keyed by the whole FeedItem (every field the entry's XML is made of, related
     entries included), or by its fingerprint (the store rows it was made of), plus
     the format and the feed's language, so an entry that changes in any way is
-    simply a new key: nothing here can go stale. An entry
-    shows in many feeds (latest, its section, regions, tags, author) and in every
-    rendering of them until it changes, so most renderings write few entries.
+    simply a new key: nothing here can go stale. An entry shows in many feeds
+    (latest, its section, regions, tags, author) and in every rendering of them
+    until it changes, so most renderings write few entries.
     """
 
     def __init__(self, max_bytes: int = 32 << 20):
