@@ -597,9 +597,12 @@ def topic_revision(key: str) -> int:
     Asked on every feed request, so it is one prepared statement, not a query built by the ORM.
     """
     database = db.obj
-    sql = f"SELECT revision FROM {Topic._meta.table_name} WHERE key = {database.param}"
-    row = database.execute_sql(sql, (key,)).fetchone()
+    row = database.execute_sql(_topic_sql(database.param), (key,)).fetchone()
     return row[0] if row else 0
+
+
+def _topic_sql(param: str) -> str:
+    return f"SELECT revision FROM {Topic._meta.table_name} WHERE key = {param}"
 
 
 class TopicRevisions:
@@ -623,7 +626,7 @@ class TopicRevisions:
             # Shared by the server's threads under a lock: each call holds it for microseconds.
             self._conn = sqlite3.connect(database.database, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout = 10000")
-        self._sql = f"SELECT revision FROM {Topic._meta.table_name} WHERE key = ?"
+        self._sql = _topic_sql("?")
         self._lock = threading.Lock()
         self._version: int | None = None
         self._memo: dict[str, int] = {}

@@ -166,20 +166,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"from nothing {scratch * 1000:5.1f} ms; feedgen alone {alone * 1000:5.1f} ms "
                       f"-> {ours / alone:.2f}x (from nothing {scratch / alone:.2f}x)", flush=True)
 
-    figures = {
+    figures: dict[str, float] = {
         "bare_rps": round(r_bare), "hot_rps": round(r_hot), "not_modified_rps": round(r_304),
         "hot_vs_bare": round(r_hot / r_bare, 2),
-        "cold_atom_ms": round(figures_render["atom"][0] * 1000, 2),
-        "feedgen_atom_ms": round(figures_render["atom"][1] * 1000, 2),
-        "cold_vs_feedgen_atom": round(figures_render["atom"][0] / figures_render["atom"][1], 2),
-        "cold_rss_ms": round(figures_render["rss"][0] * 1000, 2),
-        "feedgen_rss_ms": round(figures_render["rss"][1] * 1000, 2),
-        "cold_vs_feedgen_rss": round(figures_render["rss"][0] / figures_render["rss"][1], 2),
-        "scratch_atom_ms": round(figures_render["atom"][2] * 1000, 2),
-        "scratch_vs_feedgen_atom": round(figures_render["atom"][2] / figures_render["atom"][1], 2),
-        "scratch_rss_ms": round(figures_render["rss"][2] * 1000, 2),
-        "scratch_vs_feedgen_rss": round(figures_render["rss"][2] / figures_render["rss"][1], 2),
     }
+    for fmt, (ours, alone, scratch) in figures_render.items():
+        figures.update({
+            f"cold_{fmt}_ms": round(ours * 1000, 2), f"feedgen_{fmt}_ms": round(alone * 1000, 2),
+            f"cold_vs_feedgen_{fmt}": round(ours / alone, 2),
+            f"scratch_{fmt}_ms": round(scratch * 1000, 2), f"scratch_vs_feedgen_{fmt}": round(scratch / alone, 2),
+        })
     print(f"  ratios: hot feed {figures['hot_vs_bare']}x a bare endpoint (target >= 0.8); cold render after a "
           f"new entry {figures['cold_vs_feedgen_atom']}x (Atom) / {figures['cold_vs_feedgen_rss']}x (RSS) "
           f"feedgen alone (target <= 1.5); from nothing {figures['scratch_vs_feedgen_atom']}x / "

@@ -426,7 +426,7 @@ def _item(row: PageRow, source: SourceRef | None, raw: list[tuple[Any, ...]], te
             related.append(RelatedRef(id=r[2], title=r[3], url=r[4]))
     return FeedItem(
         id=row.public_id, title=row.title, link=row.link, summary=row.summary, content=row.content,
-        published=row.published.replace(tzinfo=timezone.utc), updated=row.updated.replace(tzinfo=timezone.utc),
+        published=_aware(row.published), updated=_aware(row.updated),
         language=row.language, authors=tuple(authors), terms=terms.of(row.section, regions, tags, coverage),
         media=tuple(media), section=row.section,
         regions=tuple(regions), tags=tuple(s for s, _ in tags), breaking=row.breaking,
@@ -489,7 +489,7 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     alternates = {f: url(f, req.page) for f in formats}
     edition = config.editions[req.edition]
     # From the rows, not the items: the items are built only if the rendering needs them.
-    changes = [r.updated.replace(tzinfo=timezone.utc) for r in page.rows] + [t.when for t in tombstones]
+    changes = [_aware(r.updated) for r in page.rows] + [t.when for t in tombstones]
     updated = max(changes) if changes else newest_change(req, config)
     feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
     max_age = config.site.breaking_max_age if req.kind == "breaking" else config.site.feed_max_age
@@ -497,7 +497,7 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     expires = None
     if req.kind == "breaking" and config.site.breaking_hours and page.rows:
         # The ticker changes with the clock too: it is valid until its oldest item leaves.
-        oldest = min(r.published for r in page.rows).replace(tzinfo=timezone.utc)
+        oldest = _aware(min(r.published for r in page.rows))
         expires = oldest + timedelta(hours=config.site.breaking_hours)
     return FeedDoc(
         id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),

@@ -34,6 +34,18 @@ CONDITIONAL = frozenset(("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_I
                          "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE"))
 
 
+def replay_kind(environ: dict[str, Any], etag: str) -> str | None:
+    """Which answer a request asks for, of the two that can be replayed: "full" (no
+    conditional header) or "304" (exactly our ETag in If-None-Match, nothing else).
+    None for any other condition: werkzeug's conditional logic in the view decides."""
+    conditions = CONDITIONAL.intersection(environ)
+    if not conditions:
+        return "full"
+    if conditions == {"HTTP_IF_NONE_MATCH"} and environ["HTTP_IF_NONE_MATCH"] == etag:
+        return "304"
+    return None
+
+
 @dataclass
 class Replayable:
     """What the feed view puts in the WSGI environ for an answer that may be replayed."""
@@ -100,13 +112,9 @@ class HotFeeds:
     def _replay(self, hot: _Hot, rendered: Rendered, environ: dict[str, Any],
                 method: str) -> tuple[str, list[tuple[str, str]]] | None:
         """The stored answer for this request, if there is one and it is still right."""
-        conditions = CONDITIONAL.intersection(environ)
-        if not conditions:
-            kind = "full"
-        elif conditions == {"HTTP_IF_NONE_MATCH"} and environ["HTTP_IF_NONE_MATCH"] == hot.etag:
-            kind = "304"
-        else:
-            return None  # lists, weak tags, dates: werkzeug's conditional logic in the view decides
+        kind = replay_kind(environ, hot.etag)
+        if kind is None:
+            return None
         answer = hot.answers.get((method, kind))
         if answer is None or hot.day != datetime.now(timezone.utc).date():
             return None

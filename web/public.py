@@ -18,7 +18,7 @@ from feeds.render import CONTENT_TYPES, SUFFIXES, render
 from feeds.select import FeedRequest, build_feed, feed_path, parse_request
 
 from .cache import Rendered, RenderCache
-from .hot import CONDITIONAL, ENVIRON_KEY as HOT_KEY, Replayable
+from .hot import ENVIRON_KEY as HOT_KEY, Replayable, replay_kind
 
 public = Blueprint("public", __name__)
 
@@ -94,12 +94,11 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
     environ = request.environ
     body = rendered.gzipped if gzipped else rendered.body
     etag = headers["ETag"]
-    conditions = CONDITIONAL.intersection(environ)
-    if conditions and (conditions != {"HTTP_IF_NONE_MATCH"} or environ["HTTP_IF_NONE_MATCH"] != etag):
+    kind = replay_kind(environ, etag)
+    if kind is None:
         # werkzeug answers the rest (lists, weak tags, dates, 412) by the RFCs
         return Response(body, headers=headers.copy()).make_conditional(request)
     # The two answers the hot path (web.hot) may replay while this rendering is current.
-    kind = "304" if conditions else "full"
     environ[HOT_KEY] = Replayable(req.topic, rendered, key[-1], gzipped, etag, kind)
     if kind == "304":
         # The common poll: the exact ETag we sent, nothing else conditional. RFC 9110 15.4.5:
