@@ -32,6 +32,9 @@ from .errors import FetchError
 
 MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
+#: most of an unread body (a redirect's, an error page's) read to keep its connection reusable
+_DRAIN_CAP = 64 * 1024
+_DRAIN_TIMEOUT = 1.0
 _LOCAL_TYPES = {".rss": "application/rss+xml", ".atom": "application/atom+xml",
                 ".rdf": "application/rdf+xml", ".xml": "application/xml",
                 ".json": "application/feed+json"}
@@ -222,7 +225,7 @@ class Fetcher:
                                    last_modified=resp.headers.get("Last-Modified"),
                                    permanent_redirect=permanent)
             finally:
-                resp.release_conn()
+                _release(resp)
         raise FetchError(f"more than {MAX_REDIRECTS} redirects starting at {url}")
 
     def _request(self, url: str, headers: dict[str, str], deadline: float) -> urllib3.BaseHTTPResponse:
@@ -317,6 +320,31 @@ class Fetcher:
 
     def close(self) -> None:
         self.pool.clear()
+
+
+def _release(resp: urllib3.BaseHTTPResponse) -> None:
+    """Give the response's connection back to the pool only if it is clean.
+
+    HTTP/1.1 keeps a connection open for the next request, which may be another
+    source's: whatever of this response's body is still unread would be read as
+    the next answer's status line. So a body left unread (a redirect, an error or
+    challenge page, a body cut off at a cap or timeout) is read to its end when
+    that is cheap, and otherwise the connection is closed instead of reused.
+    """
+    try:
+        if not resp.closed and resp.connection is not None:
+            if resp.connection.sock is not None:  # a peer that trickles is not waited for
+                resp.connection.sock.settimeout(_DRAIN_TIMEOUT)
+            left = _DRAIN_CAP
+            while left > 0 and (chunk := resp.read(min(left, _CHUNK), decode_content=False)):
+                left -= len(chunk)
+            if not resp.closed:  # still more than the cap: not worth reading; drop it
+                resp.connection.close()
+    except Exception:  # the peer broke off, or timed out, while we drained: the connection is bad
+        if resp.connection is not None:
+            resp.connection.close()
+    finally:
+        resp.release_conn()
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> int | None:

@@ -1,0 +1,167 @@
+"""Fault injection for tests: the everyday failures a deployment meets, made on purpose.
+
+- ``KeepAliveServer``: a real HTTP/1.1 server on 127.0.0.1 that keeps connections
+  open between requests (as nginx, Apache and every CDN do) and counts them, so a
+  test can see a connection being reused, and what a dirty one does to the next
+  request.
+- ``terminate_backends``: ends PostgreSQL server processes the way an operator's
+  ``pg_terminate_backend``, a restart or a failover does.
+- ``fill_sqlite`` / ``damage_sqlite``: a SQLite store that has no room left, or
+  whose file is corrupted in the middle.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg2
+
+# --- a keep-alive HTTP server -----------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """One canned answer: status, headers and body (sent with its Content-Length)."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Route = Reply | Callable[[dict[str, str]], Reply]
+
+
+class KeepAliveServer:
+    """HTTP/1.1 with persistent connections on 127.0.0.1; ``routes`` maps a path to a Reply.
+
+    ``connections`` counts the TCP connections accepted and ``requests`` lists the
+    paths asked for, in order, so a test sees whether the client reused a connection.
+    """
+
+    def __init__(self, routes: dict[str, Route] | None = None):
+        self.routes: dict[str, Route] = dict(routes or {})
+        self.connections = 0
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive unless a side says "Connection: close"
+
+            def setup(self) -> None:
+                super().setup()
+                with outer._lock:
+                    outer.connections += 1
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                with outer._lock:
+                    outer.requests.append(self.path)
+                route = outer.routes.get(self.path)
+                if route is None:
+                    reply = Reply(404, b"no such feed " * 100)
+                elif callable(route):
+                    reply = route(dict(self.headers))
+                else:
+                    reply = route
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                if reply.status != 304:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if reply.status != 304:
+                    self.wfile.write(reply.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client that hangs up mid-answer is part of what tests do
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> "KeepAliveServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+def with_application_name(url: str, name: str) -> str:
+    """``url`` with an application_name, so a test can find (and end) exactly its own backends."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}application_name={name}"
+
+
+def terminate_backends(admin_url: str, application_name: str) -> int:
+    """End every PostgreSQL backend of ``application_name``, as pg_terminate_backend does for
+    an operator; returns how many were ended."""
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = %s AND pid <> pg_backend_pid()", (application_name,))
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+# --- SQLite -------------------------------------------------------------------------
+
+def fill_sqlite(database, spare_pages: int = 0) -> int:
+    """Make the SQLite store behind peewee ``database`` full: connections it opens from now on
+    may grow the file by at most ``spare_pages`` pages. Returns the page limit.
+
+    A real full disk and ``max_page_count`` give SQLite the same error (SQLITE_FULL,
+    "database or disk is full"). The limit is a per-connection setting, so it joins
+    the pragmas the store sets on every new connection, and this thread's open
+    connection is closed so that it reconnects under the limit too.
+    """
+    conn = sqlite3.connect(database.database)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    finally:
+        conn.close()
+    limit = pages + spare_pages
+    database._pragmas = [p for p in database._pragmas if p[0] != "max_page_count"] + [("max_page_count", limit)]
+    if not database.is_closed():
+        database.close()
+    return limit
+
+
+def free_sqlite(database) -> None:
+    """Undo ``fill_sqlite``: the disk has room again."""
+    database._pragmas = [p for p in database._pragmas if p[0] != "max_page_count"]
+    if not database.is_closed():
+        database.close()
+
+
+def damage_sqlite(path: Path) -> None:
+    """Overwrite pages in the middle of a SQLite file with garbage, as a bad disk or a partial
+    copy would; the header stays, so the file still opens and fails only when read."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 3)
+        f.write(os.urandom(max(4096 * 4, size // 3)))
