@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import peewee as pw
-from playhouse.db_url import connect as url_connect
+from playhouse.db_url import connect as url_connect, register_database
 from playhouse.migrate import SchemaMigrator, migrate
 
 from . import model
@@ -268,6 +268,110 @@ MODELS: tuple[type[BaseModel], ...] = (
 
 
 # --- opening and creating ------------------------------------------------------
+
+class PostgresDatabase(pw.PostgresqlDatabase):
+    """PostgreSQL that replaces a lost connection by itself, where that cannot lose work.
+
+    Each thread keeps its connection from request to request and source to source.
+    A restart, a failover or ``pg_terminate_backend`` kills those connections while
+    they sit idle, and psycopg2 only finds out on the next statement; without this,
+    every thread would fail for good with "connection already closed". A connection
+    known to be dead is replaced before a statement runs; a statement that finds it
+    dead is run again on a new connection only when nothing can have been lost:
+    outside a transaction, and only a read or a BEGIN (an autocommit write might have
+    landed before the connection broke, so it is reported, never repeated).
+    """
+
+    def __init__(self, database: str, **kwargs: object):
+        # A server that vanished without closing its sockets (a failover, a cut link) must not
+        # hold a thread forever at connect.
+        kwargs.setdefault("connect_timeout", 10)
+        super().__init__(database, **kwargs)
+
+    def execute_sql(self, sql: str, params: object = None) -> object:
+        self._revive()
+        try:
+            return super().execute_sql(sql, params)
+        except (pw.OperationalError, pw.InterfaceError):
+            if self.in_transaction() or self.is_connection_usable() or not _is_read(sql):
+                raise
+            self._drop_connection()
+            return super().execute_sql(sql, params)
+
+    def begin(self, *args: object, **kwargs: object) -> None:
+        self._revive()
+        try:
+            super().begin(*args, **kwargs)
+        except (pw.OperationalError, pw.InterfaceError):
+            if self.is_connection_usable():
+                raise
+            self._drop_connection()
+            super().begin(*args, **kwargs)
+
+    def _revive(self) -> None:
+        if not self.is_closed() and not self.in_transaction() and not self.is_connection_usable():
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        try:
+            self.close()
+        except Exception:  # closing a dead connection may fail too; forget it either way
+            self.dispose()
+
+
+def _is_read(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() in ("SELECT", "PRAGMA") or sql.lstrip()[:4].upper() == "SHOW"
+
+
+register_database(PostgresDatabase, "postgres", "postgresql")
+
+
+def reset_connection() -> None:
+    """Forget this thread's connection if it is broken, so its next use opens a new one.
+
+    Called after a failure: a transaction that failed with its connection already
+    ended is closed, not rolled back (peewee's rollback would fail the same way).
+    """
+    database = db.obj
+    if database is None or database.is_closed():
+        return
+    if isinstance(database, PostgresDatabase) and database.is_connection_usable():
+        return
+    if isinstance(database, pw.SqliteDatabase):
+        return  # a SQLite connection outlives any error of its file; nothing to reset
+    while database.in_transaction():
+        database.pop_transaction()
+    try:
+        database.close()
+    except Exception:
+        database.dispose()
+
+
+def unavailable_reason(error: BaseException) -> str | None:
+    """A sentence for a failure of the store itself (unreachable, lost, full, damaged), or None
+    when ``error`` is something else. Callers answer 503, stop with a clear message, or retry."""
+    for e in _chain(error):
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, (pw.IntegrityError, pw.ProgrammingError, pw.NotSupportedError)):
+            return None
+        lowered = text.lower()
+        if "malformed" in lowered or "not a database" in lowered:
+            return f"the store is damaged ({text}); see the README's Failure modes: restore a backup"
+        if "disk is full" in lowered or "no space left" in lowered or "could not extend file" in lowered:
+            return f"the store has no room left ({text}); free disk space, then run again"
+        if isinstance(e, (pw.OperationalError, pw.InterfaceError)) or type(e).__name__ in (
+                "OperationalError", "InterfaceError"):
+            return f"the store is unavailable ({text})"
+    return None
+
+
+def _chain(error: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 def open_database(url: str) -> pw.Database:
     """Open (without connecting) the database behind ``url`` and bind the models to it.

@@ -1,7 +1,6 @@
 """The Flask app factory: wires config, the store and the blueprints together."""
 from __future__ import annotations
 
-import peewee as pw
 from flask import Flask
 
 from aggregator import store
@@ -30,10 +29,9 @@ def create_app(config: Config) -> Flask:
 
     @app.teardown_request
     def _drop_broken(exc: BaseException | None) -> None:
-        # A connection-level failure (the database restarted, the link dropped) must not
-        # poison the thread's next requests: close it so the next one reconnects.
-        if isinstance(exc, (pw.OperationalError, pw.InterfaceError)) and not database.is_closed():
-            database.close()
+        # A connection that broke during the request (the database restarted, the link
+        # dropped) must not poison the thread's next requests.
+        store.reset_connection()
 
     app.extensions["feedhub.cache"] = RenderCache()
     app.extensions["feedhub.fragments"] = Fragments()

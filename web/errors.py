@@ -10,6 +10,7 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from aggregator import store
 from aggregator.errors import RequestError
 
 log = logging.getLogger("feedhub.web")
@@ -33,6 +34,18 @@ def error_response(status: int, message: str) -> Response:
     return resp
 
 
+#: seconds a client is asked to wait when the store is briefly unavailable
+RETRY_AFTER = 5
+
+
+def unavailable_response(reason: str) -> Response:
+    """503 with Retry-After: the store is unreachable, lost or damaged, not the client's fault."""
+    log.warning("%s: %s", request.path, reason)
+    resp = error_response(503, "the feed store is unavailable at the moment; please retry shortly")
+    resp.headers["Retry-After"] = str(RETRY_AFTER)
+    return resp
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def _request_error(e: RequestError) -> Response:
@@ -46,5 +59,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception) -> Response:
+        reason = store.unavailable_reason(e)
+        if reason is not None:
+            store.reset_connection()  # this thread's next request starts on a new connection
+            return unavailable_response(reason)
         log.exception("unhandled error on %s", request.path)
         return error_response(500, "internal error; the administrators have been told")

@@ -1,0 +1,112 @@
+"""Serving and collecting through a lost PostgreSQL connection, against the real server.
+
+The connections are ended the way an operator, a restart or a failover ends them:
+``pg_terminate_backend`` on exactly this test's backends (found by their
+application_name), or a TCP proxy in front of PostgreSQL that is cut and restored.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import waitress
+
+from aggregator import store
+from aggregator.collect import Collector
+from aggregator.config import Config, load_config
+
+from .conftest import PG_URL, LOOPBACK, PgSchema, close_store, write_config
+from .faults import TcpProxy, terminate_backends, via_proxy, with_application_name
+
+pytestmark = pytest.mark.postgres
+
+PATHS = ["/healthz", "/feeds/latest.rss", "/feeds/latest.atom", "/feeds/latest.json",
+         "/feeds/section/politics.atom", "/feeds/region/mena.rss", "/ar/feeds/latest.json", "/metrics",
+         "/feeds/", "/feeds.opml"]
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[PgSchema]:
+    schema = PgSchema()
+    yield schema
+    schema.drop()
+
+
+def newsroom_on(url: str, folder: Path, collect: str = "") -> Config:
+    cfg = load_config(write_config(folder, url, collect=collect), environ={})
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        assert not c.collect().failed
+    close_store()
+    return cfg
+
+
+@contextmanager
+def served(cfg: Config, threads: int = 4) -> Iterator[int]:
+    """The app under waitress on 127.0.0.1, as `feedhub serve` runs it; yields the port."""
+    from web import create_app
+
+    server = waitress.create_server(create_app(cfg), host="127.0.0.1", port=0, threads=threads)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield server.effective_port
+    finally:
+        server.close()
+        thread.join(timeout=10)
+
+
+def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def get_all(port: int, rounds: int = 2) -> list[tuple[str, int, dict[str, str], bytes]]:
+    """Every path, several times and from several client threads at once, so every server
+    thread (and its connection) is used."""
+    with ThreadPoolExecutor(8) as pool:
+        futures = [(p, pool.submit(get, port, p)) for _ in range(rounds) for p in PATHS]
+        return [(p, *f.result()) for p, f in futures]
+
+
+def test_serving_reconnects_after_the_backends_are_terminated(pg_schema: PgSchema, tmp_path: Path):
+    app_name = f"fh-serve-{uuid.uuid4().hex[:8]}"
+    cfg = newsroom_on(with_application_name(pg_schema.url, app_name), tmp_path)
+    with served(cfg) as port:
+        assert {(p, s) for p, s, _, _ in get_all(port)} == {(p, 200) for p in PATHS}
+        assert terminate_backends(PG_URL, app_name) >= 2  # request threads, revisions, ...
+        # Nothing was in flight when they were ended: every request after it is answered.
+        after = get_all(port, rounds=3)
+        assert [(p, s) for p, s, _, _ in after if s != 200] == []
+        health = json.loads(get(port, "/healthz")[2])
+        assert health["status"] == "ok" and health["entries"] > 0
+
+
+def test_serving_answers_503_while_the_database_is_away_and_recovers_by_itself(
+        pg_schema: PgSchema, tmp_path: Path):
+    with TcpProxy(("127.0.0.1", 5432)) as proxy:
+        cfg = newsroom_on(via_proxy(pg_schema.url, proxy), tmp_path)
+        with served(cfg) as port:
+            assert {s for _, s, _, _ in get_all(port, rounds=1)} == {200}
+            proxy.cut()  # a restart or failover: every connection gone, none accepted
+            down = get_all(port, rounds=2)
+            for path, status, headers, body in down:
+                assert status == 503, (path, status, body[:300])
+                assert headers["Retry-After"] == "5"
+                assert b"Traceback" not in body and b"psycopg2" not in body
+            status, headers, body = get(port, "/feeds/latest.json")
+            assert json.loads(body)["error"]["status"] == 503
+            proxy.restore()  # the database is back: no restart of feedhub needed
+            assert [(p, s) for p, s, _, _ in get_all(port) if s != 200] == []
