@@ -12,6 +12,7 @@ import importlib
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import weakref
 from collections.abc import Callable
@@ -71,7 +72,16 @@ def _resolve(target: str) -> Callable[[ParseJob, Context], ParseOutput]:
 
 
 def _worker_main(conn: Connection, ctx: Context, target: str) -> None:
-    work = _resolve(target)
+    # Ctrl-C reaches the whole process group; stopping is the parent's decision (it closes
+    # the pipe or kills us), so a worker never prints a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve_jobs(conn, ctx, _resolve(target))
+    except (EOFError, OSError):
+        pass  # the parent is gone (killed, or stopped without closing us): leave quietly
+
+
+def _serve_jobs(conn: Connection, ctx: Context, work: Callable[[ParseJob, Context], ParseOutput]) -> None:
     while True:
         try:
             job = conn.recv()
@@ -97,6 +107,22 @@ class _Worker:
                                   name="feedhub-parse")
         self.process.start()
         child.close()
+        #: the worker answered a ping: its imports are done, so a job's clock measures the job
+        self.ready = False
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for a new worker to finish starting (a spawned interpreter imports everything
+        first, which on a loaded machine can take seconds); ParseError if it never does."""
+        if self.ready:
+            return
+        try:
+            self.conn.send("ping")
+            if self.conn.poll(timeout) and self.conn.recv() == ("pong",):
+                self.ready = True
+                return
+        except (EOFError, OSError):
+            pass
+        raise ParseError("a parser process did not start")
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -129,10 +155,23 @@ class ParsePool:
         self._closed = False
         self._finalizer = weakref.finalize(self, ParsePool._stop_all, self._all)
 
+    #: seconds a new worker may take to start, apart from (and before) its job's own limit
+    START_TIMEOUT = 120.0
+
     def run(self, job: ParseJob) -> ParseOutput:
-        """Run one job; ParseError if it fails, overruns its time or kills its worker."""
+        """Run one job; ParseError if it fails, overruns its time or kills its worker.
+
+        The time limit counts the parse alone: a worker that was just started (the
+        first job, or the one after a killed worker) finishes starting first.
+        """
         worker = self._acquire()
         try:
+            try:
+                worker.wait_ready(self.START_TIMEOUT)
+            except ParseError:
+                self._replace(worker)
+                worker = None
+                raise
             worker.conn.send(job)
             if not worker.conn.poll(self.timeout):
                 self._replace(worker)
@@ -160,9 +199,7 @@ class ParsePool:
             fresh = [_Worker(self._mp, self.ctx, self.target) for _ in range(self.size - len(self._all))]
             self._all.extend(fresh)
         for worker in fresh:
-            worker.conn.send("ping")
-            if not worker.conn.poll(60) or worker.conn.recv() != ("pong",):
-                raise ParseError("a parser process did not start")
+            worker.wait_ready(self.START_TIMEOUT)
             self._idle.put(worker)
 
     def _acquire(self) -> _Worker:

@@ -314,6 +314,17 @@ def test_a_hanging_parser_is_killed_and_recorded(config_factory, tmp_path):
     assert source_row("hang").last_error_kind == "parse"
 
 
+def test_the_parse_time_limit_counts_the_parse_not_the_worker_start(config_factory):
+    """A worker that takes 3 s to start (a loaded machine) must not make a 1 s parse limit fail
+    a healthy feed: the clock starts when the worker is ready."""
+    cfg = config_factory(one_source("samples/breaking.rss", "fine"),
+                         collect="parse_timeout = 1.0\nparse_workers = 1\n")
+    store.init_db(cfg.database_url)
+    with Collector(cfg, parse_target="tests.slow_start_parser:parse") as c:
+        outcomes = c.collect().outcomes
+    assert [(o.outcome, o.new, o.error) for o in outcomes] == [("ok", 15, None)]
+
+
 # --- leases ------------------------------------------------------------------------------
 
 def test_leases_keep_a_source_to_one_collector_until_they_expire(collected: Config):
