@@ -242,8 +242,9 @@ class Fetcher:
         except FetchError:
             raise
         except urllib3.exceptions.HTTPError as e:
-            kind = "timeout" if isinstance(e, urllib3.exceptions.TimeoutError) else "fetch"
-            raise FetchError(f"cannot fetch {url}: {_reason(e)}", kind=kind) from e
+            # urllib3 files a refused connection under its timeouts; it is no timeout.
+            timed_out = isinstance(e, urllib3.exceptions.TimeoutError) and not isinstance(e, NewConnectionError)
+            raise FetchError(f"cannot fetch {url}: {_reason(e)}", kind="timeout" if timed_out else "fetch") from e
 
     def _route(self, url: str) -> tuple[HTTPConnectionPool, str]:
         route = self._routes.get(url)
@@ -335,10 +336,11 @@ def _release(resp: urllib3.BaseHTTPResponse) -> None:
         if not resp.closed and resp.connection is not None:
             if resp.connection.sock is not None:  # a peer that trickles is not waited for
                 resp.connection.sock.settimeout(_DRAIN_TIMEOUT)
-            left = _DRAIN_CAP
-            while left > 0 and (chunk := resp.read(min(left, _CHUNK), decode_content=False)):
+            left, until = _DRAIN_CAP, time.monotonic() + _DRAIN_TIMEOUT
+            while left > 0 and time.monotonic() < until and (
+                    chunk := resp.read1(min(left, _CHUNK), decode_content=False)):
                 left -= len(chunk)
-            if not resp.closed:  # still more than the cap: not worth reading; drop it
+            if not resp.closed:  # more than the cap, or too slow: not worth it; drop the connection
                 resp.connection.close()
     except Exception:  # the peer broke off, or timed out, while we drained: the connection is bad
         if resp.connection is not None:
