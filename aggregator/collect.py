@@ -27,7 +27,7 @@ import peewee as pw
 
 from . import schedule, store
 from .config import Config, SourceConfig
-from .errors import FetchError, SourceError
+from .errors import ClaimLost, FeedhubError, FetchError, SourceError, StoreError, StoreFull, StoreUnavailable
 from .fetch import FetchResult, Fetcher
 from .normalize import Context, canonical_link, plain_text
 from .work import DEFAULT_TARGET, ParseJob, ParsePool
@@ -36,6 +36,10 @@ log = logging.getLogger("feedhub.collect")
 
 #: upper bounds (seconds) of the fetch duration histogram exposed on /metrics
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class _Stopped(Exception):
+    """The collector is stopping: a thread leaves its source as it found it (claim released)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class _Record:
 
     row: store.Source
     fields: dict[str, object]
+    #: the collector whose claim on the source this write needs
+    owner: str
     log: tuple[tuple[object, ...], dict[tuple[str, str], float]]  # (FETCH_LOG_COLUMNS row, metric deltas)
     #: (collector, result, when) when permanent redirects must be counted at write time
     redirect: tuple["Collector", FetchResult, datetime] | None = None
@@ -84,7 +90,9 @@ class _Record:
             rec.settle()
             for key, delta in rec.log[1].items():
                 deltas[key] = deltas.get(key, 0) + delta
-        store.update_sources([(rec.row.id, rec.fields) for rec in records if rec.fields])
+        for owner in {rec.owner for rec in records}:
+            store.update_sources([(rec.row.id, rec.fields) for rec in records if rec.fields and rec.owner == owner],
+                                 owner)
         store.insert_rows(store.FetchLog, FETCH_LOG_COLUMNS, [rec.log[0] for rec in records])
         store.trim_fetch_log([rec.row.id for rec in records], keep)
         store.bump_metrics(deltas)
@@ -212,6 +220,10 @@ class Collector:
         self._sqlite = isinstance(store.db.obj, pw.SqliteDatabase)
         # Config is fixed for a collector's life: its source rows are synced on the first run only.
         self._synced = False
+        #: set when the collector is stopping (Ctrl-C, SIGTERM, a store that cannot be written):
+        #: threads start no new fetch, parse or write
+        self._stopping = threading.Event()
+        self._closed = False
 
     def __enter__(self) -> "Collector":
         return self
@@ -220,19 +232,51 @@ class Collector:
         self.close()
 
     def close(self) -> None:
-        self._threads.shutdown(wait=True)
+        """Stop: finish or abandon what is in flight, write what is held, give back every claim.
+
+        Whatever way a collector stops that Python can catch (an error, Ctrl-C,
+        SIGTERM), its sources are free for the next collector at once, not after
+        lease_seconds, and no fetch-log row it held in memory is lost. Only SIGKILL
+        or a power loss leaves claims to expire.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._flush()
+        except Exception as e:  # e.g. the disk is full: say what is lost, and go on stopping
+            log.warning("could not write the last fetch-log rows: %s", store.diagnose(e) or e)
+        try:
+            released = store.release_claims(self.owner)
+            if released:
+                log.info("released %d claimed source(s) on stopping", released)
+        except Exception as e:
+            log.warning("could not release this collector's claims (they expire after %d s): %s",
+                        self.config.collect.lease_seconds, store.diagnose(e) or e)
         self.pool.close()
         self.fetcher.close()
+
+    #: tries of a source whose write was lost with the store's connection, within one run
+    STORE_TRIES = 3
 
     def collect(self, only_due: bool = False, source_ids: list[str] | None = None,
                 progress: Callable[[SourceOutcome], None] | None = None,
                 on_claimed: Callable[[int], None] | None = None) -> CollectSummary:
         """Collect every enabled source (or only those due, or only ``source_ids``) once.
 
-        Sources leased by another live collector are left to it.
+        Sources leased by another live collector are left to it. A source whose write
+        was lost with the store's connection is collected again in the same run (up to
+        STORE_TRIES times, waiting a little longer each time). A store that is full,
+        damaged or stays away stops the run: what is in flight finishes, the claims
+        are given back, and StoreFull / StoreError says why.
         """
+        if self._closed:
+            raise RuntimeError("this collector is closed")
+        self._stopping.clear()  # a run that stopped on a store failure does not stop the next
         if not self._synced:
-            store.sync_sources(self.config)
+            self._store_call(lambda: store.sync_sources(self.config))
             self._synced = True
         configured = {s.id: s for s in self.config.sources if s.enabled}
         remaining = [k for k in (source_ids if source_ids is not None else configured) if k in configured]
@@ -244,54 +288,109 @@ class Collector:
         workers = self.config.collect.workers
         batch = workers * 4
         order: dict[str, int] = {}
-        in_flight: set[Future[SourceOutcome]] = set()
+        in_flight: dict[Future[SourceOutcome], tuple[store.Source, int]] = {}
         # Finished sources arrive here, each once; waiting on a queue costs the same however
         # many sources are in flight (concurrent.futures.wait visits every one of them).
         finished: queue.SimpleQueue[Future[SourceOutcome]] = queue.SimpleQueue()
+        fatal: FeedhubError | None = None
+
+        def submit(row: store.Source, tries: int) -> None:
+            future = self._threads.submit(self._in_thread, row, configured[row.key])
+            in_flight[future] = (row, tries)
+            future.add_done_callback(finished.put)
+
         # Collecting every source, "not fetched since this run began" says what is left, so a
         # claim need not name hundreds of remaining sources.
         run_started = self.clock()
         everything = source_ids is None
-        while remaining or in_flight:
-            if remaining and len(in_flight) <= batch // 2:
-                claimed = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
-                                              only_due=only_due, keys=None if everything else remaining,
-                                              limit=batch - len(in_flight),
-                                              fetched_before=run_started if everything else None)
-                stray = [row.id for row in claimed if row.key not in configured]
-                if stray:  # enabled in the store by another config: not this collector's to fetch
-                    store.Source.update(lease_owner=None, lease_until=None).where(
-                        store.Source.id.in_(stray)).execute()
-                    claimed = [row for row in claimed if row.key in configured]
-                if on_claimed:
-                    on_claimed(len(claimed))
-                if not claimed:
-                    remaining = []
-                done = {row.key for row in claimed}
-                remaining = [k for k in remaining if k not in done]
-                for row in claimed:
-                    order[row.key] = len(order)
-                    future = self._threads.submit(self._in_thread, row, configured[row.key])
-                    in_flight.add(future)
-                    future.add_done_callback(finished.put)
-            if not in_flight:
-                break
-            ready = [finished.get()]
-            while not finished.empty():
-                ready.append(finished.get())
-            for future in ready:
-                in_flight.discard(future)
-                outcome = future.result()
-                summary.outcomes.append(outcome)
-                if progress:
-                    progress(outcome)
-            if len(self._pending) >= FLUSH_EVERY:
-                self._flush()
-        self._flush()
+        try:
+            while remaining or in_flight:
+                if remaining and fatal is None and len(in_flight) <= batch // 2:
+                    claimed = self._claim(None if everything else remaining, batch - len(in_flight),
+                                          only_due, run_started if everything else None, configured)
+                    if on_claimed:
+                        on_claimed(len(claimed))
+                    if not claimed:
+                        remaining = []
+                    done = {row.key for row in claimed}
+                    remaining = [k for k in remaining if k not in done]
+                    for row in claimed:
+                        order[row.key] = len(order)
+                        submit(row, 1)
+                if not in_flight:
+                    break
+                ready = [finished.get()]
+                while not finished.empty():
+                    ready.append(finished.get())
+                for future in ready:
+                    row, tries = in_flight.pop(future)
+                    try:
+                        outcome = future.result()
+                    except _Stopped:
+                        continue  # left as it was found; its claim is given back
+                    except Exception as e:
+                        failure = store.diagnose(e)
+                        if failure is None:
+                            raise
+                        store.reset_connection()
+                        if isinstance(failure, StoreUnavailable) and tries < self.STORE_TRIES and fatal is None:
+                            log.warning("%s: %s; collecting it again", row.key, failure)
+                            time.sleep(0.5 * 2 ** (tries - 1))  # a restarting server needs a moment
+                            submit(row, tries + 1)
+                        else:
+                            fatal = fatal or failure
+                            self._stopping.set()  # threads start nothing new; what runs finishes
+                        continue
+                    summary.outcomes.append(outcome)
+                    if progress:
+                        progress(outcome)
+                if len(self._pending) >= FLUSH_EVERY and fatal is None:
+                    self._flush()
+            if fatal is not None:
+                raise fatal
+            self._flush()
+        except BaseException:
+            # Ctrl-C, SIGTERM, a store that cannot be written: stop the threads and give back
+            # what this run claimed; the caller sees the error.
+            self._stopping.set()
+            for future in in_flight:
+                future.cancel()
+            raise
         summary.outcomes.sort(key=lambda o: order[o.source])  # in claim order, however they finished
         if self.on_topics and summary.topics:
             self.on_topics(summary.topics)
         return summary
+
+    def _claim(self, keys: list[str] | None, limit: int, only_due: bool, fetched_before: datetime | None,
+               configured: dict[str, SourceConfig]) -> list[store.Source]:
+        def claim() -> list[store.Source]:
+            return store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
+                                       only_due=only_due, keys=keys, limit=limit, fetched_before=fetched_before)
+        claimed = self._store_call(claim)
+        stray = [row.id for row in claimed if row.key not in configured]
+        if stray:  # enabled in the store by another config: not this collector's to fetch
+            self._store_call(lambda: store.Source.update(lease_owner=None, lease_until=None).where(
+                store.Source.id.in_(stray)).execute())
+            claimed = [row for row in claimed if row.key in configured]
+        return claimed
+
+    def _store_call(self, call: Callable[[], Any]) -> Any:
+        """Run a store call of the collector's own thread, trying again (a few times, waiting
+        longer each time) while the store's connection is lost; other failures raise as our
+        errors: StoreFull, StoreDamaged, StoreUnavailable."""
+        for attempt in range(1, self.STORE_TRIES + 1):
+            try:
+                return call()
+            except Exception as e:
+                failure = store.diagnose(e)
+                if failure is None:
+                    raise
+                store.reset_connection()
+                if not isinstance(failure, StoreUnavailable) or attempt == self.STORE_TRIES:
+                    raise failure from e
+                log.warning("%s; trying again", failure)
+                time.sleep(0.5 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     def _flush(self) -> None:
         """Write the deferred records of a batch in one transaction."""
@@ -299,8 +398,16 @@ class Collector:
             pending, self._pending = self._pending, []
         if not pending:
             return
-        with self._writing():
-            _Record.write_all(pending, self.config.collect.fetch_log_keep)
+
+        def write() -> None:
+            with self._writing():
+                _Record.write_all(pending, self.config.collect.fetch_log_keep)
+        try:
+            self._store_call(write)
+        except BaseException:
+            with self._pending_lock:  # nothing was written: keep them for the next try
+                self._pending[:0] = pending
+            raise
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -337,6 +444,7 @@ class Collector:
         url = row.fetch_url or sc.url
         result: FetchResult | None = None
         try:
+            self._check_stopping()
             with self._host_slot(url):
                 result = self.fetcher.fetch(url, local_path=sc.local_path, etag=row.etag,
                                             last_modified=row.last_modified)
@@ -346,6 +454,7 @@ class Collector:
             digest = hashlib.sha256(result.body).hexdigest()
             if digest == row.content_hash:
                 return self._record(row, started, t0, "unchanged", result, defer=True)
+            self._check_stopping()
             output = self.pool.run(ParseJob(
                 body=result.body, url=result.url, content_type=result.headers.get("Content-Type"),
                 source=sc, now=started, id_rule=row.id_rule,
@@ -357,6 +466,11 @@ class Collector:
 
             def write() -> SourceOutcome:
                 logs.clear()
+                if not store.holds_claim(row.id, self.owner):
+                    raise ClaimLost(
+                        f"another collector took this source over while this one was still working on it "
+                        f"(the {self.config.collect.lease_seconds} s claim ran out); it wrote nothing, and "
+                        "the other collector's result stands")
                 extra: dict[str, object] = {}
                 rekeyed: set[str] = set()
                 if output.id_rule != row.id_rule:
@@ -380,6 +494,7 @@ class Collector:
             # Entries and the source's new validators and hash commit together, so a
             # crash leaves either both or neither: never entries re-fetched as "unchanged".
             for attempt in range(1, 4):
+                self._check_stopping()
                 try:
                     outcome = self._group.run(write)
                     with self._pending_lock:
@@ -390,15 +505,28 @@ class Collector:
                     if attempt == 3 or not store.is_transient(e):
                         raise
                     log.info("%s: %s; retrying the write", sc.id, str(e).splitlines()[0])
+        except ClaimLost as e:
+            # Not ours any more: the source's health and log are the other collector's to write.
+            log.warning("%s: %s", sc.id, e)
+            return SourceOutcome(row.key, "error", 0, 0, result.status if result else None, str(e),
+                                 int((time.monotonic() - t0) * 1000), e.kind)
+        except _Stopped:
+            raise
         except SourceError as e:
             log.warning("%s: %s", sc.id, e)
             status = getattr(e, "status", None) or (result.status if result else None)
             return self._record_failure(row, started, t0, e, status)
         except Exception as e:  # a bug on one hostile feed must not stop the others
+            if store.diagnose(e) is not None:
+                raise  # the store failed, not the source: the run decides (retry, or stop)
             log.exception("%s: unexpected error", sc.id)
             error = SourceError(f"{type(e).__name__}: {e}")
             error.kind = "internal"
             return self._record_failure(row, started, t0, error, result.status if result else None)
+
+    def _check_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise _Stopped()
 
     def _mirror_ids(self, sc: SourceConfig) -> list[int]:
         """Store ids of the sources configured as mirrors of ``sc`` (in either direction)."""
@@ -457,7 +585,7 @@ class Collector:
             next_due_at=started + timedelta(seconds=schedule.jittered(interval, cfg)),
             etag=result.etag, last_modified=result.last_modified, lease_owner=None, lease_until=None,
             **extra)
-        record = _Record(row, fields, self._log_row(row, started, duration, result.status, outcome,
+        record = _Record(row, fields, self.owner, self._log_row(row, started, duration, result.status, outcome,
                                                     len(result.body or b""), new, updated, None, None),
                          redirect=(self, result, started))
         if defer and not result.permanent_redirect and not row.redirect_target:
@@ -465,8 +593,8 @@ class Collector:
                 self._pending.append(record)
         elif log_later is not None:
             record.settle()
-            store.update_sources([(row.id, record.fields)])
-            log_later.append(_Record(row, {}, record.log))
+            store.update_sources([(row.id, record.fields)], self.owner)
+            log_later.append(_Record(row, {}, self.owner, record.log))
         else:
             with self._writing():
                 record.write(cfg.fetch_log_keep)
@@ -490,7 +618,7 @@ class Collector:
             fields["disabled_reason"] = str(error)
             fields["next_due_at"] = None
         with self._writing():
-            _Record(row, fields, self._log_row(row, started, duration, status, "error", 0, 0, 0,
+            _Record(row, fields, self.owner, self._log_row(row, started, duration, status, "error", 0, 0, 0,
                                                error.kind, str(error))).write(cfg.fetch_log_keep)
         return SourceOutcome(row.key, "error", 0, 0, status, str(error), int(duration * 1000), error.kind)
 
@@ -525,6 +653,11 @@ class Collector:
                 if summary.outcomes:
                     log.info("collected %d source(s): %d new, %d updated, %d failed",
                              len(summary.outcomes), summary.new, summary.updated, len(summary.failed))
-            except Exception:  # the loop must survive a store hiccup; the next tick retries
-                log.exception("collect cycle failed")
+            except Exception as e:  # the loop must survive a store hiccup; the next tick retries
+                failure = store.diagnose(e)
+                if failure is None:
+                    log.exception("collect cycle failed")
+                else:
+                    store.reset_connection()
+                    log.error("collect cycle stopped: %s; trying again in %g s", failure, tick)
             stop.wait(tick)

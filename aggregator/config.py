@@ -139,6 +139,8 @@ class ServerConfig:
     #: public URL prefix used for self links; empty means "from the request"
     base_url: str = ""
     threads: int = 8
+    #: seconds between SQLite integrity checks made for /healthz (each reads every page once)
+    integrity_check_every: int = 300
 
 
 @dataclass(frozen=True)
@@ -338,7 +340,8 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
     db_url = _resolve_db_url(db_url, base, c)
 
     srv = c.table(top["server"], "server", {
-        "host": (str, "127.0.0.1"), "port": (int, 8080), "base_url": (str, ""), "threads": (int, 8)})
+        "host": (str, "127.0.0.1"), "port": (int, 8080), "base_url": (str, ""), "threads": (int, 8),
+        "integrity_check_every": (int, ServerConfig.integrity_check_every)})
     if srv["port"] is not None and not 0 < srv["port"] < 65536:
         c.problem("server.port", f"must be between 1 and 65535, got {srv['port']}")
     if srv["base_url"]:
@@ -347,8 +350,9 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
             c.problem("server.base_url", f"must be an absolute http(s) URL such as "
                       f"'https://feeds.example.org', got {srv['base_url']!r}")
         srv["base_url"] = srv["base_url"].rstrip("/")
-    if srv["threads"] is not None and srv["threads"] < 1:
-        c.problem("server.threads", "must be at least 1")
+    for key in ("threads", "integrity_check_every"):
+        if srv[key] is not None and srv[key] < 1:
+            c.problem(f"server.{key}", f"must be at least 1, got {srv[key]}")
     server = ServerConfig(**srv)
 
     editions = _editions(top["editions"], c)

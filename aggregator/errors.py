@@ -57,6 +57,26 @@ class StoreError(FeedhubError):
     """The store could not be opened, created or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The store stopped answering (connection lost and not regained, locked too long)."""
+
+
+class StoreDamaged(StoreError):
+    """The store's files are corrupt: restore a backup."""
+
+
+class StoreFull(FeedhubError):
+    """The store has no room left (disk or quota full); the command fails (exit 1), the store
+    stays intact, and the next run after space is freed collects everything."""
+
+
+class ClaimLost(SourceError):
+    """Another collector took over a source while this one was still working on it (its
+    lease ran out); nothing is written for it by this collector."""
+
+    kind = "claim-lost"
+
+
 class RequestError(FeedhubError):
     """A client asked for something wrong; ``status`` is the HTTP status to answer."""
 

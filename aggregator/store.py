@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import heapq
 import operator
+import os
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -23,7 +25,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 from . import model
 from .config import Config, SourceConfig
-from .errors import StoreError
+from .errors import StoreDamaged, StoreError, StoreFull, StoreUnavailable
 
 SCHEMA_VERSION = 4
 
@@ -347,22 +349,51 @@ def reset_connection() -> None:
         database.dispose()
 
 
-def unavailable_reason(error: BaseException) -> str | None:
-    """A sentence for a failure of the store itself (unreachable, lost, full, damaged), or None
-    when ``error`` is something else. Callers answer 503, stop with a clear message, or retry."""
+def diagnose(error: BaseException) -> StoreError | StoreFull | None:
+    """What a failure says about the store itself, as one of our errors with a sentence a
+    person can act on; None when ``error`` is not about the store (a bug, a constraint).
+
+    StoreFull: no room left (SQLite SQLITE_FULL, PostgreSQL "could not extend file");
+    StoreDamaged: the file is corrupt; StoreUnavailable: the connection was lost or
+    could not be made, or the store stayed locked. The cause may sit deep in the
+    chain: a failed rollback ("cannot rollback - no transaction is active") hides it.
+    """
+    where = redact_url(getattr(db.obj, "feedhub_url", "") or "the store")
     for e in _chain(error):
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, (StoreError, StoreFull)):
+            return e
         if isinstance(e, (pw.IntegrityError, pw.ProgrammingError, pw.NotSupportedError)):
             return None
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0]
         lowered = text.lower()
-        if "malformed" in lowered or "not a database" in lowered:
-            return f"the store is damaged ({text}); see the README's Failure modes: restore a backup"
         if "disk is full" in lowered or "no space left" in lowered or "could not extend file" in lowered:
-            return f"the store has no room left ({text}); free disk space, then run again"
+            return StoreFull(f"{text}: {where}; free disk space (or raise the quota), then run again: "
+                             "nothing was lost, and the next run collects what this one could not")
+        if "disk i/o error" in lowered and _sqlite_disk_full():
+            # A full disk, met while creating the WAL index or journal, shows as an I/O error.
+            return StoreFull(f"{text}: the disk holding {where} is full; free disk space, then run "
+                             "again: nothing was lost, and the next run collects what this one could not")
+        if "malformed" in lowered or "not a database" in lowered or "database corrupt" in lowered:
+            return StoreDamaged(f"{text}: {where} is damaged; stop feedhub and restore the last backup "
+                                "(see the README, Failure modes)")
+    for e in _chain(error):
         if isinstance(e, (pw.OperationalError, pw.InterfaceError)) or type(e).__name__ in (
                 "OperationalError", "InterfaceError"):
-            return f"the store is unavailable ({text})"
+            text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            return StoreUnavailable(f"{where} is unavailable: {text}")
     return None
+
+
+def _sqlite_disk_full() -> bool:
+    """Is the disk holding the SQLite store (about) full? Under 1 MiB free counts."""
+    database = db.obj
+    if not isinstance(database, pw.SqliteDatabase) or database.database == ":memory:":
+        return False
+    try:
+        stat = os.statvfs(Path(database.database).resolve().parent)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < 1 << 20
 
 
 def _chain(error: BaseException) -> Iterable[BaseException]:
@@ -449,13 +480,104 @@ def init_db(url: str) -> pw.Database:
             database.create_tables(MODELS, safe=True)
             if found is None:
                 MetaInfo.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
-    except pw.PeeweeException as e:
-        raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
+    except (StoreError, StoreFull):
+        raise
     except Exception as e:
-        if type(e).__module__.startswith(("psycopg2", "sqlite3")):
+        failure = diagnose(e)
+        if isinstance(failure, (StoreDamaged, StoreFull)):
+            raise failure from e
+        if isinstance(e, pw.PeeweeException) or type(e).__module__.startswith(("psycopg2", "sqlite3")):
             raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
         raise
     return database
+
+
+def check_integrity() -> None:
+    """Raise StoreDamaged when the store's file is corrupt (SQLite's quick_check: every page
+    read once, so its cost grows with the store). PostgreSQL checks its own pages."""
+    if not isinstance(db.obj, pw.SqliteDatabase) or db.obj.database == ":memory:":
+        return
+    try:
+        rows = [r[0] for r in db.obj.execute_sql("PRAGMA quick_check(5)").fetchall()]
+    except Exception as e:
+        raise diagnose(e) or StoreError(str(e)) from e
+    if rows != ["ok"]:
+        raise StoreDamaged(f"{redact_url(db.obj.feedhub_url)} is damaged ({'; '.join(rows)}); stop feedhub and "
+                           "restore the last backup (see the README, Failure modes)")
+
+
+class IntegrityWatch:
+    """``check_integrity`` at most every ``every`` seconds, for a health endpoint polled often:
+    the first caller past the interval runs it, callers meanwhile get the last result."""
+
+    def __init__(self, every: float = 300.0, clock: Callable[[], float] = time.monotonic):
+        self.every = every
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._checked_at: float | None = None
+        self._failure: StoreError | None = None
+
+    def check(self) -> None:
+        """Raise the last check's StoreDamaged, running a new check first if it is due."""
+        due = self._checked_at is None or self.clock() - self._checked_at >= self.every
+        if due and self._lock.acquire(blocking=self._checked_at is None):
+            try:
+                try:
+                    check_integrity()
+                    self._failure = None
+                except StoreDamaged as e:
+                    self._failure = e
+                self._checked_at = self.clock()
+            finally:
+                self._lock.release()
+        if self._failure is not None:
+            raise self._failure
+
+
+def health_summary() -> dict[str, object]:
+    """What /healthz shows, read live: the schema version, entries stored, failing sources, and
+    the newest page of entries (what every feed reads first), so an unreadable store fails here."""
+    E, S = Entry, Source
+    list(E.select().order_by(E.published.desc()).limit(50).tuples())
+    failing = S.select().where(S.consecutive_failures > 0, S.enabled == True).count()  # noqa: E712
+    return {"schema_version": schema_version(), "entries": E.select().count(), "failing_sources": failing}
+
+
+def backup_sqlite(target: Path) -> int:
+    """Copy the open SQLite store to ``target`` with SQLite's online backup API: a consistent
+    snapshot while collectors keep writing. Written beside ``target`` and renamed into place,
+    so a failed backup never leaves a half file under the final name. Returns its size."""
+    import sqlite3
+
+    database = db.obj
+    if not isinstance(database, pw.SqliteDatabase):
+        raise StoreError("feedhub backup copies SQLite stores only; for PostgreSQL use pg_dump, e.g. "
+                         f"pg_dump --format=custom --file=FILE '{redact_url(database.feedhub_url)}'")
+    target = target.resolve()
+    partial = target.with_name(f".{target.name}.partial")
+    source = sqlite3.connect(database.database)
+    try:
+        copy = sqlite3.connect(partial)
+        try:
+            source.execute("PRAGMA busy_timeout = 10000")
+            source.backup(copy)  # all pages in one step, under one read transaction: consistent
+            rows = [r[0] for r in copy.execute("PRAGMA quick_check").fetchall()]
+            if rows != ["ok"]:
+                raise StoreDamaged(f"the copy failed its check ({'; '.join(rows)}); the store itself may be "
+                                   "damaged: run `feedhub init` to see")
+            copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        finally:
+            copy.close()
+        partial.replace(target)
+    except sqlite3.Error as e:
+        partial.unlink(missing_ok=True)
+        raise diagnose(e) or StoreError(f"backup to {target} failed: {e}") from e
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        source.close()
+    return target.stat().st_size
 
 
 def _migrate(found: int, database: pw.Database) -> None:
@@ -605,6 +727,24 @@ def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bo
         return list(Source.raw(f"SELECT * FROM {table} WHERE id IN ({marks}) AND lease_owner = {param} "
                                f"AND lease_until = {param} ORDER BY next_due_at ASC NULLS FIRST, id",
                                *ids, owner, until))
+
+
+def release_claims(owner: str) -> int:
+    """Give back every source ``owner`` still holds, so the next collector need not wait for the
+    lease to run out; returns how many were held."""
+    with write_transaction():
+        return Source.update(lease_owner=None, lease_until=None).where(Source.lease_owner == owner).execute()
+
+
+def holds_claim(source_id: int, owner: str) -> bool:
+    """Inside a write transaction: does ``owner`` still hold the source? On PostgreSQL the row
+    stays locked until commit, so no other collector can claim it before this write lands
+    (their claim skips locked rows); on SQLite the write lock already excludes them."""
+    sql = f"SELECT lease_owner FROM {Source._meta.table_name} WHERE id = {db.obj.param}"
+    if isinstance(db.obj, pw.PostgresqlDatabase):
+        sql += " FOR UPDATE"
+    row = db.obj.execute_sql(sql, (source_id,)).fetchone()
+    return row is not None and row[0] == owner
 
 
 def new_owner_id() -> str:
@@ -1137,8 +1277,9 @@ def trim_fetch_log(source_ids: list[int], keep: int) -> None:
         f"WHERE r.n > {int(keep)})", list(source_ids))
 
 
-def update_sources(changes: list[tuple[int, dict[str, object]]]) -> None:
-    """Apply per-source field updates, one prepared statement per set of fields."""
+def update_sources(changes: list[tuple[int, dict[str, object]]], owner: str | None = None) -> None:
+    """Apply per-source field updates, one prepared statement per set of fields; with ``owner``,
+    only to sources that collector still holds (another collector's claim is left alone)."""
     database, table, fields = db.obj, Source._meta.table_name, Source._meta.fields
     groups: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
     for source_id, values in sorted(changes, key=lambda c: c[0]):  # one lock order for every writer
@@ -1147,5 +1288,8 @@ def update_sources(changes: list[tuple[int, dict[str, object]]]) -> None:
     for names, rows in groups.items():
         sets = ", ".join(f'"{fields[k].column_name}" = {database.param}' for k in names)
         sql = f'UPDATE "{table}" SET {sets} WHERE id = {database.param}'
+        if owner is not None:
+            sql += f" AND lease_owner = {database.param}"
+            rows = [(*row, owner) for row in rows]
         for row in rows:
             database.execute_sql(sql, row)

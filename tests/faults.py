@@ -241,13 +241,15 @@ def free_sqlite(database) -> None:
         database.close()
 
 
-def damage_sqlite(path: Path) -> None:
-    """Overwrite pages in the middle of a SQLite file with garbage, as a bad disk or a partial
-    copy would; the header stays, so the file still opens and fails only when read."""
+def damage_sqlite(path: Path, pages: int = 4) -> None:
+    """Overwrite ``pages`` pages in the middle of a SQLite file with garbage, as a bad disk or
+    a torn copy would. The header and schema stay, so the file still opens, and only what
+    reads those pages fails: "database disk image is malformed"."""
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    count = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.close()
-    size = path.stat().st_size
     with open(path, "r+b") as f:
-        f.seek(size // 3)
-        f.write(os.urandom(max(4096 * 4, size // 3)))
+        f.seek((count // 2) * page_size)
+        f.write(os.urandom(pages * page_size))

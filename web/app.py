@@ -33,6 +33,7 @@ def create_app(config: Config) -> Flask:
         # dropped) must not poison the thread's next requests.
         store.reset_connection()
 
+    app.extensions["feedhub.integrity"] = store.IntegrityWatch(config.server.integrity_check_every)
     app.extensions["feedhub.cache"] = RenderCache()
     app.extensions["feedhub.fragments"] = Fragments()
     revisions = app.extensions["feedhub.revisions"] = store.TopicRevisions(database)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -61,16 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
                                           "kept, and which rules decided. The store is not touched.")
     rt.add_argument("source", metavar="SOURCE", help="a source id from the config")
     rt.add_argument("file", metavar="FILE", help="a feed file (RSS, Atom or JSON Feed)")
+    bk = sub.add_parser("backup", help="copy the SQLite store to FILE while feedhub keeps running",
+                        description="Take a consistent copy of the SQLite store (SQLite's online backup "
+                                    "API), safe while collectors write. For PostgreSQL use pg_dump.")
+    bk.add_argument("file", metavar="FILE", help="where to write the copy (replaced if it exists)")
     src = sub.add_parser("sources", help="show every source and its health",
                          description="A table of sources with their health.")
     src.add_argument("--json", action="store_true", help="print JSON for scripts")
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, containers, kill): stop exactly as Ctrl-C does."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         config = load_config(config_path_from_env(args.config))
         return COMMANDS[args.command](config, args)
@@ -83,8 +98,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FeedhubError as e:
         print(f"feedhub: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as e:
+        print("feedhub: stopped", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+
+
+def open_store(config: Config) -> None:
+    """Open (create, migrate) the store and refuse to work on a damaged one (exit 3)."""
+    store.init_db(config.database_url)
+    store.check_integrity()
+
+
+def cmd_backup(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    target = Path(args.file)
+    if isinstance(store.db.obj, store.PostgresDatabase):
+        print("feedhub: backup copies SQLite stores; for PostgreSQL use pg_dump, e.g.\n"
+              f"  pg_dump --format=custom --file={target} '{store.redact_url(config.database_url)}'",
+              file=sys.stderr)
+        return 2
+    size = store.backup_sqlite(target)
+    print(f"backed up {store.redact_url(config.database_url)} to {target} ({size:,} bytes, checked)")
+    return 0
 
 
 def cmd_init(config: Config, args: argparse.Namespace) -> int:
@@ -157,7 +192,7 @@ def _summary_line(summary: CollectSummary) -> str:
 
 
 def cmd_collect(config: Config, args: argparse.Namespace) -> int:
-    store.init_db(config.database_url)
+    open_store(config)
     known = {s.id for s in config.sources}
     for sid in args.source or []:
         if sid not in known:
@@ -189,6 +224,7 @@ def _serve(config: Config, host: str, port: int) -> None:
     from .app import create_app
 
     app = create_app(config)
+    store.check_integrity()
     print(f"serving feeds on http://{host}:{port}/feeds/ (Ctrl-C stops)", flush=True)
     waitress.serve(app, host=host, port=port, threads=config.server.threads, ident="feedhub")
 
@@ -199,22 +235,24 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    store.init_db(config.database_url)
+    open_store(config)
     publisher = HubPublisher(config)
     collector = Collector(config, on_topics=publisher.publish)
-    progress = Progress()
-    summary = collector.collect(progress=progress.update, on_claimed=progress.claimed)
-    progress.finish()
-    print(summary_table(summary), flush=True)
     stop = threading.Event()
-    # The first collect is done; from here sources are polled when they fall due.
-    thread = threading.Thread(target=collector.run_forever, args=(stop,), name="collector", daemon=True)
-    thread.start()
-    try:
+    thread: threading.Thread | None = None
+    try:  # however it stops (Ctrl-C, SIGTERM, an error), the collector gives back its claims
+        progress = Progress()
+        summary = collector.collect(progress=progress.update, on_claimed=progress.claimed)
+        progress.finish()
+        print(summary_table(summary), flush=True)
+        # The first collect is done; from here sources are polled when they fall due.
+        thread = threading.Thread(target=collector.run_forever, args=(stop,), name="collector", daemon=True)
+        thread.start()
         _serve(config, args.host or config.server.host, args.port or config.server.port)
     finally:
         stop.set()
-        thread.join(timeout=10)
+        if thread is not None:
+            thread.join(timeout=10)
         collector.close()
         publisher.close()
     return 0
@@ -316,7 +354,7 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
 
 
-COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run,
+COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def error_response(status: int, message: str) -> Response:
 RETRY_AFTER = 5
 
 
-def unavailable_response(reason: str) -> Response:
+def unavailable_response(reason: Exception) -> Response:
     """503 with Retry-After: the store is unreachable, lost or damaged, not the client's fault."""
     log.warning("%s: %s", request.path, reason)
     resp = error_response(503, "the feed store is unavailable at the moment; please retry shortly")
@@ -59,7 +59,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception) -> Response:
-        reason = store.unavailable_reason(e)
+        reason = store.diagnose(e)
         if reason is not None:
             store.reset_connection()  # this thread's next request starts on a new connection
             return unavailable_response(reason)

@@ -13,11 +13,12 @@ from werkzeug.http import http_date
 
 from aggregator import store
 from aggregator.config import Config
-from aggregator.errors import NotFound
+from aggregator.errors import NotFound, StoreDamaged
 from feeds.render import CONTENT_TYPES, SUFFIXES, render
 from feeds.select import FeedRequest, build_feed, feed_path, parse_request
 
 from .cache import Rendered, RenderCache
+from .errors import RETRY_AFTER
 from .hot import ENVIRON_KEY as HOT_KEY, Replayable, replay_kind
 
 public = Blueprint("public", __name__)
@@ -215,11 +216,21 @@ def index() -> Response:
 
 @public.route("/healthz")
 def healthz() -> Response:
-    """Liveness plus a glance at the store: entries stored and failing sources."""
-    failing = store.Source.select().where(store.Source.consecutive_failures > 0,
-                                          store.Source.enabled == True).count()  # noqa: E712
-    body = {"status": "ok", "schema_version": store.schema_version(),
-            "entries": store.Entry.select().count(), "failing_sources": failing}
-    resp = current_app.json.response(body)
+    """Is the store readable? Live reads of what feeds read first, plus SQLite's integrity check
+    (run at most every few minutes); 503 with the reason when the store is away or damaged."""
+    try:
+        body: dict[str, object] = {"status": "ok", **store.health_summary()}
+        current_app.extensions["feedhub.integrity"].check()
+    except Exception as e:
+        failure = store.diagnose(e)
+        if failure is None:
+            raise
+        store.reset_connection()
+        status = "damaged" if isinstance(failure, StoreDamaged) else "unavailable"
+        resp = current_app.json.response({"status": status, "error": str(failure)})
+        resp.status_code = 503
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+    else:
+        resp = current_app.json.response(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp
