@@ -4,6 +4,8 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -119,6 +121,34 @@ def test_run_collects_and_serves_every_edition(tmp_path: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_run_stops_quietly_on_ctrl_c_and_sigterm(tmp_path: Path, sig: signal.Signals, code: int):
+    """Ctrl-C reaches the whole process group (parse workers too); SIGTERM only the parent, as
+    systemd and containers send it. Both: one line, the same exit codes as every command, no
+    traceback from any process, and no claim left behind."""
+    port = free_port()
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/var/run.db")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*FEEDHUB, "--config", str(cfg), "run", "--port", str(port)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60  # readiness wait, not a speed assertion
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == code, out
+    assert "Traceback" not in out and "Error" not in out, out
+    assert out.rstrip().endswith("feedhub: stopped")
+    conn = sqlite3.connect(tmp_path / "var" / "run.db")
+    assert conn.execute("SELECT count(*) FROM source WHERE lease_owner IS NOT NULL").fetchone() == (0,)
+    conn.close()
 
 
 def imports_of(package: str) -> set[str]:

@@ -76,8 +76,19 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (systemd, containers, kill): stop exactly as Ctrl-C does."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
+#: the stopping signal received, if any: waitress swallows the interrupt it raises and
+#: returns normally, so the server commands check this to exit as every command does
+_signalled: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _signalled.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _raise_if_signalled() -> None:
+    if _signalled:
+        raise Terminated() if _signalled[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored (nohup, &)
+            signal.signal(signal.SIGINT, _on_signal)
     try:
         config = load_config(config_path_from_env(args.config))
         return COMMANDS[args.command](config, args)
@@ -227,6 +240,7 @@ def _serve(config: Config, host: str, port: int) -> None:
     store.check_integrity()
     print(f"serving feeds on http://{host}:{port}/feeds/ (Ctrl-C stops)", flush=True)
     waitress.serve(app, host=host, port=port, threads=config.server.threads, ident="feedhub")
+    _raise_if_signalled()
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
