@@ -27,7 +27,7 @@ import peewee as pw
 
 from . import schedule, store
 from .config import Config, SourceConfig
-from .errors import ClaimLost, FeedhubError, FetchError, SourceError, StoreError, StoreFull, StoreUnavailable
+from .errors import ClaimLost, FeedhubError, FetchError, SourceError, StoreUnavailable, describe_failure
 from .fetch import FetchResult, Fetcher
 from .normalize import Context, canonical_link, plain_text
 from .work import DEFAULT_TARGET, ParseJob, ParsePool
@@ -520,7 +520,7 @@ class Collector:
             if store.diagnose(e) is not None:
                 raise  # the store failed, not the source: the run decides (retry, or stop)
             log.exception("%s: unexpected error", sc.id)
-            error = SourceError(f"{type(e).__name__}: {e}")
+            error = SourceError(describe_failure(e))
             error.kind = "internal"
             return self._record_failure(row, started, t0, error, result.status if result else None)
 

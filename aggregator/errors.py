@@ -93,3 +93,15 @@ class NotFound(RequestError):
     """An unknown feed, slug or edition."""
 
     status = 404
+
+
+def describe_failure(e: BaseException) -> str:
+    """A sentence for an unexpected failure while reading a feed, for the source's health table
+    (which admins read): never an exception's repr. The details belong in the log."""
+    if isinstance(e, RecursionError):
+        return "the feed is nested too deeply to read (a hostile or broken document)"
+    if isinstance(e, MemoryError):
+        return "the feed needs more memory than a parser may use (a hostile or broken document)"
+    if isinstance(e, UnicodeError):
+        return "the feed's text could not be decoded (its character encoding is broken)"
+    return "an internal error stopped feedhub from reading this feed; the details are in the collector's log"

@@ -12,9 +12,12 @@ hop opens its connection through the same guarded classes.
 from __future__ import annotations
 
 import email.utils
+import http.client
 import ipaddress
 import socket
+import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -137,7 +140,7 @@ def _guarded_connect(conn: HTTPConnection, policy: AddressPolicy) -> socket.sock
         except OSError as e:
             sock.close()
             last = e
-    raise NewConnectionError(conn, f"cannot connect to {host}: {last}")
+    raise NewConnectionError(conn, f"cannot connect to {host}: {last}") from last
 
 
 def _guarded_pool_classes(policy: AddressPolicy) -> dict[str, type]:
@@ -373,7 +376,60 @@ def _phrase(status: int) -> str:
         return ""
 
 
-def _reason(e: Exception) -> str:
-    """A one-line reason from urllib3's nested exceptions."""
-    reason = getattr(e, "reason", None)
-    return str(reason or e)
+def _reason(e: BaseException) -> str:
+    """A sentence for what went wrong on the wire: never an exception's repr.
+
+    urllib3 nests the real cause (http.client's BadStatusLine, IncompleteRead,
+    ResponseNotReady, a reset socket, a TLS failure) inside its own errors, whose
+    text is a tuple repr such as "('Connection aborted.', RemoteDisconnected(...))".
+    """
+    causes = list(_causes(e))
+    for cause in causes:
+        if isinstance(cause, BlockedAddress):
+            return str(cause)
+        for kinds, sentence in _SENTENCES:
+            if isinstance(cause, kinds):
+                return sentence
+        if isinstance(cause, socket.gaierror):
+            return "the host name could not be resolved"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"the server's TLS certificate could not be verified ({cause.verify_message})"
+        if isinstance(cause, ssl.SSLError):
+            return "the TLS (https) handshake with the server failed"
+    for cause in causes:
+        if isinstance(cause, NewConnectionError):  # (urllib3 files it under timeouts)
+            return "the connection to the server could not be made"
+        if isinstance(cause, (ConnectTimeoutError, socket.timeout, urllib3.exceptions.ReadTimeoutError)):
+            return "the server did not answer in time"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"the connection failed: {cause.strerror.lower()}"
+    return "the connection failed for an unknown reason"
+
+
+_SENTENCES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (http.client.RemoteDisconnected, "the server closed the connection without answering"),
+    (http.client.IncompleteRead, "the server closed the connection before sending the whole body"),
+    (urllib3.exceptions.IncompleteRead, "the server closed the connection before sending the whole body"),
+    (http.client.BadStatusLine, "the server's answer was not valid HTTP"),
+    (http.client.LineTooLong, "the server sent a header line too long to be HTTP"),
+    (http.client.ResponseNotReady, "the connection to the server was out of step; it will be made anew"),
+    (urllib3.exceptions.DecodeError, "the body's compression (gzip/deflate) is corrupt"),
+    (ConnectionRefusedError, "the server refused the connection (nothing listens on that port)"),
+    (ConnectionResetError, "the server reset the connection"),
+    (BrokenPipeError, "the server closed the connection while the request was sent"),
+)
+
+
+def _causes(e: BaseException) -> Iterator[BaseException]:
+    """``e`` and what it wraps: urllib3's ``reason`` and args, and Python's cause chain."""
+    seen: set[int] = set()
+    todo = [e]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [x for x in (getattr(current, "reason", None), current.__cause__, current.__context__)
+                 if isinstance(x, BaseException)]
+        todo += [x for x in getattr(current, "args", ()) if isinstance(x, BaseException)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import io
+import re
 import json
 import time
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from feedparser.datetimes import _parse_date as _feedparser_date
 from lxml import etree
 
 from . import fastrss
-from .errors import ParseError
+from .errors import ParseError, describe_failure
 from .model import Category, Person, RawEntry, RawFeed, RawMedia
 
 _MRSS = "http://search.yahoo.com/mrss/"
@@ -44,6 +45,7 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
     Plain, well-formed RSS 2.0 is read by fastrss instead (``fast``), which gives
     feedparser's own result several times faster; anything else goes to feedparser.
     """
+    body = _replace_forbidden_references(body)
     if fast:
         quick = fastrss.read(body, url, content_type)
         if quick is not None:
@@ -60,7 +62,7 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
         parsed = feedparser.parse(io.BytesIO(body), response_headers=headers,
                                   sanitize_html=False, resolve_relative_uris=False)
     except Exception as e:  # feedparser is tolerant; anything raised here is a real blow-up
-        raise ParseError(f"the feed parser failed: {type(e).__name__}: {e}") from e
+        raise ParseError(describe_failure(e)) from e
     version = parsed.get("version") or ""
     if not version:
         sniff = body.lstrip()[:200].lower()
@@ -87,6 +89,30 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
         entry.authors = entry.authors or list(feed_authors)
         out.entries.append(entry)
     return out
+
+
+_CHAR_REF = re.compile(rb"&#([xX][0-9a-fA-F]{1,8}|[0-9]{1,10});")
+
+
+def _forbidden(code: int) -> bool:
+    """A code point XML 1.0 does not allow, even as a character reference."""
+    return (code < 0x20 and code not in (0x9, 0xA, 0xD)) or 0xD800 <= code <= 0xDFFF \
+        or code in (0xFFFE, 0xFFFF) or code > 0x10FFFF
+
+
+def _fix_reference(match: re.Match[bytes]) -> bytes:
+    ref = match.group(1)
+    code = int(ref[1:], 16) if ref[:1] in (b"x", b"X") else int(ref)
+    return b"&#xFFFD;" if _forbidden(code) else match.group(0)
+
+
+def _replace_forbidden_references(body: bytes) -> bytes:
+    """``&#xD800;`` and its kind name characters no XML document may hold: one of them made the
+    parsers reject the whole feed. Each becomes U+FFFD, so it costs one character, not the feed.
+    (References are ASCII in every encoding we read but UTF-16, where they cannot match.)"""
+    if b"&#" not in body:
+        return body
+    return _CHAR_REF.sub(_fix_reference, body)
 
 
 def _raw_feed(fmt: str, feed: Any) -> RawFeed:

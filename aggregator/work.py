@@ -9,6 +9,7 @@ worker, workers started on demand.
 from __future__ import annotations
 
 import importlib
+import logging
 import multiprocessing
 import os
 import queue
@@ -22,10 +23,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .config import SourceConfig
-from .errors import ParseError, SourceError
+from .errors import ParseError, SourceError, describe_failure
 from .model import Entry
 from .normalize import Context, choose_id_rule, normalize_feed
 from .parse import parse_feed
+
+log = logging.getLogger("feedhub.parse")
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ def _serve_jobs(conn: Connection, ctx: Context, work: Callable[[ParseJob, Contex
         except SourceError as e:
             conn.send(("error", e.kind, str(e)))
         except Exception as e:  # a parser bug on one feed is that feed's failure
-            conn.send(("error", "internal", f"{type(e).__name__}: {e}"))
+            conn.send(("error", "internal", describe_failure(e), f"{type(e).__name__}: {e}"))
 
 
 class _Worker:
@@ -187,7 +190,9 @@ class ParsePool:
                 self._idle.put(worker)
         if reply[0] == "ok":
             return reply[1]
-        _, kind, message = reply
+        _, kind, message, *detail = reply
+        if detail:  # an unexpected failure: its details go to the log, the sentence to the source
+            log.error("parsing %s failed: %s", job.url, detail[0])
         error = ParseError(message)
         error.kind = kind
         raise error

@@ -265,6 +265,11 @@ def _generator(doc: FeedDoc, fmt: str, items: list[FeedItem]) -> FeedGenerator:
             fe.author(name=xml_safe(a.name), **({"uri": a.url} if a.url else {}))
         for t in item.terms:
             fe.category(term=xml_safe(t.slug), scheme=t.scheme, label=xml_safe(t.label))
+        if fmt == "atom" and not item.content and not item.link:
+            # RFC 4287 4.1.1: an entry without an alternate link must have content. Here the
+            # lead (or, for a bare headline, the headline) is all the text there is.
+            fe.content(xml_safe(item.summary or item.title), type="text")
+            continue
         if item.summary:
             fe.summary(xml_safe(item.summary))
         elif not item.content:

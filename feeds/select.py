@@ -114,7 +114,10 @@ def _since(raw: str) -> datetime:
         raise BadRequest(f"since must be an RFC 3339 date or time such as 2026-11-24 or "
                          f"2026-11-24T18:00:00Z, got {raw!r}") from None
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 9999-12-31T23:59-23:59 is past the last representable instant
+            raise BadRequest(f"since is out of range: {raw!r} is not between years 1 and 9999 in UTC") from None
     return value
 
 

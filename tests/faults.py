@@ -104,6 +104,43 @@ class KeepAliveServer:
         self.server.server_close()
 
 
+class RawServer:
+    """A TCP server on 127.0.0.1 that answers every connection with ``answer`` bytes as they are
+    (broken HTTP on purpose), then closes it; ``answer`` may be a callable of the request."""
+
+    def __init__(self, answer: bytes | Callable[[bytes], bytes]):
+        self.answer = answer
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def url(self, path: str = "/feed") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                request = conn.recv(65536)
+                data = self.answer(request) if callable(self.answer) else self.answer
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "RawServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+
+
 # --- PostgreSQL -----------------------------------------------------------------------
 
 class TcpProxy:

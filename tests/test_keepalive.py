@@ -116,3 +116,36 @@ def test_interleaved_sources_on_one_host_each_get_their_own_outcome(config_facto
             "moved": ("unchanged", 200, None), "challenge": ("error", 403, "challenge"),
             "broken": ("error", 500, "fetch"), "cond": ("not-modified", 304, None)}
         assert srv.connections <= 2  # the collector reused its connection throughout
+
+
+# --- broken HTTP: every error a sentence, never an exception's repr -------------------------
+
+@pytest.mark.parametrize("answer,sentence", [
+    (b"", "the server closed the connection without answering"),
+    (b"HELLO THERE\r\n\r\n", "the server's answer was not valid HTTP"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n<rss>cut off",
+     "the server closed the connection before sending the whole body"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 12\r\n\r\nnot gzip at", "compression"),
+    (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n", "header line too long"),
+])
+def test_broken_http_is_described_in_a_sentence(answer: bytes, sentence: str):
+    from .faults import RawServer
+
+    with RawServer(answer) as srv:
+        with pytest.raises(FetchError) as raised:
+            fetcher().fetch(srv.url())
+    message = str(raised.value)
+    assert sentence in message
+    for repr_marker in ("Error(", "('", "RemoteDisconnected", "IncompleteRead", "BadStatusLine", "ProtocolError"):
+        assert repr_marker not in message, message
+
+
+def test_a_refused_connection_is_a_sentence():
+    from .faults import RawServer
+
+    srv = RawServer(b"")
+    srv.listener.close()  # nothing listens there any more
+    with pytest.raises(FetchError) as raised:
+        fetcher().fetch(srv.url())
+    assert raised.value.kind == "fetch"
+    assert str(raised.value).endswith("the server refused the connection (nothing listens on that port)")
