@@ -6,10 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test collect serve sources clean
 
+# setuptools explains editable installs at length on every install; the explanation is for
+# package authors, not for someone running the quickstart.
+QUIET_SETUPTOOLS := PYTHONWARNINGS=ignore::UserWarning:setuptools.command.editable_wheel
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(QUIET_SETUPTOOLS) $(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urljoin
 
 import peewee as pw
 from playhouse.db_url import connect as url_connect, register_database
@@ -1219,6 +1220,41 @@ def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str
     Entry.update(retracted_at=when, retraction_reason=reason, stored_at=when).where(Entry.id.in_(live)).execute()
     bump_topics(topics, when)
     return topics
+
+
+def unretract(entry_ids: list[int], when: datetime, parents: dict[str, str]) -> set[str]:
+    """Publish retracted entries again (an admin's mistake undone) and bump the feeds that
+    hold them; their tombstones leave the Atom feeds."""
+    dead = [e.id for e in Entry.select(Entry.id).where(Entry.id.in_(entry_ids), Entry.retracted_at.is_null(False))]
+    if not dead:
+        return set()
+    Entry.update(retracted_at=None, retraction_reason=None, stored_at=when).where(Entry.id.in_(dead)).execute()
+    topics = stored_topics(dead + _relating_to(dead), parents)
+    bump_topics(topics, when)
+    return topics
+
+
+@dataclass(frozen=True)
+class FoundEntry:
+    id: int
+    title: str
+    source: str
+    retracted: bool
+
+
+def find_entries(identifier: str, canonical: str | None = None) -> list[FoundEntry]:
+    """Entries known by ``identifier``: their public id, their guid as stored, their link
+    (``canonical``: the identifier as a canonical link), or the guid exactly as the source wrote
+    it, which feedparser resolved against the source's URL (``embargo-1`` is stored as
+    ``https://wire.example.org/embargo-1``, or ``samples/embargo-1`` for a local file)."""
+    resolved = {urljoin(u, identifier) for (u,) in Source.select(pw.fn.COALESCE(Source.fetch_url, Source.url)).tuples()
+                if u} | {urljoin(u, identifier) for (u,) in Source.select(Source.url).tuples() if u}
+    names = {identifier, *resolved}
+    links = {identifier, canonical} - {None}
+    query = (Entry.select(Entry.id, Entry.title, Source.key, Entry.retracted_at).join(Source)
+             .where(Entry.public_id.in_(list(names)) | Entry.guid.in_(list(names)) | Entry.link.in_(list(links)))
+             .order_by(Entry.id))
+    return [FoundEntry(i, t, k, r is not None) for i, t, k, r in query.tuples()]
 
 
 def previous_ids(source: Source, limit: int = 500) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from aggregator.collect import Collector
 from aggregator.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the tests' own copy of the sample newsroom's config (never the admin's config.toml)
+NEWSROOM = Path(__file__).resolve().parent / "data" / "newsroom.toml"
 SAMPLES = ROOT / "samples"
 PG_URL = os.environ.get("FEEDHUB_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -80,9 +83,9 @@ def write_config(folder: Path, db_url: str, sources: str | None = None, extra: s
 
     ``collect`` is TOML added to the [collect] table (e.g. LOOPBACK for tests that fetch from 127.0.0.1).
     """
-    base = (ROOT / "config.toml").read_text(encoding="utf-8")
+    base = NEWSROOM.read_text(encoding="utf-8")
     head, _, sample_sources = base.partition("# --- the bundled sample newsroom")
-    head = head.replace('url = "sqlite:///var/feedhub.db"', f'url = "{db_url}"')
+    head = re.sub(r'(?m)^url = ".*"$', lambda m: f'url = "{db_url}"', head, count=1)  # [database] url
     for line in collect.splitlines():  # an override replaces the file's own value
         key = line.split("=", 1)[0].strip()
         head = re.sub(rf"(?m)^{re.escape(key)}\s*=.*\n", "", head)
@@ -94,6 +97,12 @@ def write_config(folder: Path, db_url: str, sources: str | None = None, extra: s
     path = folder / "config.toml"
     path.write_text(head + extra + "\n" + sources, encoding="utf-8")
     return path
+
+
+def newsroom_config() -> Config:
+    """The sample newsroom's config, written to a folder of its own (for module-level use)."""
+    folder = Path(tempfile.mkdtemp(prefix="feedhub-newsroom-"))
+    return load_config(write_config(folder, f"sqlite:///{folder / 'var' / 'feedhub.db'}"), environ={})
 
 
 @pytest.fixture(params=BACKENDS)

@@ -18,7 +18,7 @@ import pytest
 
 from aggregator import store
 
-from .conftest import ROOT, write_config
+from .conftest import NEWSROOM, ROOT, write_config
 
 FEEDHUB = [sys.executable, "-m", "web.cli"]
 
@@ -32,7 +32,7 @@ def feedhub(*args: str, cwd: Path, env: dict[str, str] | None = None,
 
 
 @pytest.mark.parametrize("command", [[], ["init"], ["collect"], ["serve"], ["run"], ["sources"], ["retract"],
-                                     ["rules"], ["rules", "test"]])
+                                     ["unretract"], ["backup"], ["rules"], ["rules", "test"]])
 def test_help_everywhere(tmp_path: Path, command: list[str]):
     result = feedhub(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "usage: feedhub" in result.stdout
@@ -171,7 +171,7 @@ def test_import_direction_keeps_the_layers_apart():
 def test_rules_test_shows_what_each_entry_becomes_and_writes_nothing(tmp_path: Path):
     rules = ('\n[[sources.rules]]\nkeyword = "weather"\nsection = "environment"\ntag = "Weather"\n'
              '[[sources.rules]]\ncategory = "asia"\naction = "drop"\n')
-    text = (ROOT / "config.toml").read_text(encoding="utf-8").replace('tags = ["Wire"]\n', 'tags = ["Wire"]\n' + rules)
+    text = NEWSROOM.read_text(encoding="utf-8").replace('tags = ["Wire"]\n', 'tags = ["Wire"]\n' + rules)
     text = text.replace('url = "sqlite:///var/feedhub.db"', f'url = "sqlite:///{tmp_path}/never.db"')
     (tmp_path / "config.toml").write_text(text, encoding="utf-8")
     import shutil
@@ -189,3 +189,85 @@ def test_rules_test_shows_what_each_entry_becomes_and_writes_nothing(tmp_path: P
     assert not (tmp_path / "never.db").exists()  # nothing written, not even a store
     bad = feedhub("--config", str(tmp_path / "config.toml"), "rules", "test", "nope", "x.rss", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown source 'nope'" in bad.stderr
+
+
+def test_config_and_verbose_work_before_and_after_the_command(tmp_path: Path):
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db")
+    for args in (["--config", str(cfg), "-v", "init"], ["init", "--config", str(cfg), "-v"],
+                 ["-v", "init", "--config", str(cfg)]):
+        result = feedhub(*args, cwd=tmp_path / "samples")  # no config.toml here: only --config finds it
+        assert result.returncode == 0, (args, result.stderr)
+        assert "DEBUG" in result.stderr  # -v took effect wherever it stood
+
+
+def test_a_busy_port_is_one_line_with_exit_1(tmp_path: Path):
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = feedhub("--config", str(cfg), "serve", "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"feedhub: error: cannot listen on 127.0.0.1:{port}: ") and "in use" in last
+
+
+def test_a_closed_pipe_is_one_line_not_a_traceback(tmp_path: Path):
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db")
+    assert feedhub("--config", str(cfg), "collect", cwd=tmp_path).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DATABASE_URL", None)
+    # `feedhub rules test ... | head -1`: the reader leaves after one line, long before the
+    # table (far more than a pipe holds) is written.
+    from bench.feedserver import make_feed
+    (tmp_path / "big.rss").write_bytes(make_feed(1, 3000))
+    proc = subprocess.Popen([*FEEDHUB, "--config", str(cfg), "rules", "test", "cms-news", "big.rss"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1].endswith("(broken pipe)")
+
+
+def test_retract_finds_an_entry_by_the_guid_its_source_wrote_and_unretract_undoes_it(tmp_path: Path):
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "embargo.rss").write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>E</title><link>https://e.example.org/</link>'
+        "<description>d</description><item><title>Held story</title><guid>embargo-1</guid>"
+        "<description>Lead.</description></item></channel></rss>", encoding="utf-8")
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db",
+                       '[[sources]]\nid = "emb"\nname = "Embargo desk"\nurl = "samples/embargo.rss"\n'
+                       'section = "politics"\n')
+    assert feedhub("--config", str(cfg), "collect", cwd=tmp_path).returncode == 0
+    gone = feedhub("--config", str(cfg), "retract", "embargo-1", cwd=tmp_path)  # as the source wrote it
+    assert gone.returncode == 0 and "retracted 1 entry: Held story (from emb)" in gone.stdout, gone.stderr
+    again = feedhub("--config", str(cfg), "retract", "embargo-1", cwd=tmp_path)
+    assert "already retracted" in again.stdout
+    back = feedhub("--config", str(cfg), "unretract", "embargo-1", cwd=tmp_path)
+    assert back.returncode == 0 and "published again 1 entry: Held story" in back.stdout, back.stderr
+    conn = sqlite3.connect(tmp_path / "x.db")
+    assert conn.execute("SELECT retracted_at FROM entry").fetchall() == [(None,)]
+    conn.close()
+    missing = feedhub("--config", str(cfg), "unretract", "no-such-thing", cwd=tmp_path)
+    assert missing.returncode == 1 and "no entry has the id, guid or link 'no-such-thing'" in missing.stderr
+
+
+def test_the_package_declares_what_setuptools_would_warn_about():
+    """A clean install: the two setuptools warnings of `pip install` stay fixed. `license` is an
+    SPDX string (a table is deprecated), and every folder shipped with the code is a declared
+    package (web/templates holds no Python, and setuptools warns about undeclared ones)."""
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert isinstance(meta["project"]["license"], str)
+    declared = set(meta["tool"]["setuptools"]["packages"])
+    shipped = {str(d.relative_to(ROOT)).replace("/", ".") for top in ("aggregator", "feeds", "web")
+               for d in [ROOT / top, *(ROOT / top).rglob("*")]
+               if d.is_dir() and d.name != "__pycache__" and any(f.is_file() for f in d.iterdir())}
+    assert shipped <= declared, shipped - declared
+    requires = meta["build-system"]["requires"]
+    assert any(r.startswith("setuptools>=") and int(r.split(">=")[1].split(".")[0]) >= 77 for r in requires)

@@ -18,7 +18,7 @@ from aggregator.errors import FetchError
 from aggregator.fetch import AddressPolicy, BlockedAddress, Fetcher, retry_after_seconds
 from bench.feedserver import FeedServer, make_feed, sources_toml
 
-from .conftest import LOOPBACK, SAMPLES
+from .conftest import LOOPBACK, ROOT, SAMPLES
 
 RSS = (SAMPLES / "breaking.rss").read_bytes()
 
@@ -162,6 +162,15 @@ def test_retry_after_is_honoured(httpserver: HTTPServer, config_factory, status:
     assert o.error_kind == "throttled" and "retry after 1234 s" in o.error
     row = source_row()
     assert row.next_due_at - row.last_fetched_at == timedelta(seconds=1234)  # exactly, no jitter
+
+
+def test_retry_after_is_capped_at_max_interval_as_the_readme_says():
+    cfg = dataclasses.replace(CollectConfig(), max_interval=86400)
+    assert schedule.failure_delay(1, 300, cfg, retry_after=1234) == 1234
+    assert schedule.failure_delay(1, 300, cfg, retry_after=365 * 86400) == 86400
+    assert schedule.failure_delay(1, 300, cfg, retry_after=0) == 1
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "never longer than `max_interval`" in readme and "wait exactly `Retry-After`" not in readme
 
 
 def test_retry_after_forms():

@@ -155,3 +155,19 @@ def test_sqlite_revisions_see_other_processes_commit(tmp_path: Path):
     finally:
         revisions.close()
         close_store()
+
+
+@pytest.mark.parametrize("path", ["/feeds/latest.atom", "/feeds/latest.rss", "/feeds/latest.json"])
+def test_replayed_answers_are_kept_apart_by_host(app, newsroom: Config, path: str):
+    """With an empty base_url every self link comes from the request's Host, so an answer
+    made for one host must never be replayed to another (the hot layer keys by Host)."""
+    assert newsroom.server.base_url == ""
+    client = app.test_client()
+    hot = app.extensions["feedhub.hot"]
+    for _ in range(2):  # the second round is served by the hot layer, if it is allowed to
+        a = client.get(path, headers={"Host": "feeds.one.example"}).get_data()
+        b = client.get(path, headers={"Host": "feeds.two.example"}).get_data()
+        assert b"http://feeds.one.example" + path.encode() in a.replace(b"\\/", b"/")
+        assert b"http://feeds.two.example" + path.encode() in b.replace(b"\\/", b"/")
+        assert b"feeds.two.example" not in a and b"feeds.one.example" not in b
+    assert hot.replayed >= 2

@@ -13,10 +13,10 @@ from aggregator.normalize import (Context, canonical_link, choose_id_rule, entry
                                   plain_text, public_id, sanitize_html, slugify, split_credit,
                                   truncate_words, xml_safe)
 
-from .conftest import ROOT
+from .conftest import ROOT, newsroom_config
 
 NOW = datetime(2026, 11, 25, 12, 0)
-CONFIG = load_config(ROOT / "config.toml", environ={})
+CONFIG = newsroom_config()
 CTX = Context.from_config(CONFIG)
 
 

@@ -17,9 +17,9 @@ from aggregator.normalize import Context, normalize_entry
 from feeds.model import FeedDoc, FeedItem, Term
 from feeds.render import Fragments, render
 
-from .conftest import ROOT
+from .conftest import ROOT, newsroom_config
 
-CONFIG = load_config(ROOT / "config.toml", environ={})
+CONFIG = newsroom_config()
 CTX = Context.from_config(CONFIG)
 NOW = datetime(2026, 11, 25, 12, 0)
 UTC = timezone.utc

@@ -181,7 +181,7 @@ sys.path.insert(0, {str(ROOT)!r})
 from aggregator.config import load_config
 from aggregator.normalize import Context
 from aggregator.work import ParsePool, ParseJob
-cfg = load_config({str(ROOT / 'config.toml')!r}, environ={{}})
+cfg = load_config({str(write_config(tmp_path, "sqlite:///var/x.db"))!r}, environ={{}})
 pool = ParsePool(Context.from_config(cfg), size=1, target="tests.slow_start_parser:parse")
 worker = pool._acquire()
 worker.conn.send(ParseJob(body=open({str(ROOT / 'samples' / 'breaking.rss')!r}, 'rb').read(), url="x",

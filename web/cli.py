@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -26,14 +27,33 @@ from .websub import HubPublisher
 log = logging.getLogger("feedhub")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A subcommand's parser: takes the common options and hands them to its own subcommands."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        _common_options(self, argparse.SUPPRESS)
+
+    def add_subparsers(self, **kwargs: object) -> argparse._SubParsersAction:  # type: ignore[override]
+        kwargs.setdefault("parser_class", _Parser)
+        return super().add_subparsers(**kwargs)  # type: ignore[arg-type]
+
+
+def _common_options(p: argparse.ArgumentParser, default: object) -> None:
+    p.add_argument("--config", metavar="FILE", default=default,
+                   help="config file (default: $FEEDHUB_CONFIG, else ./config.toml)")
+    p.add_argument("-v", "--verbose", action="store_true", default=default or False,
+                   help="log debug details")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="feedhub",
         description="Collect news feeds into one store and republish them as RSS, Atom and JSON Feed.")
-    p.add_argument("--config", metavar="FILE",
-                   help="config file (default: $FEEDHUB_CONFIG, else ./config.toml)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _common_options(p, None)
+    # Every command takes them after its name too (`feedhub collect --config FILE -v`): there
+    # they default to "not given", so they never undo the same option given before the name.
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     sub.add_parser("init", help="create the store (or migrate an older one)",
                    description="Create the store's schema, or migrate an existing store to this version.")
     c = sub.add_parser("collect", help="collect every enabled source once (or keep polling)",
@@ -53,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Atom tombstone (RFC 6721) and dropped from RSS and JSON Feed.")
     ret.add_argument("entry", help="the entry's public id, its guid at the source, or its link")
     ret.add_argument("--reason", default="retracted by the newsroom", help="the tombstone's comment")
+    unret = sub.add_parser("unretract", help="publish a retracted entry again",
+                           description="Undo a retraction: the entry is back in every feed that holds it, "
+                                       "and its tombstone leaves the Atom feeds.")
+    unret.add_argument("entry", help="the entry's public id, its guid at the source, or its link")
     rules = sub.add_parser("rules", help="try a source's rules on a feed file",
                            description="Work with per-source classification rules.")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
@@ -114,6 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print("feedhub: stopped", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
+    except BrokenPipeError:
+        # The reader of our output went away (`feedhub sources | head`). Point stdout at
+        # nothing, so the interpreter's own flush at exit cannot fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("feedhub: error: the output was closed before everything was written (broken pipe)",
+              file=sys.stderr)
+        return 1
 
 
 def open_store(config: Config) -> None:
@@ -239,7 +270,13 @@ def _serve(config: Config, host: str, port: int) -> None:
     app = create_app(config)
     store.check_integrity()
     print(f"serving feeds on http://{host}:{port}/feeds/ (Ctrl-C stops)", flush=True)
-    waitress.serve(app, host=host, port=port, threads=config.server.threads, ident="feedhub")
+    try:
+        server = waitress.create_server(app, host=host, port=port, threads=config.server.threads, ident="feedhub")
+    except OSError as e:  # the port is taken, or not ours to bind
+        raise FeedhubError(f"cannot listen on {host}:{port}: {e.strerror or e}; is another server "
+                           "running there? (choose another with --port or server.port)") from None
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
     _raise_if_signalled()
 
 
@@ -272,24 +309,45 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _found(config: Config, identifier: str) -> list[store.FoundEntry]:
+    from aggregator.normalize import canonical_link
+
+    found = store.find_entries(identifier, canonical_link(identifier) if "://" in identifier else None)
+    if not found:
+        print(f"feedhub: no entry has the id, guid or link {identifier!r}", file=sys.stderr)
+    return found
+
+
 def cmd_retract(config: Config, args: argparse.Namespace) -> int:
     store.init_db(config.database_url)
-    E = store.Entry
-    found = list(E.select(E.id, E.title, E.retracted_at).where(
-        (E.public_id == args.entry) | (E.guid == args.entry) | (E.link == args.entry)))
+    found = _found(config, args.entry)
     if not found:
-        print(f"feedhub: no entry has the id, guid or link {args.entry!r}", file=sys.stderr)
         return 1
     with store.write_transaction():
         topics = store.retract([e.id for e in found], store.utcnow(), args.reason, config.taxonomy.parents)
+    return _announce(config, "retracted", found, topics)
+
+
+def cmd_unretract(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    found = _found(config, args.entry)
+    if not found:
+        return 1
+    with store.write_transaction():
+        topics = store.unretract([e.id for e in found], store.utcnow(), config.taxonomy.parents)
+    return _announce(config, "published again", found, topics)
+
+
+def _announce(config: Config, done: str, found: list[store.FoundEntry], topics: set[str]) -> int:
+    """Tell the hubs which feeds changed, and the admin what happened."""
     if not topics:
-        print(f"already retracted: {found[0].title}")
+        print(f"nothing to do: {found[0].title} is already {'retracted' if found[0].retracted else 'published'}")
         return 0
     publisher = HubPublisher(config)
     publisher.publish(topics)
     publisher.close()
-    print(f"retracted {len(found)} entr{'y' if len(found) == 1 else 'ies'}: {found[0].title} "
-          f"({len(topics)} feeds changed)")
+    titles = "; ".join(f"{e.title} (from {e.source})" for e in found)
+    print(f"{done} {len(found)} entr{'y' if len(found) == 1 else 'ies'}: {titles} ({len(topics)} feeds changed)")
     return 0
 
 
@@ -368,7 +426,7 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
 
 
-COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
+COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup, "unretract": cmd_unretract,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
 
 if __name__ == "__main__":
