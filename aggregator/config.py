@@ -336,8 +336,10 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
     })
 
     db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
+    from_env = bool(env.get("DATABASE_URL"))
     db_url = env.get("DATABASE_URL") or db["url"]
-    db_url = _resolve_db_url(db_url, base, c)
+    db_url = _resolve_db_url(db_url, base, c,
+                             "DATABASE_URL (the environment, overriding database.url)" if from_env else "database.url")
 
     srv = c.table(top["server"], "server", {
         "host": (str, "127.0.0.1"), "port": (int, 8080), "base_url": (str, ""), "threads": (int, 8),
@@ -459,6 +461,9 @@ def _allow_networks(values: list[Any], c: _Checker) -> tuple[str, ...]:
         try:
             out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
         except ValueError:
+            if "/" in value:
+                c.problem(key, _bad_cidr(value.strip()))
+                continue
             if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", value.strip()):
                 c.problem(key, f"{value!r} is neither a CIDR, an address nor a host name")
                 continue
@@ -466,13 +471,28 @@ def _allow_networks(values: list[Any], c: _Checker) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _resolve_db_url(url: str, base: Path, c: _Checker) -> str:
-    """Make a relative SQLite path absolute against the config folder; check the scheme."""
+def _bad_cidr(value: str) -> str:
+    """Why ``value`` (with a '/') is not a network, in words."""
+    address, _, prefix = value.partition("/")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"{value!r} is not a CIDR: {address!r} is not an IPv4 or IPv6 address"
+    most = 32 if ip.version == 4 else 128
+    if not prefix.isdigit() or int(prefix) > most:
+        return (f"{value!r} is not a CIDR: the prefix length /{prefix} is out of range; "
+                f"an IPv{ip.version} network has /0 to /{most} (e.g. '{address}/{16 if most == 32 else 64}')")
+    return f"{value!r} is not a CIDR"
+
+
+def _resolve_db_url(url: str, base: Path, c: _Checker, key: str = "database.url") -> str:
+    """Make a relative SQLite path absolute against the config folder; check the scheme.
+    ``key`` names where the URL came from (the config key, or the DATABASE_URL variable)."""
     scheme = url.split(":", 1)[0]
     if scheme == "sqlite":
         rest = url[len("sqlite://"):] if url.startswith("sqlite://") else None
         if rest is None or not rest.startswith("/"):
-            c.problem("database.url", f"a SQLite URL looks like 'sqlite:///var/feedhub.db', got {url!r}")
+            c.problem(key, f"a SQLite URL looks like 'sqlite:///var/feedhub.db', got {url!r}")
             return url
         if rest == "/:memory:":
             return url
@@ -482,7 +502,7 @@ def _resolve_db_url(url: str, base: Path, c: _Checker) -> str:
         return f"sqlite:///{p}"
     if scheme in ("postgres", "postgresql"):
         return url
-    c.problem("database.url", f"unsupported database {scheme!r}; use 'sqlite:///path.db' or "
+    c.problem(key, f"unsupported database {scheme!r}; use 'sqlite:///path.db' or "
               "'postgresql://user@host:5432/dbname'")
     return url
 
@@ -537,6 +557,13 @@ def _taxonomy(sections_raw: dict[str, Any], regions_raw: dict[str, Any], c: _Che
             continue
         if not SLUG_RE.match(slug):
             c.problem(f"regions.{slug}", "region slugs are lowercase words joined by '-'")
+        if slug in sections:
+            # A category, a rule or a ?section=/?region= filter names a slug alone: one slug
+            # for two things would silently file entries under only one of them.
+            what = "subsection" if sections[slug].parent else "section"
+            c.problem(f"regions.{slug}", f"slug {slug!r} is already a {what}; regions and sections "
+                      "need different slugs (e.g. '{slug}-region')".replace("{slug}", slug))
+            continue
         regions[slug] = title
     return Taxonomy(sections=sections, regions=regions)
 
@@ -675,5 +702,9 @@ def _source_location(url: str, key: str, c: _Checker, base: Path,
     if not resolved.is_relative_to(samples_dir):
         c.problem(key, f"local files must be under the samples directory {samples_dir}, "
                   f"got {resolved}")
+        return url, None
+    if not resolved.is_file():
+        c.problem(key, f"the file {resolved} does not exist" if not resolved.exists()
+                  else f"{resolved} is not a file")
         return url, None
     return url, resolved

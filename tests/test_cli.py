@@ -75,11 +75,12 @@ def test_init_collect_sources_on_a_fresh_store(tmp_path: Path, db_url: str):
 
 def test_collect_exits_1_when_every_source_fails(tmp_path: Path):
     cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db",
-                       '[[sources]]\nid = "gone"\nname = "Gone"\nurl = "samples/gone.rss"\n')
+                       '[[sources]]\nid = "junk"\nname = "Junk"\nurl = "samples/junk.rss"\n')
+    (tmp_path / "samples" / "junk.rss").write_text("this is not a feed", encoding="utf-8")
     result = feedhub("--config", str(cfg), "collect", cwd=tmp_path)
     assert result.returncode == 1 and "1 failed" in result.stdout
     table = feedhub("--config", str(cfg), "sources", cwd=tmp_path)
-    assert "failing" in table.stdout and "does not exist" in table.stdout
+    assert "failing" in table.stdout and "not a recognised feed format" in table.stdout
 
 
 def test_database_url_overrides_the_config(tmp_path: Path):

@@ -136,7 +136,42 @@ def test_top_level_and_table_errors(tmp_path: Path):
 def test_database_url_is_checked(tmp_path: Path):
     with pytest.raises(ConfigError) as info:
         load(tmp_path, environ={"DATABASE_URL": "mysql://root@localhost/x"})
+    # the variable is named: the config file's database.url is not the mistake
+    assert any(p.startswith("DATABASE_URL (the environment, overriding database.url): unsupported database "
+                            "'mysql'") for p in info.value.problems), info.value.problems
+    path = write_config(tmp_path, "mysql://root@localhost/x", GOOD_SOURCE)  # in the file itself
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
     assert any(p.startswith("database.url: unsupported database 'mysql'") for p in info.value.problems)
+
+
+def test_what_validation_used_to_miss(tmp_path: Path):
+    # a region with a section's (or subsection's) slug would be shadowed by it
+    path = write_config(tmp_path, "sqlite:///var/test.db", GOOD_SOURCE)
+    text = path.read_text(encoding="utf-8").replace("[regions]\n", '[regions]\npolitics = "Politics region"\n'
+                                                    'live = "Live region"\n', 1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert "regions.politics: slug 'politics' is already a subsection; regions and sections need different " \
+           "slugs (e.g. 'politics-region')" in info.value.problems
+    assert any(p.startswith("regions.live: slug 'live' is already a section") for p in info.value.problems)
+    # a local source file that is not there
+    found = problems(tmp_path, '[[sources]]\nid = "a"\nname = "A"\nurl = "samples/missing.rss"\n')
+    assert found == [f"sources[0] (id 'a').url: the file {tmp_path / 'samples' / 'missing.rss'} does not exist"]
+    # a CIDR out of range says why
+    path = write_config(tmp_path, "sqlite:///var/test.db", GOOD_SOURCE,
+                        collect='allow_networks = ["10.0.0.0/33", "fd00::/129", "10.0.0/8", "300.1.1.1/8"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert info.value.problems == [
+        "collect.allow_networks[0]: '10.0.0.0/33' is not a CIDR: the prefix length /33 is out of range; "
+        "an IPv4 network has /0 to /32 (e.g. '10.0.0.0/16')",
+        "collect.allow_networks[1]: 'fd00::/129' is not a CIDR: the prefix length /129 is out of range; "
+        "an IPv6 network has /0 to /128 (e.g. 'fd00::/64')",
+        "collect.allow_networks[2]: '10.0.0/8' is not a CIDR: '10.0.0' is not an IPv4 or IPv6 address",
+        "collect.allow_networks[3]: '300.1.1.1/8' is not a CIDR: '300.1.1.1' is not an IPv4 or IPv6 address",
+    ]
 
 
 def test_unreadable_and_missing_files(tmp_path: Path):
