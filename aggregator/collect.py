@@ -484,6 +484,8 @@ class Collector:
                     log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
                              "revision cap)", sc.id, saved.ignored)
                 topics = set(saved.topics) | rekeyed | self._retract_deleted(row, output.deleted, started)
+                topics |= store.refile_by_rules(row, output.filtered, [e.guid for e in output.entries], started,
+                                                self.parents)
                 outcome = self._record(
                     row, started, t0, "ok", fetched, new=saved.new, updated=saved.updated, log_later=logs,
                     extra=dict(content_hash=digest, entries_seen=len(output.entries),

@@ -84,7 +84,8 @@ class Rule:
     """One ordered per-source rule: a matcher, and what a match does.
 
     Matchers: ``category`` (a category of the entry, compared by slug),
-    ``keyword`` (a plain substring of title or summary, case-insensitive) or
+    ``keyword`` (whole words in title or summary, case-insensitive, in any script;
+    ``match = "substring"`` to match inside words too) or
     ``pattern`` (text with ``*`` and ``?`` wildcards, at most three ``*``, matched
     against the title: bounded, never a free regular expression).
     """
@@ -98,6 +99,8 @@ class Rule:
     tag: str | None = None
     breaking: bool | None = None
     action: str | None = None  # keep | drop
+    #: how a keyword matches: "word" (whole words, the default) or "substring"
+    match: str | None = None
 
     def describe(self) -> str:
         what = (f"category {self.category!r}" if self.category else
@@ -599,7 +602,7 @@ _SOURCE_SPEC: dict[str, tuple[type, Any]] = {
 
 _RULE_SPEC: dict[str, tuple[type, Any]] = {
     "category": (str, ""), "keyword": (str, ""), "pattern": (str, ""), "section": (str, ""),
-    "region": (str, ""), "tag": (str, ""), "breaking": (bool, None), "action": (str, ""),
+    "region": (str, ""), "tag": (str, ""), "breaking": (bool, None), "action": (str, ""), "match": (str, ""),
 }
 
 
@@ -617,6 +620,10 @@ def _rules(raw: list[Any], key: str, c: _Checker, taxonomy: Taxonomy) -> tuple[R
             c.problem(f"{rkey}.section", f"unknown section {d['section']!r}; " + _one_of(d["section"], taxonomy.sections))
         if d["region"] and d["region"] not in taxonomy.regions:
             c.problem(f"{rkey}.region", f"unknown region {d['region']!r}; " + _one_of(d["region"], taxonomy.regions))
+        if d["match"] and d["match"] not in ("word", "substring"):
+            c.problem(f"{rkey}.match", f"must be 'word' (whole words, the default) or 'substring', got {d['match']!r}")
+        elif d["match"] and not d["keyword"]:
+            c.problem(f"{rkey}.match", "only keyword rules have a match mode")
         if d["action"] and d["action"] not in ("keep", "drop"):
             c.problem(f"{rkey}.action", f"must be 'keep' or 'drop', got {d['action']!r}")
         if not any(d[k] for k in ("section", "region", "tag", "action")) and d["breaking"] is None:

@@ -486,12 +486,22 @@ def _wildcard(pattern: str) -> re.Pattern[str]:
     return re.compile(body, re.S)
 
 
+@functools.lru_cache(maxsize=1024)
+def _whole_words(keyword: str) -> re.Pattern[str]:
+    """``keyword`` as whole words: "port" finds "the port" and "Port," but not "airport" or
+    "reports". \\w is Unicode-aware, so Arabic and accented words have boundaries too."""
+    return re.compile(rf"(?<!\w){re.escape(keyword.casefold())}(?!\w)")
+
+
 def rule_matches(rule: Rule, raw: RawEntry, title: str, summary: str) -> bool:
     if rule.category:
         wanted = slugify(rule.category)
         return any(slugify(c.term) == wanted or (c.label and slugify(c.label) == wanted) for c in raw.categories)
     if rule.keyword:
-        return rule.keyword.casefold() in f"{title}\n{summary}".casefold()
+        text = f"{title}\n{summary}".casefold()
+        if rule.match == "substring":
+            return rule.keyword.casefold() in text
+        return _whole_words(rule.keyword).search(text) is not None
     if rule.pattern:
         return _wildcard(rule.pattern).fullmatch(title.casefold()[:1000]) is not None
     return False
@@ -642,15 +652,18 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-def normalize_feed(feed: RawFeed, source: SourceConfig, ctx: Context,
-                   now: datetime, id_rule: str = "guid") -> tuple[list[Entry], list[str]]:
-    """Normalise every entry; the same id twice in one feed keeps the first. Returns warnings too."""
+def normalize_feed(feed: RawFeed, source: SourceConfig, ctx: Context, now: datetime, id_rule: str = "guid",
+                   dropped: list[str] | None = None) -> tuple[list[Entry], list[str]]:
+    """Normalise every entry; the same id twice in one feed keeps the first. Returns warnings too.
+    ``dropped`` receives the ids of the entries the source's keep/drop rules exclude."""
     out: list[Entry] = []
     warnings = list(feed.warnings)
     seen: set[str] = set()
     for raw in feed.entries:
         entry = normalize_entry(raw, feed, source, ctx, now, id_rule)
         if entry.dropped:
+            if dropped is not None:
+                dropped.append(entry.guid)
             continue  # a keep/drop filter of the source's rules
         if entry.guid in seen:
             warnings.append(f"duplicate id {entry.guid!r} in one feed; kept the first")

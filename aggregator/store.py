@@ -1234,6 +1234,29 @@ def unretract(entry_ids: list[int], when: datetime, parents: dict[str, str]) -> 
     return topics
 
 
+#: the retraction reason of an entry the source's keep/drop rules came to exclude: such an
+#: entry, unlike one retracted by an admin or its source, comes back when the rule goes
+RULE_WITHDRAWN = "withdrawn: the source's keep/drop rules now exclude it"
+
+
+def refile_by_rules(source: Source, excluded: list[str], kept: list[str], when: datetime,
+                    parents: dict[str, str]) -> set[str]:
+    """Apply the source's keep/drop rules to what is already stored: live entries whose ids are
+    ``excluded`` are withdrawn (a tombstone, like any retraction), and entries withdrawn that way
+    whose ids are ``kept`` again are published again. Returns the feeds that changed."""
+    topics: set[str] = set()
+    if excluded:
+        ids = [i for (i,) in Entry.select(Entry.id).where(
+            Entry.source == source, Entry.guid.in_(excluded), Entry.retracted_at.is_null()).tuples()]
+        topics |= retract(ids, when, RULE_WITHDRAWN, parents)
+    withdrawn = {g: i for i, g in Entry.select(Entry.id, Entry.guid).where(
+        Entry.source == source, Entry.retraction_reason == RULE_WITHDRAWN).tuples()}
+    back = [withdrawn[g] for g in kept if g in withdrawn]
+    if back:
+        topics |= unretract(back, when, parents)
+    return topics
+
+
 @dataclass(frozen=True)
 class FoundEntry:
     id: int

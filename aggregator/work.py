@@ -55,15 +55,18 @@ class ParseOutput:
     #: the identity rule used, and why it changed (None: unchanged)
     id_rule: str = "guid"
     id_rule_reason: str | None = None
+    #: ids of entries in the feed that the source's keep/drop rules exclude
+    filtered: list[str] = field(default_factory=list)
 
 
 def parse_and_normalize(job: ParseJob, ctx: Context) -> ParseOutput:
     """The work itself: bytes -> normalised entries (pure; runs in a worker process)."""
     feed = parse_feed(job.body, job.url, job.content_type)
     rule, reason = choose_id_rule(feed, job.source, job.id_rule, job.previous)
-    entries, warnings = normalize_feed(feed, job.source, ctx, job.now, rule)
+    filtered: list[str] = []
+    entries, warnings = normalize_feed(feed, job.source, ctx, job.now, rule, dropped=filtered)
     return ParseOutput(entries=entries, warnings=warnings, title=feed.title, link=feed.link, ttl=feed.ttl,
-                       deleted=feed.deleted, id_rule=rule, id_rule_reason=reason)
+                       deleted=feed.deleted, id_rule=rule, id_rule_reason=reason, filtered=filtered)
 
 
 DEFAULT_TARGET = "aggregator.work:parse_and_normalize"

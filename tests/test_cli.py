@@ -192,6 +192,27 @@ def test_rules_test_shows_what_each_entry_becomes_and_writes_nothing(tmp_path: P
     assert bad.returncode == 2 and "unknown source 'nope'" in bad.stderr
 
 
+def test_rules_test_fetches_a_url_through_the_guarded_fetcher(tmp_path: Path):
+    from .faults import KeepAliveServer, Reply
+
+    body = (ROOT / "samples" / "wire-agency.rdf").read_bytes()
+    with KeepAliveServer({"/wire.rdf": Reply(200, body, {"Content-Type": "application/rdf+xml"})}) as srv:
+        allowed = write_config(tmp_path, f"sqlite:///{tmp_path}/never.db",
+                               collect='allow_networks = ["127.0.0.0/8"]\n')
+        out = feedhub("--config", str(allowed), "rules", "test", "meridian-wire", srv.url("/wire.rdf"),
+                      cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[-1].startswith("25 entries:")
+        # Without allow_networks the same loopback URL is refused, as the collector refuses it.
+        guarded = write_config(tmp_path / "guarded", f"sqlite:///{tmp_path}/never.db")
+        refused = feedhub("--config", str(guarded), "rules", "test", "meridian-wire", srv.url("/wire.rdf"),
+                          cwd=tmp_path)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "loopback address" in refused.stderr.strip().splitlines()[-1]
+    assert srv.requests == ["/wire.rdf"]  # the refused one never reached the server
+    assert not (tmp_path / "never.db").exists()
+
+
 def test_config_and_verbose_work_before_and_after_the_command(tmp_path: Path):
     cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db")
     for args in (["--config", str(cfg), "-v", "init"], ["init", "--config", str(cfg), "-v"],

@@ -10,7 +10,7 @@ import pytest
 
 from aggregator import store
 from aggregator.collect import Collector
-from aggregator.config import Config
+from aggregator.config import Config, load_config
 from aggregator.errors import StoreError
 
 from .conftest import SAMPLES
@@ -343,3 +343,38 @@ def test_mirrors_must_name_other_sources(config_factory):
 
     with pytest.raises(ConfigError, match=r"\.mirrors: 'nope' is not another source's id"):
         config_factory(TWO_SOURCES.format(extra='mirrors = ["nope"]\n'))
+
+
+def test_a_rule_change_withdraws_and_restores_stored_entries(config_factory):
+    """A drop rule added later withdraws what it now excludes (published as a deletion, as any
+    retraction); removing the rule publishes those entries again. Other retractions stay."""
+    from web import create_app
+
+    cfg = config_factory()
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        assert not c.collect().failed
+    E = store.Entry
+    wire = store.Source.get(store.Source.key == "meridian-wire")
+    weather = [e.id for e in E.select().where(E.source == wire, E.title.contains("Weather"))]
+    assert weather
+    other = E.select().where(E.source == wire, ~E.title.contains("Weather")).first()
+    store.retract([other.id], store.utcnow(), "retracted by the newsroom", cfg.taxonomy.parents)
+
+    def with_rules(rules: str) -> Config:
+        text = (cfg.path.read_text(encoding="utf-8")
+                .replace('tags = ["Wire"]\n', 'tags = ["Wire"]\n' + rules))
+        path = cfg.path.with_name("changed.toml")
+        path.write_text(text, encoding="utf-8")
+        return load_config(path, environ={})
+
+    dropping = with_rules('\n[[sources.rules]]\nkeyword = "weather"\naction = "drop"\n')
+    with Collector(dropping) as c:
+        assert not c.collect().failed
+    assert {e.id for e in E.select().where(E.retraction_reason == store.RULE_WITHDRAWN)} == set(weather)
+    rss = create_app(dropping).test_client().get("/feeds/latest.rss?limit=200").data
+    assert b"Weather" not in rss
+    with Collector(cfg) as c:  # the rule is gone again
+        assert not c.collect().failed
+    assert E.select().where(E.id.in_(weather), E.retracted_at.is_null(False)).count() == 0
+    assert E.get_by_id(other.id).retracted_at is not None  # the newsroom's own retraction stands

@@ -310,6 +310,23 @@ def test_ordered_rules_file_tag_flag_and_filter_entries():
     assert [e.guid for e in entries] == ["a"]
 
 
+@pytest.mark.parametrize("keyword,match,text,expected", [
+    ("port", None, "The port reopens", True),
+    ("port", None, "Airport expansion and quarterly reports", False),  # not inside other words
+    ("port", None, "PORT, harbour and quay", True),
+    ("port", "substring", "Airport expansion", True),  # asked for explicitly
+    ("gaza strip", None, "Aid reaches the Gaza Strip today", True),
+    ("ميناء", None, "افتتاح ميناء جديد في المدينة", True),  # Arabic words have boundaries too
+    ("ميناء", None, "موانئ وميناءات", False),
+    ("café", None, "Le Café Société ouvre", True),
+])
+def test_keyword_rules_match_whole_words_unless_asked(keyword, match, text, expected):
+    from aggregator.config import Rule
+    from aggregator.normalize import rule_matches
+
+    assert rule_matches(Rule(0, keyword=keyword, match=match, tag="x"), RawEntry(), text, "") is expected
+
+
 def test_patterns_are_bounded_wildcards_not_regular_expressions():
     from aggregator.config import Rule
     from aggregator.normalize import rule_matches

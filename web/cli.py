@@ -80,12 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="try a source's rules on a feed file",
                            description="Work with per-source classification rules.")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
-    rt = rules_sub.add_parser("test", help="show what each entry of FILE would become (writes nothing)",
-                              description="Parse FILE as SOURCE would, apply its defaults and rules, and show "
+    rt = rules_sub.add_parser("test", help="show what each entry of FILE or URL would become (writes nothing)",
+                              description="Parse FILE (or fetch URL) as SOURCE would, apply its defaults and rules, and show "
                                           "each entry's section, regions, tags, breaking flag, whether it is "
                                           "kept, and which rules decided. The store is not touched.")
     rt.add_argument("source", metavar="SOURCE", help="a source id from the config")
-    rt.add_argument("file", metavar="FILE", help="a feed file (RSS, Atom or JSON Feed)")
+    rt.add_argument("file", metavar="FILE|URL",
+                    help="a feed file, or an http(s) URL fetched as the collector would (RSS, Atom or JSON Feed)")
     bk = sub.add_parser("backup", help="copy the SQLite store to FILE while feedhub keeps running",
                         description="Take a consistent copy of the SQLite store (SQLite's online backup "
                                     "API), safe while collectors write. For PostgreSQL use pg_dump.")
@@ -361,13 +362,25 @@ def cmd_rules(config: Config, args: argparse.Namespace) -> int:
         print(f"feedhub: unknown source {args.source!r}; sources: {', '.join(s.id for s in config.sources)}",
               file=sys.stderr)
         return 2
-    path = Path(args.file)
-    try:
-        body = path.read_bytes()
-    except OSError as e:
-        print(f"feedhub: cannot read {path}: {e.strerror}", file=sys.stderr)
-        return 1
-    feed = parse_feed(body, path.resolve().as_uri())
+    if args.file.lower().startswith(("http://", "https://")):
+        from aggregator.fetch import Fetcher
+
+        # The collector's own fetcher: the same address guard, size cap and timeouts.
+        fetcher = Fetcher(config.collect)
+        try:
+            result = fetcher.fetch(args.file)
+        finally:
+            fetcher.close()
+        assert result.body is not None  # no validators were sent, so no 304
+        feed = parse_feed(result.body, result.url, result.headers.get("Content-Type"))
+    else:
+        path = Path(args.file)
+        try:
+            body = path.read_bytes()
+        except OSError as e:
+            print(f"feedhub: cannot read {path}: {e.strerror}", file=sys.stderr)
+            return 1
+        feed = parse_feed(body, path.resolve().as_uri())
     ctx = Context.from_config(config)
     now = store.utcnow()
     header = ("#", "KEPT", "SECTION", "REGIONS", "TAGS", "BREAKING", "TITLE", "DECIDED BY")
