@@ -489,6 +489,7 @@ class Collector:
                 outcome = self._record(
                     row, started, t0, "ok", fetched, new=saved.new, updated=saved.updated, log_later=logs,
                     extra=dict(content_hash=digest, entries_seen=len(output.entries),
+                               warnings="\n".join(output.warnings)[:4000] or None,
                                feed_title=plain_text(output.title) or None,
                                feed_link=canonical_link(output.link), feed_ttl=output.ttl, **extra))
                 return dataclasses.replace(outcome, topics=frozenset(topics))

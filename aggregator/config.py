@@ -198,6 +198,24 @@ class CollectConfig:
     allow_networks: tuple[str, ...] = ()
     fetch_log_keep: int = 200
     breaking_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: caps on what one entry may bring in (characters, or counts); see Caps
+    max_title: int = 500
+    max_summary: int = 320
+    max_content: int = 100_000
+    max_name: int = 150
+    max_authors: int = 20
+    max_categories: int = 50
+    max_media: int = 20
+    max_url: int = 2048
+
+
+#: the [collect] keys that cap one entry's fields, with what each one caps
+CAP_KEYS = {
+    "max_title": "title (characters)", "max_summary": "summary, the plain-text lead (characters)",
+    "max_content": "body, sanitised HTML (characters)", "max_name": "an author's or tag's name (characters)",
+    "max_authors": "authors per entry", "max_categories": "categories per entry",
+    "max_media": "images, videos and enclosures per entry", "max_url": "a link or media URL (characters)",
+}
 
 
 @dataclass(frozen=True)
@@ -392,9 +410,10 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
         "lease_seconds": (int, d.lease_seconds), "redirect_confirmations": (int, d.redirect_confirmations),
         "max_revisions": (int, d.max_revisions),
         "allow_networks": (list, []), "fetch_log_keep": (int, d.fetch_log_keep),
-        "breaking_prefixes": (dict, {})})
+        "breaking_prefixes": (dict, {}), **{k: (int, getattr(d, k)) for k in CAP_KEYS}})
     for key in ("interval", "min_interval", "max_interval", "max_backoff", "max_bytes", "workers",
-                "per_host", "lease_seconds", "redirect_confirmations", "max_revisions", "fetch_log_keep"):
+                "per_host", "lease_seconds", "redirect_confirmations", "max_revisions", "fetch_log_keep",
+                *CAP_KEYS):
         if col[key] is not None and col[key] < 1:
             c.problem(f"collect.{key}", f"must be a positive integer, got {col[key]}")
     if col["parse_workers"] is not None and col["parse_workers"] < 0:

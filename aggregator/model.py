@@ -144,3 +144,5 @@ class Entry:
     #: the source's rules that matched, in order, and whether a keep/drop filter removed it
     rule_trace: tuple[str, ...] = ()
     dropped: bool = False
+    #: fields the [collect] caps shortened, each with its size and limit ("title (5000000 characters, limit 500)")
+    truncated: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, u
 
 import nh3
 
-from .config import Config, Edition, Rule, SourceConfig, Taxonomy
+from .config import CollectConfig, Config, Edition, Rule, SourceConfig, Taxonomy
 from .model import Author, Entry, Media, RawEntry, RawFeed, RawMedia, Tag
 
 # XML 1.0 allows only these characters; anything else (C0 controls, lone
@@ -50,6 +50,32 @@ _URL_ATTRIBUTES = {"href", "src", "cite"}
 
 
 @dataclass(frozen=True)
+class Caps:
+    """How much of each field one entry may bring in (``[collect] max_*``): a hostile or broken
+    source cannot make the store, or every feed holding the entry, grow without bound. The
+    defaults keep every entry under 1 MB in any format we write, even escaped twice."""
+
+    title: int = 500
+    summary: int = 320
+    content: int = 100_000
+    name: int = 150
+    authors: int = 20
+    categories: int = 50
+    media: int = 20
+    url: int = 2048
+
+    @classmethod
+    def from_collect(cls, collect: CollectConfig) -> "Caps":
+        return cls(title=collect.max_title, summary=collect.max_summary, content=collect.max_content,
+                   name=collect.max_name, authors=collect.max_authors, categories=collect.max_categories,
+                   media=collect.max_media, url=collect.max_url)
+
+
+#: longest slug stored (the store's slug columns hold 200 characters)
+SLUG_MAX = 200
+
+
+@dataclass(frozen=True)
 class Context:
     """What normalisation needs from config, passed explicitly."""
 
@@ -61,6 +87,7 @@ class Context:
     #: computed once here rather than for every category of every entry
     section_by_title: dict[str, str] = field(default_factory=dict)
     region_by_title: dict[str, str] = field(default_factory=dict)
+    caps: Caps = field(default_factory=Caps)
 
     def __post_init__(self) -> None:
         if not self.section_by_title:
@@ -72,7 +99,7 @@ class Context:
     def from_config(cls, config: Config) -> "Context":
         return cls(taxonomy=config.taxonomy, editions=config.editions,
                    id_authority=config.site.id_authority,
-                   breaking_prefixes=config.collect.breaking_prefixes)
+                   breaking_prefixes=config.collect.breaking_prefixes, caps=Caps.from_collect(config.collect))
 
 
 # --- text ------------------------------------------------------------------------
@@ -147,6 +174,64 @@ def truncate_words(text: str, limit: int = SUMMARY_MAX) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.-")
     return cut + "…"
+
+
+def cap_text(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked with an ellipsis.
+
+    The cut never separates a letter from its combining marks (Arabic vowel signs,
+    accents): a letter whose marks would be cut off goes with them.
+    """
+    if len(text) <= limit:
+        return text
+    end = max(limit - 1, 0)
+    if end < len(text) and unicodedata.combining(text[end]):
+        while end > 0 and unicodedata.combining(text[end - 1]):
+            end -= 1
+        end = max(end - 1, 0)  # the letter the marks belong to
+    return text[:end].rstrip() + "…"
+
+
+_TRUNCATED_BODY = "<p>…</p>"
+
+
+def cap_html(value: str, limit: int) -> str:
+    """Sanitised HTML cut to at most ``limit`` characters at an element boundary: whole
+    top-level elements are kept while they fit, and a paragraph saying "…" marks the cut.
+    A first element too long on its own gives its plain text, cut. The result is
+    sanitised again, so it is as safe and well-formed as the input."""
+    if len(value) <= limit:
+        return value
+    from lxml import etree, html as lxml_html
+
+    budget = limit - len(_TRUNCATED_BODY)
+    root = lxml_html.fragment_fromstring(value, create_parent="div")
+    kept: list[str] = []
+    used = 0
+    lead = html.escape(root.text or "")
+    if lead and len(lead) <= budget:
+        kept.append(lead)
+        used += len(lead)
+    for child in root:
+        part = etree.tostring(child, encoding="unicode", method="html", with_tail=True)
+        if used + len(part) > budget:
+            break
+        kept.append(part)
+        used += len(part)
+    if not kept:
+        text = " ".join(root.text_content().split())
+        kept = [f"<p>{html.escape(cap_text(text, max(budget - 7, 1) // 2))}</p>"]  # escaping may double it
+    out = nh3.clean("".join(kept) + _TRUNCATED_BODY, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
+                    url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer", strip_comments=True)
+    return out if len(out) <= limit else _TRUNCATED_BODY
+
+
+def cap_slug(slug: str) -> str:
+    """A slug short enough for the store, cut at a word boundary where it has one."""
+    if len(slug) <= SLUG_MAX:
+        return slug
+    cut = slug[:SLUG_MAX]
+    return cut.rsplit("-", 1)[0] if "-" in cut else cut
 
 
 # Latin letters that have no Unicode decomposition to an ASCII base letter.
@@ -421,21 +506,30 @@ def canonical_media_url(url: str | None, base: str | None) -> str | None:
 _BYLINE_SPLIT = re.compile(r"\s*[,;]\s*|\s+(?:and|&|y|e|و)\s+", re.I)
 
 
-def normalize_authors(raw: RawEntry) -> tuple[Author, ...]:
-    """Authors with slugs; a byline 'By A and B' becomes two authors."""
+def normalize_authors(raw: RawEntry, caps: Caps = Caps(), cut: list[str] | None = None) -> tuple[Author, ...]:
+    """Authors with slugs; a byline 'By A and B' becomes two authors. Names, URLs and the
+    number of authors are capped (``cut`` hears of each cap applied)."""
     out: list[Author] = []
     seen: set[str] = set()
-    for person in raw.authors:
-        name = plain_text(person.name)
+    cut = cut if cut is not None else []
+    for person in raw.authors[:caps.authors * 4]:  # bylines split into more; the cap is on those
+        name = plain_text((person.name or "")[:caps.name * 20])
         name = re.sub(r"^(by|por|بقلم)\s+", "", name, flags=re.I)
         names = [n for n in _BYLINE_SPLIT.split(name) if n] if len(raw.authors) == 1 else [name]
         for n in names:
-            slug = slugify(n)
+            if len(n) > caps.name:
+                cut.append(f"author name ({len(n)} characters, limit {caps.name})")
+                n = cap_text(n, caps.name)
+            slug = cap_slug(slugify(n))
             if not slug or slug in seen:
                 continue
             seen.add(slug)
-            url = person.url if person.url and urlsplit(person.url).scheme in ("http", "https") else None
+            url = person.url if person.url and urlsplit(person.url).scheme in ("http", "https") \
+                and len(person.url) <= caps.url else None
             out.append(Author(name=n, slug=slug, url=url if len(names) == 1 else None))
+    if len(out) > caps.authors:
+        cut.append(f"authors ({len(out)}, limit {caps.authors})")
+        out = out[:caps.authors]
     return tuple(out)
 
 
@@ -452,8 +546,9 @@ def classify(raw: RawEntry, source: SourceConfig, ctx: Context) -> tuple[str | N
     tags: list[Tag] = []
     breaking = False
     for cat in raw.categories:
-        name = plain_text(cat.label or cat.term, is_html=False)
-        slug = slugify(cat.term)
+        name = cap_text(plain_text((cat.label or cat.term or "")[:ctx.caps.name * 20], is_html=False),
+                        ctx.caps.name)
+        slug = cap_slug(slugify((cat.term or "")[:SLUG_MAX * 4]))
         if not slug:
             continue
         if slug == "breaking" or slug == "breaking-news":
@@ -588,18 +683,34 @@ def _words_in_html(clean_html: str) -> int:
 def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Context,
                     now: datetime, id_rule: str = "guid") -> Entry:
     """Turn one parsed entry into a clean Entry; ``now`` is naive UTC (first-seen time)."""
+    caps = ctx.caps
+    cut: list[str] = []  # what the caps shortened, for the source's health
+    if len(raw.categories) > caps.categories:
+        cut.append(f"categories ({len(raw.categories)}, limit {caps.categories})")
+        raw = dataclasses.replace(raw, categories=raw.categories[:caps.categories])
     base = _entry_base(raw, feed, source)
     link = canonical_link(raw.link, base)
+    if link and len(link) > caps.url:
+        cut.append(f"link ({len(link)} characters, limit {caps.url}; left out)")
+        link = None
     content = sanitize_html(raw.content, base) if raw.content_is_html else \
         "".join(f"<p>{html.escape(p)}</p>" for p in plain_text(raw.content, False).split("\n\n") if p)
     summary_html = raw.summary or ""
     if not content and raw.summary and raw.summary_is_html and "<" in raw.summary:
         content = sanitize_html(raw.summary, base)  # RSS descriptions often carry the body
     summary = plain_text(summary_html, raw.summary_is_html) or plain_text(content)
-    summary = truncate_words(summary)
+    summary = truncate_words(summary, caps.summary)  # the lead: always short, so never reported
+    if len(content) > caps.content:
+        cut.append(f"body ({len(content)} characters, limit {caps.content})")
+        content = cap_html(content, caps.content)
     # Titles are always read as markup: RSS titles often carry escaped HTML even where the
-    # format calls them text, and a reader would show it as HTML.
-    title = plain_text(raw.title, True) or truncate_words(summary, 80) or "(untitled)"
+    # format calls them text, and a reader would show it as HTML. A hostile title is cut
+    # before its markup is read, so its size costs nothing either.
+    raw_title = raw.title[:caps.title * 20] if raw.title and len(raw.title) > caps.title * 20 else raw.title
+    title = plain_text(raw_title, True) or truncate_words(summary, 80) or "(untitled)"
+    if len(title) > caps.title or raw_title is not raw.title:
+        cut.append(f"title ({len(raw.title or title)} characters, limit {caps.title})")
+        title = cap_text(title, caps.title)
     source_edition = ctx.editions.get(source.edition)
     language = (raw.language or feed.language or
                 (source_edition.language if source_edition else None) or "en").strip().lower()
@@ -609,8 +720,11 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
     filed = apply_rules(source.rules, raw, title, summary, Filed(
         section, list(regions), list(tags), source.breaking or breaking_cat or has_breaking_prefix(title, language, ctx)))
     section, regions, tags, breaking = filed.section, tuple(filed.regions), tuple(filed.tags), filed.breaking
-    authors = normalize_authors(raw)
-    media = normalize_media(raw.media, content, base)
+    authors = normalize_authors(raw, caps, cut)
+    media = tuple(m for m in normalize_media(raw.media, content, base) if len(m.url) <= caps.url)
+    if len(media) > caps.media:
+        cut.append(f"media ({len(media)}, limit {caps.media})")
+        media = media[:caps.media]
     words = _words_in_html(content) or len(summary.split())
     entry = dict(
         guid=guid, public_id=public_id(guid, source.id, ctx.id_authority), title=title, link=link,
@@ -622,7 +736,7 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         published_raw=raw.published_raw, updated_raw=raw.updated_raw,
         coverage=match_coverage(tags, title, summary, ctx))
     return Entry(**entry, fingerprint=fingerprint(entry), title_key=title_key(title),
-                 rule_trace=tuple(filed.trace), dropped=filed.dropped)
+                 rule_trace=tuple(filed.trace), dropped=filed.dropped, truncated=tuple(cut))
 
 
 def title_key(title: str) -> str:
@@ -659,8 +773,13 @@ def normalize_feed(feed: RawFeed, source: SourceConfig, ctx: Context, now: datet
     out: list[Entry] = []
     warnings = list(feed.warnings)
     seen: set[str] = set()
+    capped: dict[str, int] = {}
     for raw in feed.entries:
         entry = normalize_entry(raw, feed, source, ctx, now, id_rule)
+        for what in entry.truncated:
+            capped[what.split(" (", 1)[0]] = capped.get(what.split(" (", 1)[0], 0) + 1
+            if len(capped) < 50 and sum(capped.values()) <= 20:  # the first few, in full
+                warnings.append(f"entry {entry.guid[:100]!r}: {what} cut to the [collect] limit")
         if entry.dropped:
             if dropped is not None:
                 dropped.append(entry.guid)
@@ -670,4 +789,7 @@ def normalize_feed(feed: RawFeed, source: SourceConfig, ctx: Context, now: datet
             continue
         seen.add(entry.guid)
         out.append(entry)
+    if sum(capped.values()) > 20:
+        warnings.append("fields cut to the [collect] limits in this fetch: "
+                        + ", ".join(f"{what} ×{n}" for what, n in sorted(capped.items())))
     return out, warnings

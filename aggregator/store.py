@@ -28,7 +28,7 @@ from . import model
 from .config import Config, SourceConfig
 from .errors import StoreDamaged, StoreError, StoreFull, StoreUnavailable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 db = pw.DatabaseProxy()
 
@@ -88,6 +88,8 @@ class Source(BaseModel):
     last_error = pw.TextField(null=True)
     last_error_kind = pw.CharField(max_length=32, null=True)
     consecutive_failures = pw.IntegerField(default=0)
+    #: what the last parse of the feed warned about (fields cut to the caps, a wrong charset, ...)
+    warnings = pw.TextField(null=True)
     next_due_at = pw.DateTimeField(null=True, index=True)
     entries_seen = pw.IntegerField(default=0)
     created_at = pw.DateTimeField(default=utcnow)
@@ -637,8 +639,16 @@ def _to_v4(database: pw.Database) -> None:
     entries arrive (the reverse links), and their own when they next change."""
 
 
+def _to_v5(database: pw.Database) -> None:
+    """v5: the warnings of a source's last parse (fields cut to the caps), kept in its health."""
+    have = {c.name for c in database.get_columns(Source._meta.table_name)}
+    if "warnings" not in have:
+        migrate(SchemaMigrator.from_database(database).add_column(
+            Source._meta.table_name, "warnings", Source._meta.fields["warnings"]))
+
+
 # version -> function that upgrades a store from version-1 to version
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
 
 
 def schema_version() -> int:

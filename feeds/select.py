@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -126,6 +127,12 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
     """Validate a feed request; NotFound for unknown feeds/slugs, BadRequest for bad parameters."""
     default = config.site.default_edition
     edition = edition or default
+    # No slug or parameter of ours holds a control character, and PostgreSQL refuses NUL in
+    # any string: such a request is the client's mistake (400), never the store's (500).
+    for name, value in [("feed", slug or ""), *args.items()]:
+        if _CONTROL.search(value) or _CONTROL.search(name):
+            where = "the feed's name" if name == "feed" else f"parameter {_CONTROL.sub('?', name)!r}"
+            raise (NotFound if name == "feed" else BadRequest)(f"{where} contains a control character")
     if edition not in config.editions:
         raise NotFound(f"unknown edition {edition!r}; editions: {', '.join(sorted(config.editions))}")
     if kind not in FEED_KINDS:
@@ -169,6 +176,9 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
     order = tuple(k for k in args if k == "limit" or k in FILTERS)
     return FeedRequest(kind=kind, edition=edition, slug=slug if kind not in ("latest", "breaking") else None,
                        limit=limit, filters=tuple(filters), default_edition=default, page=page, order=order)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def _contains(field: pw.Field, text: str) -> pw.Node:
@@ -257,17 +267,22 @@ def _page_rows(query: pw.Select) -> list[PageRow]:
     return rows
 
 
-def select_page(req: FeedRequest, config: Config) -> Page:
-    """The page's live entries, newest first (one extra row tells whether a next page exists)."""
+def select_page(req: FeedRequest, config: Config, take: int | None = None) -> Page:
+    """The page's live entries, newest first (one extra row tells whether a next page exists).
+
+    ``take`` (at most the request's limit) makes the page hold fewer entries than asked,
+    its next link starting right after them: for a page that would be too large to send.
+    """
+    size = req.limit if take is None else max(1, min(take, req.limit))
     conds = _conditions(req, config) + [E.retracted_at.is_null()]
     here = list(conds)
     if req.page:
         p = req.page
         here.append((E.published < p.published) | ((E.published == p.published) & (E.id <= p.entry_id)))
     rows = _page_rows(E.select(*ENTRY_COLUMNS).where(*here)
-                      .order_by(E.published.desc(), E.id.desc()).limit(req.limit + 1))
-    nxt = Cursor(rows[req.limit].published, rows[req.limit].id) if len(rows) > req.limit else None
-    rows = rows[:req.limit]
+                      .order_by(E.published.desc(), E.id.desc()).limit(size + 1))
+    nxt = Cursor(rows[size].published, rows[size].id) if len(rows) > size else None
+    rows = rows[:size]
     previous, has_previous = None, False
     if req.page and rows:
         first = rows[0]
@@ -479,9 +494,10 @@ def newest_change(req: FeedRequest, config: Config) -> datetime:
 
 
 def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
-               formats: dict[str, str]) -> FeedDoc:
-    """Select a feed's page and describe the feed; ``formats`` maps format -> file suffix."""
-    page = select_page(req, config)
+               formats: dict[str, str], take: int | None = None) -> FeedDoc:
+    """Select a feed's page and describe the feed; ``formats`` maps format -> file suffix.
+    ``take``: hold at most that many entries (see select_page)."""
+    page = select_page(req, config, take)
     items = load_items(page.rows, req, config, base_url)
     tombstones = select_tombstones(req, config) if fmt == "atom" and req.page is None else []
 

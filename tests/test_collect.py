@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -124,9 +125,19 @@ url = "samples/partner-outlet.json"
 '''
 
 
-def test_one_broken_source_never_stops_the_others(config_factory, tmp_path: Path):
+def broken_config(config_factory, folder: Path) -> Config:
+    """BROKEN_SOURCES: one file is garbage, one is removed after the config was loaded (the config
+    refuses a file that is not there, but nothing stops it going away while feedhub runs)."""
+    (folder / "samples").mkdir(exist_ok=True)
+    (folder / "samples" / "garbage.xml").write_bytes(b"\x00\x01 this is <not a feed")
+    (folder / "samples" / "missing.rss").write_bytes(b"")
     cfg = config_factory(BROKEN_SOURCES)
-    (tmp_path / "samples" / "garbage.xml").write_bytes(b"\x00\x01 this is <not a feed")
+    (folder / "samples" / "missing.rss").unlink()
+    return cfg
+
+
+def test_one_broken_source_never_stops_the_others(config_factory, tmp_path: Path):
+    cfg = broken_config(config_factory, tmp_path)
     store.init_db(cfg.database_url)
     summary = Collector(cfg).collect()
     by_source = {o.source: o for o in summary.outcomes}
@@ -147,8 +158,8 @@ def test_one_broken_source_never_stops_the_others(config_factory, tmp_path: Path
     assert store.Entry.select().count() == 35  # nothing half-written by the failures
 
 
-def test_fetch_log_is_bounded(config_factory):
-    cfg = config_factory(BROKEN_SOURCES)
+def test_fetch_log_is_bounded(config_factory, tmp_path: Path):
+    cfg = broken_config(config_factory, tmp_path)
     assert cfg.collect.fetch_log_keep == 200  # the default
     cfg = dataclasses.replace(cfg, collect=dataclasses.replace(cfg.collect, fetch_log_keep=3))
     store.init_db(cfg.database_url)
@@ -159,11 +170,11 @@ def test_fetch_log_is_bounded(config_factory):
     assert store.FetchLog.select().where(store.FetchLog.source == missing).count() == 3
 
 
-def test_source_removed_from_config_is_disabled_not_deleted(config_factory):
+def test_source_removed_from_config_is_disabled_not_deleted(config_factory, tmp_path: Path):
     cfg = config_factory()
     store.init_db(cfg.database_url)
     Collector(cfg).collect(source_ids=["ticker"])
-    fewer = config_factory(BROKEN_SOURCES)
+    fewer = broken_config(config_factory, tmp_path)
     store.sync_sources(fewer)
     ticker = store.Source.get(store.Source.key == "ticker")
     assert not ticker.enabled and ticker.entries.count() == 15
@@ -291,6 +302,8 @@ def test_revisions_are_capped_and_updates_can_be_ignored(config_factory, tmp_pat
 
 
 def _two_copies(tmp_path: Path, link_from: str | None = None, link_to: str | None = None) -> None:
+    """samples/copy.rss: the Spanish edition again (written before the config that names it)."""
+    shutil.copytree(SAMPLES, tmp_path / "samples", dirs_exist_ok=True)
     text = (tmp_path / "samples" / "spanish-edition.rss").read_text(encoding="utf-8")
     if link_from:
         text = text.replace(link_from, link_to)
@@ -302,8 +315,8 @@ TWO_SOURCES = ('[[sources]]\nid = "es"\nname = "ES"\nurl = "samples/spanish-edit
 
 
 def test_one_story_through_two_sources_is_stored_once(config_factory, tmp_path: Path):
-    cfg = config_factory(TWO_SOURCES.format(extra=""))
     _two_copies(tmp_path)  # the same stories, the same links
+    cfg = config_factory(TWO_SOURCES.format(extra=""))
     store.init_db(cfg.database_url)
     with Collector(cfg) as c:
         c.collect(source_ids=["es"])
@@ -323,7 +336,6 @@ def test_one_story_through_two_sources_is_stored_once(config_factory, tmp_path: 
 
 
 def test_mirror_sources_match_stories_by_title(config_factory, tmp_path: Path):
-    _ = config_factory(TWO_SOURCES.format(extra=""))
     _two_copies(tmp_path, "https://news.example.org/es/", "https://mirror.example.org/es/")
     cfg = config_factory(TWO_SOURCES.format(extra='mirrors = ["es"]\n'))
     store.init_db(cfg.database_url)

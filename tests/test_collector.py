@@ -307,12 +307,12 @@ def test_per_host_concurrency_limit(config_factory):
 
 # --- the parse pool -------------------------------------------------------------------
 
-def test_a_hanging_parser_is_killed_and_recorded(config_factory, tmp_path):
+def test_a_hanging_parser_is_killed_and_recorded(config_factory, samples_dir, tmp_path):
     sources = (one_source("samples/hang.rss", "hang") + one_source("samples/crash.rss", "crash")
                + one_source("samples/breaking.rss", "fine"))
-    cfg = config_factory(sources, collect="parse_timeout = 2.0\nparse_workers = 1\n")
     (tmp_path / "samples" / "hang.rss").write_bytes(RSS.replace(b"Breaking news ticker", b"HANG-THE-PARSER"))
     (tmp_path / "samples" / "crash.rss").write_bytes(RSS.replace(b"Breaking news ticker", b"KILL-THE-PARSER"))
+    cfg = config_factory(sources, collect="parse_timeout = 2.0\nparse_workers = 1\n")
     store.init_db(cfg.database_url)
     with Collector(cfg, parse_target="tests.hostile_parser:hang_on_marker") as c:
         outcomes = {o.source: o for o in c.collect().outcomes}

@@ -46,9 +46,9 @@ def related_of(client, slug: str) -> list[tuple[str, str]]:
     return [(r["url"].rsplit("/", 1)[1], r["title"]) for r in item["_feedhub"].get("related", [])]
 
 
-def test_related_entries_ranked_published_and_kept_fresh(config_factory, tmp_path: Path):
-    cfg = config_factory(DESK)
+def test_related_entries_ranked_published_and_kept_fresh(config_factory, samples_dir: Path, tmp_path: Path):
     write_desk(tmp_path)
+    cfg = config_factory(DESK)
     store.init_db(cfg.database_url)
     with Collector(cfg) as c:
         assert not c.collect().failed
@@ -82,9 +82,8 @@ def test_related_entries_ranked_published_and_kept_fresh(config_factory, tmp_pat
     assert store.Related.select().where(store.Related.entry == store.Related.related).count() == 0
 
 
-def test_a_tag_on_every_entry_stays_bounded(config_factory, tmp_path: Path):
+def test_a_tag_on_every_entry_stays_bounded(config_factory, samples_dir: Path, tmp_path: Path):
     """Each entry keeps its RELATED_KEEP best; pools are bounded however common a tag is."""
-    cfg = config_factory(DESK)
     items = "".join(
         f"<item><title>Story {n}</title><link>https://desk.example.org/{n}</link>"
         f"<pubDate>{1 + n % 28:02d} Oct 2026 {n % 24:02d}:00:00 GMT</pubDate><category>Politics news</category>"
@@ -93,6 +92,7 @@ def test_a_tag_on_every_entry_stays_bounded(config_factory, tmp_path: Path):
         f'<?xml version="1.0"?><rss version="2.0"><channel><title>Desk</title>'
         f"<link>https://desk.example.org/</link><description>d</description>{items}</channel></rss>",
         encoding="utf-8")
+    cfg = config_factory(DESK)
     store.init_db(cfg.database_url)
     with Collector(cfg) as c:
         assert c.collect().new == 120

@@ -423,6 +423,7 @@ def cmd_sources(config: Config, args: argparse.Namespace) -> int:
             "next_due_at": _iso(r.next_due_at), "entries_seen": r.entries_seen,
             "fetch_url": r.fetch_url or r.url, "disabled_reason": r.disabled_reason,
             "id_rule": r.id_rule, "id_rule_reason": r.id_rule_reason,
+            "warnings": r.warnings.splitlines() if r.warnings else [],
             "entries_stored": r.entries.count(),
         } for r in rows]
         print(json.dumps(data, ensure_ascii=False, indent=2))

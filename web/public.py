@@ -133,9 +133,20 @@ def _feed_headers(rendered: Rendered, fmt: str, gzipped: bool, max_age: int) -> 
     return headers
 
 
+#: the largest feed document sent: large consumers refuse bigger ones (Google News: 2 MB)
+MAX_FEED_BYTES = 2 * 1024 * 1024
+
+
 def _render(req: FeedRequest, config: Config, base: str, fmt: str, revision: int) -> Rendered:
+    fragments = current_app.extensions["feedhub.fragments"]
     doc = build_feed(req, config, base, fmt, SUFFIXES)
-    body = render(doc, fmt, current_app.extensions["feedhub.fragments"])
+    body = render(doc, fmt, fragments)
+    while len(body) > MAX_FEED_BYTES and len(doc.items) > 1:
+        # Too large for the consumers that matter: the same page with fewer entries, its
+        # next link starting after the last one kept, so nothing is skipped.
+        take = max(1, min(len(doc.items) - 1, len(doc.items) * MAX_FEED_BYTES * 9 // (len(body) * 10)))
+        doc = build_feed(req, config, base, fmt, SUFFIXES, take=take)
+        body = render(doc, fmt, fragments)
     links = [(doc.self_url, "self"), *((hub, "hub") for hub in doc.hubs)]
     links += [(url, rel) for url, rel in ((doc.first_url, "first"), (doc.previous_url, "previous"),
                                          (doc.next_url, "next")) if url]
