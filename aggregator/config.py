@@ -7,6 +7,8 @@ pass instead of one error per run.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import difflib
 import ipaddress
 import os
@@ -198,24 +200,29 @@ class CollectConfig:
     allow_networks: tuple[str, ...] = ()
     fetch_log_keep: int = 200
     breaking_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: caps on what one entry may bring in (characters, or counts); see Caps
-    max_title: int = 500
-    max_summary: int = 320
-    max_content: int = 100_000
-    max_name: int = 150
-    max_authors: int = 20
-    max_categories: int = 50
-    max_media: int = 20
-    max_url: int = 2048
+    #: what one entry may bring in ([collect] max_title, max_summary, ...)
+    caps: Caps = field(default_factory=lambda: Caps())
 
 
-#: the [collect] keys that cap one entry's fields, with what each one caps
-CAP_KEYS = {
-    "max_title": "title (characters)", "max_summary": "summary, the plain-text lead (characters)",
-    "max_content": "body, sanitised HTML (characters)", "max_name": "an author's or tag's name (characters)",
-    "max_authors": "authors per entry", "max_categories": "categories per entry",
-    "max_media": "images, videos and enclosures per entry", "max_url": "a link or media URL (characters)",
-}
+@dataclass(frozen=True)
+class Caps:
+    """How much of each field one entry may bring in (``[collect] max_<field>``): a hostile or
+    broken source cannot make the store, or every feed holding the entry, grow without bound.
+    Lengths are in characters. The defaults keep every entry under 1 MB in any format we
+    write, even escaped twice."""
+
+    title: int = 500
+    summary: int = 320  # the plain-text lead
+    content: int = 100_000  # sanitised HTML
+    name: int = 150  # an author's or a tag's
+    authors: int = 20
+    categories: int = 50
+    media: int = 20  # images, videos and enclosures
+    url: int = 2048  # a link or media URL
+
+
+#: the [collect] keys of the caps ("max_title" -> Caps.title)
+CAP_KEYS = {f"max_{f.name}": f.name for f in dataclasses.fields(Caps)}
 
 
 @dataclass(frozen=True)
@@ -410,7 +417,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
         "lease_seconds": (int, d.lease_seconds), "redirect_confirmations": (int, d.redirect_confirmations),
         "max_revisions": (int, d.max_revisions),
         "allow_networks": (list, []), "fetch_log_keep": (int, d.fetch_log_keep),
-        "breaking_prefixes": (dict, {}), **{k: (int, getattr(d, k)) for k in CAP_KEYS}})
+        "breaking_prefixes": (dict, {}), **{k: (int, getattr(d.caps, f)) for k, f in CAP_KEYS.items()}})
     for key in ("interval", "min_interval", "max_interval", "max_backoff", "max_bytes", "workers",
                 "per_host", "lease_seconds", "redirect_confirmations", "max_revisions", "fetch_log_keep",
                 *CAP_KEYS):
@@ -434,6 +441,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None
         prefixes[lang] = tuple(values)
     col["breaking_prefixes"] = prefixes
     col["samples_dir"] = (base / col["samples_dir"]).resolve()
+    col["caps"] = Caps(**{f: col.pop(k) for k, f in CAP_KEYS.items()})
     collect = CollectConfig(**col)
 
     websub = _websub(top["websub"], server, c)

@@ -19,7 +19,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, u
 
 import nh3
 
-from .config import CollectConfig, Config, Edition, Rule, SourceConfig, Taxonomy
+from .config import Caps, Config, Edition, Rule, SourceConfig, Taxonomy
 from .model import Author, Entry, Media, RawEntry, RawFeed, RawMedia, Tag
 
 # XML 1.0 allows only these characters; anything else (C0 controls, lone
@@ -47,28 +47,6 @@ ALLOWED_ATTRIBUTES = {
     "*": {"lang", "dir"},
 }
 _URL_ATTRIBUTES = {"href", "src", "cite"}
-
-
-@dataclass(frozen=True)
-class Caps:
-    """How much of each field one entry may bring in (``[collect] max_*``): a hostile or broken
-    source cannot make the store, or every feed holding the entry, grow without bound. The
-    defaults keep every entry under 1 MB in any format we write, even escaped twice."""
-
-    title: int = 500
-    summary: int = 320
-    content: int = 100_000
-    name: int = 150
-    authors: int = 20
-    categories: int = 50
-    media: int = 20
-    url: int = 2048
-
-    @classmethod
-    def from_collect(cls, collect: CollectConfig) -> "Caps":
-        return cls(title=collect.max_title, summary=collect.max_summary, content=collect.max_content,
-                   name=collect.max_name, authors=collect.max_authors, categories=collect.max_categories,
-                   media=collect.max_media, url=collect.max_url)
 
 
 #: longest slug stored (the store's slug columns hold 200 characters)
@@ -99,7 +77,7 @@ class Context:
     def from_config(cls, config: Config) -> "Context":
         return cls(taxonomy=config.taxonomy, editions=config.editions,
                    id_authority=config.site.id_authority,
-                   breaking_prefixes=config.collect.breaking_prefixes, caps=Caps.from_collect(config.collect))
+                   breaking_prefixes=config.collect.breaking_prefixes, caps=config.collect.caps)
 
 
 # --- text ------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from lxml import etree
 from aggregator import store
 from aggregator.collect import Collector
 from aggregator.model import Category, Person, RawEntry, RawFeed, RawMedia
-from aggregator.normalize import Caps, Context, cap_html, cap_text, normalize_entry, sanitize_html
+from aggregator.config import Caps
+from aggregator.normalize import Context, cap_html, cap_text, normalize_entry, sanitize_html
 
 from .conftest import newsroom_config
 
@@ -80,7 +81,7 @@ def test_html_is_cut_at_an_element_boundary_and_stays_sanitised():
 
 def test_caps_are_set_in_collect_and_checked(config_factory):
     cfg = config_factory(collect="max_title = 80\nmax_content = 5000\n")
-    assert Caps.from_collect(cfg.collect).title == 80
+    assert cfg.collect.caps.title == 80 and cfg.collect.caps.content == 5000
     from aggregator.config import ConfigError
 
     with pytest.raises(ConfigError) as info:

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 from datetime import datetime
@@ -320,27 +320,24 @@ def _found(config: Config, identifier: str) -> list[store.FoundEntry]:
 
 
 def cmd_retract(config: Config, args: argparse.Namespace) -> int:
-    store.init_db(config.database_url)
-    found = _found(config, args.entry)
-    if not found:
-        return 1
-    with store.write_transaction():
-        topics = store.retract([e.id for e in found], store.utcnow(), args.reason, config.taxonomy.parents)
-    return _announce(config, "retracted", found, topics)
+    return _retraction(config, args.entry, "retracted", lambda ids, now, parents: store.retract(
+        ids, now, args.reason, parents))
 
 
 def cmd_unretract(config: Config, args: argparse.Namespace) -> int:
+    return _retraction(config, args.entry, "published again", store.unretract)
+
+
+def _retraction(config: Config, identifier: str, done: str,
+                change: Callable[[list[int], datetime, dict[str, str]], set[str]]) -> int:
+    """Retract or publish again the entries known by ``identifier``; tell the hubs which feeds
+    changed, and the admin what happened."""
     store.init_db(config.database_url)
-    found = _found(config, args.entry)
+    found = _found(config, identifier)
     if not found:
         return 1
     with store.write_transaction():
-        topics = store.unretract([e.id for e in found], store.utcnow(), config.taxonomy.parents)
-    return _announce(config, "published again", found, topics)
-
-
-def _announce(config: Config, done: str, found: list[store.FoundEntry], topics: set[str]) -> int:
-    """Tell the hubs which feeds changed, and the admin what happened."""
+        topics = change([e.id for e in found], store.utcnow(), config.taxonomy.parents)
     if not topics:
         print(f"nothing to do: {found[0].title} is already {'retracted' if found[0].retracted else 'published'}")
         return 0
