@@ -752,8 +752,12 @@ def normalize_feed(feed: RawFeed, source: SourceConfig, ctx: Context, now: datet
     warnings = list(feed.warnings)
     seen: set[str] = set()
     capped: dict[str, int] = {}
-    for raw in feed.entries:
-        entry = normalize_entry(raw, feed, source, ctx, now, id_rule)
+    for position, raw in enumerate(feed.entries):
+        # An entry with no usable date is dated when it was first seen. Entries seen in one
+        # fetch are a second apart, in the feed's own order (the first listed is the newest):
+        # equal dates would scramble that order and fail the W3C validator's check that no
+        # two entries share atom:updated.
+        entry = normalize_entry(raw, feed, source, ctx, now - timedelta(seconds=position), id_rule)
         for what in entry.truncated:
             capped[what.split(" (", 1)[0]] = capped.get(what.split(" (", 1)[0], 0) + 1
             if len(capped) < 50 and sum(capped.values()) <= 20:  # the first few, in full
