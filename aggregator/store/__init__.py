@@ -1,0 +1,95 @@
+"""The shared store: the ONLY place that holds SQL or imports peewee.
+
+One module per job (after lemon24/reader's storage): ``connection`` (opening the store,
+transactions, PostgreSQL that survives lost connections), ``schema`` (tables, version,
+migrations), ``sources`` (sync with config, claims, health fields, fetch log, metrics),
+``entries`` (the write path, retraction, re-filing, lookups), ``topics`` (feeds' change
+counters), ``integrity`` (failures of the store itself, integrity checks, backups) and
+``health`` (what /healthz reads). The rest of feedhub imports this package, never a module
+of it, so a module can be split or merged without touching callers.
+"""
+from __future__ import annotations
+
+from .connection import (
+                         PostgresDatabase,
+                         db,
+                         insert_rows,
+                         is_transient,
+                         open_database,
+                         placeholders,
+                         redact_url,
+                         reset_connection,
+                         utcnow,
+                         write_transaction,
+)
+from .entries import (
+                         COVERAGE_WEIGHT,
+                         RELATED_KEEP,
+                         RELATED_POOL,
+                         RULE_WITHDRAWN,
+                         FoundEntry,
+                         SaveResult,
+                         find_entries,
+                         previous_ids,
+                         refile_by_rules,
+                         rekey_source,
+                         relate,
+                         retract,
+                         save_entries,
+                         unretract,
+)
+from .health import health_summary
+from .integrity import IntegrityWatch, backup_sqlite, check_integrity, diagnose
+from .schema import (
+                         MODELS,
+                         SCHEMA_VERSION,
+                         Author,
+                         BaseModel,
+                         Entry,
+                         EntryAuthor,
+                         EntryCoverage,
+                         EntryRegion,
+                         EntrySource,
+                         EntryTag,
+                         FetchLog,
+                         Media,
+                         MetaInfo,
+                         Metric,
+                         Related,
+                         Source,
+                         SourceUrlHistory,
+                         Tag,
+                         Topic,
+                         init_db,
+                         schema_version,
+)
+from .sources import (
+                         bump_metrics,
+                         claim_sources,
+                         classification_digest,
+                         holds_claim,
+                         new_owner_id,
+                         release_claims,
+                         sync_sources,
+                         trim_fetch_log,
+                         update_sources,
+)
+from .topics import (
+                         TopicRevisions,
+                         bump_topics,
+                         entry_topics,
+                         stored_topics,
+                         topic_revision,
+)
+
+__all__ = [
+    "COVERAGE_WEIGHT", "MODELS", "RELATED_KEEP", "RELATED_POOL", "RULE_WITHDRAWN", "SCHEMA_VERSION", "Author",
+    "BaseModel", "Entry", "EntryAuthor", "EntryCoverage", "EntryRegion", "EntrySource", "EntryTag", "FetchLog",
+    "FoundEntry", "IntegrityWatch", "Media", "MetaInfo", "Metric", "PostgresDatabase", "Related", "SaveResult",
+    "Source", "SourceUrlHistory", "Tag", "Topic", "TopicRevisions", "backup_sqlite", "bump_metrics", "bump_topics",
+    "check_integrity", "claim_sources", "classification_digest", "db", "diagnose", "entry_topics", "find_entries",
+    "health_summary", "holds_claim", "init_db", "insert_rows", "is_transient", "new_owner_id", "open_database",
+    "placeholders", "previous_ids", "redact_url", "refile_by_rules", "rekey_source", "relate", "release_claims",
+    "reset_connection", "retract", "save_entries", "schema_version", "stored_topics", "sync_sources",
+    "topic_revision", "trim_fetch_log", "unretract", "update_sources", "utcnow", "write_transaction",
+]

@@ -1,0 +1,412 @@
+"""The entry write path: upserting a source's entries (same-story dedup, children, related
+entries), retraction and its undoing, re-filing by rules, re-identification, and lookups."""
+from __future__ import annotations
+
+import heapq
+import operator
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urljoin
+
+import peewee as pw
+
+from .. import model
+from .connection import db, insert_rows, placeholders
+from .schema import (
+    Author,
+    BaseModel,
+    Entry,
+    EntryAuthor,
+    EntryCoverage,
+    EntryRegion,
+    EntrySource,
+    EntryTag,
+    Media,
+    Related,
+    Source,
+    Tag,
+)
+from .topics import bump_topics, entry_topics, stored_topics
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    new: int
+    updated: int
+    unchanged: int
+    #: the feeds whose content changed (see Topic), already bumped
+    topics: frozenset[str] = frozenset()
+    #: changes not written: the source ignores updates, or the entry reached its revision cap
+    ignored: int = 0
+    #: new entries that were already stored from another source (recorded, not stored again)
+    merged: int = 0
+
+
+MIRROR_WINDOW = timedelta(hours=48)
+
+
+def _same_stories(source: Source, fresh: list[model.Entry], mirrors: list[int]) -> dict[str, int]:
+    """guid -> id of an entry another source already brought: same link, or (mirrors) same title."""
+    found: dict[str, int] = {}
+    links = {e.link: e.guid for e in fresh if e.link}
+    database, table = db.obj, Entry._meta.table_name
+    for chunk in pw.chunked(list(links), 200):  # plain SQL: this runs for every new batch of entries
+        marks = placeholders(len(chunk))
+        for entry_id, link in database.execute_sql(
+                f"SELECT id, link FROM {table} WHERE link IN ({marks}) AND source_id <> {database.param} "
+                f"AND retracted_at IS NULL ORDER BY id", [*chunk, source.id]):
+            found.setdefault(links[link], entry_id)
+    if mirrors:
+        by_key = {e.title_key: e for e in fresh if e.title_key and e.guid not in found}
+        for chunk in pw.chunked(list(by_key), 200):
+            for entry_id, key, published in (Entry.select(Entry.id, Entry.title_key, Entry.published)
+                                             .where(Entry.title_key.in_(chunk), Entry.source.in_(mirrors),
+                                                    Entry.retracted_at.is_null()).order_by(Entry.id).tuples()):
+                e = by_key[key]
+                if abs(e.published - published) <= MIRROR_WINDOW:
+                    found.setdefault(e.guid, entry_id)
+    return found
+
+
+def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
+                 parents: dict[str, str] | None = None, max_revisions: int | None = None,
+                 ignore_updates: bool = False, mirrors: list[int] | None = None) -> SaveResult:
+    """Upsert a source's entries; an entry whose fingerprint is unchanged is not written.
+
+    Call inside a transaction: the caller commits entries and the source's new
+    validators together. The topics of every written entry (as it was and as it
+    is now) are bumped in the same transaction.
+    """
+    parents = parents or {}
+    entries = list(entries)
+    database = db.obj
+    stored = database.execute_sql(f"SELECT id, guid, fingerprint, updated, revision FROM {Entry._meta.table_name} "
+                                  f"WHERE source_id = {database.param}", (source.id,))
+    existing = {guid: (entry_id, fingerprint, _naive(updated), revision)
+                for entry_id, guid, fingerprint, updated, revision in stored}
+
+    def frozen(found: tuple[int, str, datetime, int]) -> bool:
+        # A source that rewrites its entries on every fetch must not churn the store forever.
+        return ignore_updates or (max_revisions is not None and found[3] >= max_revisions)
+    authors = _ensure_slugged(Author, {a.slug: {"name": a.name, "url": a.url}
+                                       for e in reversed(entries) for a in e.authors})
+    tags = _ensure_slugged(Tag, {t.slug: {"name": t.name} for e in reversed(entries) for t in e.tags})
+    new = updated = unchanged = 0
+    written: list[tuple[int, model.Entry]] = []
+    fresh: list[tuple[dict[str, object], model.Entry]] = []
+    # Feeds that held an entry before it changed (it may have left a section or tag)
+    # are read before anything is written.
+    changing = [existing[e.guid][0] for e in entries
+                if e.guid in existing and existing[e.guid][1] != e.fingerprint and not frozen(existing[e.guid])]
+    ignored = 0
+    # One story, one entry: what another source brought first is only recorded as carried here.
+    carried = {g for (g,) in database.execute_sql(f"SELECT guid FROM {EntrySource._meta.table_name} "
+                                                  f"WHERE source_id = {database.param}", (source.id,))}
+    same = _same_stories(source, [e for e in entries if e.guid not in existing and e.guid not in carried],
+                         mirrors or [])
+    merged = 0
+    topics = stored_topics(changing, parents)
+    for e in entries:
+        fields = dict(public_id=e.public_id, title=e.title, link=e.link, language=e.language,
+                      edition=e.edition, summary=e.summary, content=e.content, section=e.section,
+                      origin=e.origin, breaking=e.breaking, reading_time=e.reading_time,
+                      published=e.published, updated=e.updated, date_missing=e.date_missing,
+                      date_clamped=e.date_clamped, published_raw=e.published_raw, updated_raw=e.updated_raw,
+                      title_key=e.title_key, fingerprint=e.fingerprint, stored_at=now)
+        found = existing.get(e.guid)
+        if found is None and e.guid in carried:
+            unchanged += 1  # the first source's copy is the one published
+        elif found is None and e.guid in same:
+            EntrySource.insert(entry=same[e.guid], source=source, guid=e.guid, first_seen=now
+                               ).on_conflict_ignore().execute()
+            carried.add(e.guid)
+            merged += 1
+        elif found is None:
+            fresh.append(({"source": source, "guid": e.guid, "first_seen": now, **fields}, e))
+            new += 1
+        elif found[1] == e.fingerprint:
+            unchanged += 1
+        elif frozen(found):
+            ignored += 1
+        else:
+            # A change keeps the publication date and the published id, and moves `updated`
+            # forward: to the source's own newer date, else to when we saw the change.
+            fields.pop("published")
+            fields.pop("public_id")
+            fields["updated"] = e.updated if e.updated > found[2] else now
+            fields["revision"] = found[3] + 1
+            Entry.update(**fields).where(Entry.id == found[0]).execute()
+            written.append((found[0], e))
+            updated += 1
+    written += _insert_entries(fresh)
+    replaced = [entry_id for entry_id, e in written if e.guid in existing]
+    if replaced:
+        # Entries that show a changed entry as related show its new title: their feeds change too.
+        topics |= stored_topics(_relating_to(replaced), parents)
+        Related.delete().where(Related.entry.in_(replaced) | Related.related.in_(replaced)).execute()
+        for child in (EntryAuthor, EntryTag, EntryRegion, EntryCoverage, Media):
+            child.delete().where(child.entry.in_(replaced)).execute()
+    _insert_children(written, authors, tags)
+    topics |= stored_topics(relate(written, tags), parents)
+    for _, e in written:
+        topics |= entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
+                               [a.slug for a in e.authors], e.breaking, parents, e.coverage)
+    bump_topics(topics, now)
+    return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics), ignored=ignored,
+                      merged=merged)
+
+
+def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[tuple[int, model.Entry]]:
+    """Insert new entries in batches, getting their ids back (RETURNING where the database has it)."""
+    if not db.obj.returning_clause:
+        return [(Entry.insert(**row).execute(), e) for row, e in fresh]
+    fields = Entry._meta.fields
+    names = list(fresh[0][0]) if fresh else []
+    # Columns the rows leave out get their model default (the schema has none of its own).
+    defaults = {n: f.default for n, f in fields.items() if n not in names and n != "id" and f.default is not None}
+    columns = tuple(fields[n].column_name for n in names + list(defaults))
+    tail = tuple(d() if callable(d) else d for d in defaults.values())
+    rows = [tuple(v.id if isinstance(v, Source) else v for v in row.values()) + tail for row, _ in fresh]
+    by_guid = {e.guid: e for _, e in fresh}
+    return [(entry_id, by_guid[guid]) for entry_id, guid in insert_rows(Entry, columns, rows, returning="id, guid")]
+
+
+def _insert_children(written: list[tuple[int, model.Entry]], authors: dict[str, int],
+                     tags: dict[str, int]) -> None:
+    """Authors, tags, regions and media of every written entry: one batched insert per table."""
+    rows: dict[type[BaseModel], list[tuple[object, ...]]] = {EntryAuthor: [], EntryTag: [], EntryRegion: [],
+                                                             EntryCoverage: [], Media: []}
+    for entry_id, e in written:
+        rows[EntryAuthor] += [(entry_id, authors[a.slug], i) for i, a in enumerate(e.authors)]
+        rows[EntryTag] += [(entry_id, tags[t.slug], i) for i, t in enumerate(e.tags)]
+        rows[EntryRegion] += [(entry_id, r) for r in e.regions]
+        rows[EntryCoverage] += [(entry_id, c) for c in e.coverage]
+        rows[Media] += [(entry_id, i, m.kind, m.url, m.type, m.length, m.width, m.height, m.duration,
+                         m.caption, m.credit, m.lead) for i, m in enumerate(e.media)]
+    for table, columns in CHILD_COLUMNS.items():
+        insert_rows(table, columns, rows[table])
+
+
+CHILD_COLUMNS: dict[type[BaseModel], tuple[str, ...]] = {
+    EntryAuthor: ("entry_id", "author_id", "position"),
+    EntryTag: ("entry_id", "tag_id", "position"),
+    EntryRegion: ("entry_id", "region"),
+    EntryCoverage: ("entry_id", "coverage"),
+    Media: ("entry_id", "position", "kind", "url", "type", "length", "width", "height", "duration",
+            "caption", "credit", "lead"),
+}
+
+
+def _ensure_slugged(table: type[BaseModel], wanted: dict[str, dict[str, object]]) -> dict[str, int]:
+    """Slug -> row id in ``table`` (Author or Tag), creating missing rows.
+
+    The first spelling seen names a new row; later spellings do not rename it.
+    """
+    if not wanted:
+        return {}
+    def lookup() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in pw.chunked(list(wanted), 500):
+            marks = placeholders(len(chunk))
+            found.update((slug, row_id) for row_id, slug in db.obj.execute_sql(
+                f"SELECT id, slug FROM {table._meta.table_name} WHERE slug IN ({marks})", chunk))
+        return found
+    ids = lookup()
+    # Sorted: every writer takes the unique-index locks of shared rows in the same order,
+    # so concurrent collectors cannot deadlock on PostgreSQL.
+    missing = [{"slug": slug, **wanted[slug]} for slug in sorted(wanted) if slug not in ids]
+    if missing:
+        # on_conflict_ignore: another collector may create the same slug concurrently.
+        table.insert_many(missing).on_conflict_ignore().execute()
+        ids = lookup()
+    return ids
+
+
+RELATED_KEEP = 5  # related entries kept (and published) per entry
+
+
+RELATED_POOL = 20  # newest entries of each shared tag or coverage considered
+
+
+COVERAGE_WEIGHT = 2  # one shared coverage dossier counts as much as two shared tags (see relate)
+
+
+def _naive(value: datetime | str) -> datetime:
+    """A stored instant read with plain SQL: SQLite gives text, PostgreSQL a datetime."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int]) -> list[int]:
+    """Store the best related entries of each written entry, and the reverse links.
+
+    Candidates are the newest RELATED_POOL live entries of the same edition that share
+    a tag or coverage dossier, fetched with one bounded query per batch (so a tag on
+    every entry costs the same as a rare one). Returns the ids of older entries that
+    gained a link: their feeds changed.
+    """
+    keys: dict[int, set[tuple[str, object]]] = {}
+    for entry_id, e in written:
+        keys[entry_id] = ({("tag", tag_ids[t.slug]) for t in e.tags}
+                          | {("coverage", c) for c in e.coverage})
+    wanted = sorted({(e.edition, key) for entry_id, e in written for key in keys[entry_id]}, key=repr)
+    if not wanted:
+        return []
+    pools: dict[tuple[str, tuple[str, object]], list[int]] = {}
+    param = db.obj.param
+    e_t, t_t, c_t = Entry._meta.table_name, EntryTag._meta.table_name, EntryCoverage._meta.table_name
+    for chunk in pw.chunked(wanted, 100):
+        parts, params = [], []
+        for i, (edition, (kind, value)) in enumerate(chunk):
+            table, column = (t_t, "tag_id") if kind == "tag" else (c_t, "coverage")
+            parts.append(f"SELECT * FROM (SELECT {i} AS k, l.entry_id FROM {table} l "
+                         f"JOIN {e_t} e ON e.id = l.entry_id WHERE l.{column} = {param} "
+                         f"AND e.edition = {param} AND e.retracted_at IS NULL "
+                         f"ORDER BY l.entry_id DESC LIMIT {RELATED_POOL}) p{i}")
+            params += [value, edition]
+        for k, entry_id in db.obj.execute_sql(" UNION ALL ".join(parts), params):
+            pools.setdefault(chunk[k], []).append(entry_id)
+    rows: dict[tuple[int, int], int] = {}
+    for entry_id, e in written:
+        score: Counter[int] = Counter()
+        for kind, value in keys[entry_id]:
+            pool = pools.get((e.edition, (kind, value)), ())
+            score.update(pool)  # counted in C: this runs for every entry of every collect
+            if kind == "coverage":
+                score.update(pool)  # COVERAGE_WEIGHT: a dossier counts twice
+        score.pop(entry_id, None)
+        # Best first: most shared, then the most recently stored.
+        best = [other for other, _ in heapq.nlargest(RELATED_KEEP, score.items(), key=_BY_SCORE_THEN_ID)]
+        for other in best:
+            rows[(entry_id, other)] = score[other]
+            rows.setdefault((other, entry_id), score[other])
+    if not rows:
+        return []
+    # sorted: concurrent writers lock rows in one order
+    insert_rows(Related, ("entry_id", "related_id", "score"), [(a, b, s) for (a, b), s in sorted(rows.items())],
+                " ON CONFLICT (entry_id, related_id) DO UPDATE SET score = excluded.score")
+    mine = {entry_id for entry_id, _ in written}
+    return sorted({a for a, _ in rows if a not in mine})
+
+
+_BY_SCORE_THEN_ID = operator.itemgetter(1, 0)  # (entry id, score) -> (score, entry id)
+
+
+def _relating_to(entry_ids: list[int]) -> list[int]:
+    """Entries that list any of ``entry_ids`` among their related entries."""
+    return [a for (a,) in Related.select(Related.entry).where(Related.related.in_(entry_ids)).distinct().tuples()]
+
+
+def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str, str]) -> set[str]:
+    """Mark entries retracted (they become tombstones) and bump the feeds that held them."""
+    ids = [i for i in entry_ids if i is not None]
+    live = [e.id for e in Entry.select(Entry.id).where(Entry.id.in_(ids), Entry.retracted_at.is_null())]
+    if not live:
+        return set()
+    # A retracted entry also leaves the related lists of other entries (and so their feeds).
+    topics = stored_topics(live + _relating_to(live), parents)
+    Entry.update(retracted_at=when, retraction_reason=reason, stored_at=when).where(Entry.id.in_(live)).execute()
+    bump_topics(topics, when)
+    return topics
+
+
+def unretract(entry_ids: list[int], when: datetime, parents: dict[str, str]) -> set[str]:
+    """Publish retracted entries again (an admin's mistake undone) and bump the feeds that
+    hold them; their tombstones leave the Atom feeds."""
+    dead = [e.id for e in Entry.select(Entry.id).where(Entry.id.in_(entry_ids), Entry.retracted_at.is_null(False))]
+    if not dead:
+        return set()
+    Entry.update(retracted_at=None, retraction_reason=None, stored_at=when).where(Entry.id.in_(dead)).execute()
+    topics = stored_topics(dead + _relating_to(dead), parents)
+    bump_topics(topics, when)
+    return topics
+
+
+#: the retraction reason of an entry the source's keep/drop rules came to exclude: such an
+#: entry, unlike one retracted by an admin or its source, comes back when the rule goes
+RULE_WITHDRAWN = "withdrawn: the source's keep/drop rules now exclude it"
+
+
+def refile_by_rules(source: Source, excluded: list[str], kept: list[str], when: datetime,
+                    parents: dict[str, str]) -> set[str]:
+    """Apply the source's keep/drop rules to what is already stored: live entries whose ids are
+    ``excluded`` are withdrawn (a tombstone, like any retraction), and entries withdrawn that way
+    whose ids are ``kept`` again are published again. Returns the feeds that changed."""
+    topics: set[str] = set()
+    if excluded:
+        ids = [i for (i,) in Entry.select(Entry.id).where(
+            Entry.source == source, Entry.guid.in_(excluded), Entry.retracted_at.is_null()).tuples()]
+        topics |= retract(ids, when, RULE_WITHDRAWN, parents)
+    withdrawn = {g: i for i, g in Entry.select(Entry.id, Entry.guid).where(
+        Entry.source == source, Entry.retraction_reason == RULE_WITHDRAWN).tuples()}
+    back = [withdrawn[g] for g in kept if g in withdrawn]
+    if back:
+        topics |= unretract(back, when, parents)
+    return topics
+
+
+@dataclass(frozen=True)
+class FoundEntry:
+    id: int
+    title: str
+    source: str
+    retracted: bool
+
+
+def find_entries(identifier: str, canonical: str | None = None) -> list[FoundEntry]:
+    """Entries known by ``identifier``: their public id, their guid as stored, their link
+    (``canonical``: the identifier as a canonical link), or the guid exactly as the source wrote
+    it, which feedparser resolved against the source's URL (``embargo-1`` is stored as
+    ``https://wire.example.org/embargo-1``, or ``samples/embargo-1`` for a local file)."""
+    resolved = {urljoin(u, identifier) for (u,) in Source.select(pw.fn.COALESCE(Source.fetch_url, Source.url)).tuples()
+                if u} | {urljoin(u, identifier) for (u,) in Source.select(Source.url).tuples() if u}
+    names = {identifier, *resolved}
+    links = {identifier, canonical} - {None}
+    query = (Entry.select(Entry.id, Entry.title, Source.key, Entry.retracted_at).join(Source)
+             .where(Entry.public_id.in_(list(names)) | Entry.guid.in_(list(names)) | Entry.link.in_(list(links)))
+             .order_by(Entry.id))
+    return [FoundEntry(i, t, k, r is not None) for i, t, k, r in query.tuples()]
+
+
+def previous_ids(source: Source, limit: int = 500) -> dict[str, str]:
+    """Link -> guid of the source's newest stored entries (to notice guids that change)."""
+    database = db.obj
+    rows = database.execute_sql(
+        f"SELECT link, guid FROM {Entry._meta.table_name} WHERE source_id = {database.param} "
+        f"AND link IS NOT NULL ORDER BY id DESC LIMIT {int(limit)}", (source.id,))
+    return {link: guid for link, guid in rows}
+
+
+def rekey_source(source: Source, rule: str, when: datetime, parents: dict[str, str]) -> set[str]:
+    """Re-identify a source's stored entries under a weaker rule (call in the save transaction).
+
+    Entries that turn out to be one story (the same link, fetched under changing
+    guids) become one: the first stored keeps its public id, the others are
+    retracted as duplicates. Returns the topics the retractions changed.
+    """
+    from ..normalize import hash_id  # pure helper
+
+    rows = list(Entry.select(Entry.id, Entry.guid, Entry.link, Entry.title, Entry.published_raw,
+                             Entry.updated_raw, Entry.public_id)
+                .where(Entry.source == source, Entry.retracted_at.is_null()).order_by(Entry.id))
+    keep: dict[str, Entry] = {}
+    duplicates: list[tuple[int, str]] = []
+    for r in rows:
+        key = r.link if rule == "link" and r.link else hash_id(r.title, r.published_raw or r.updated_raw)
+        if key in keep:
+            duplicates.append((r.id, keep[key].public_id))
+        else:
+            keep[key] = r
+    # Two steps, so that no row ever takes a key another row still holds.
+    for key, r in keep.items():
+        if r.guid != key:
+            Entry.update(guid=f"rekey:{r.id}").where(Entry.id == r.id).execute()
+    for key, r in keep.items():
+        if r.guid != key:
+            Entry.update(guid=key).where(Entry.id == r.id).execute()
+    topics: set[str] = set()
+    for entry_id, original in duplicates:
+        Entry.update(guid=f"duplicate:{entry_id}").where(Entry.id == entry_id).execute()
+        topics |= retract([entry_id], when, f"duplicate of {original}", parents)
+    return topics

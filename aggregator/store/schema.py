@@ -1,0 +1,347 @@
+"""The tables (peewee models), the schema version, and the migrations from older stores."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import peewee as pw
+from playhouse.migrate import SchemaMigrator, migrate
+
+from ..errors import StoreDamaged, StoreError, StoreFull
+from .connection import db, open_database, redact_url, utcnow, write_transaction
+from .integrity import diagnose
+
+SCHEMA_VERSION = 5
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class MetaInfo(BaseModel):
+    key = pw.CharField(primary_key=True, max_length=64)
+    value = pw.TextField()
+
+    class Meta:
+        table_name = "feedhub_meta"
+
+
+class Source(BaseModel):
+    key = pw.CharField(unique=True, max_length=100)
+    url = pw.TextField()
+    name = pw.TextField()
+    kind = pw.CharField(max_length=16, default="cms")
+    edition = pw.CharField(max_length=8, default="en")
+    enabled = pw.BooleanField(default=True)
+    breaking = pw.BooleanField(default=False)
+    interval = pw.IntegerField(default=900)
+    # what the feed says of itself (for atom:source / RSS <source> on re-syndicated entries)
+    feed_title = pw.TextField(null=True)
+    feed_link = pw.TextField(null=True)
+    feed_ttl = pw.IntegerField(null=True)  # minutes, as the feed last said
+    # HTTP validators and body hash from the last successful fetch
+    etag = pw.TextField(null=True)
+    last_modified = pw.TextField(null=True)
+    content_hash = pw.CharField(max_length=64, null=True)
+    # where fetches go now: the config URL, or a permanent redirect's target once confirmed
+    fetch_url = pw.TextField(null=True)
+    redirect_target = pw.TextField(null=True)
+    redirect_count = pw.IntegerField(default=0)
+    # set when the publisher answered 410 Gone; polling stops until the URL changes
+    disabled_reason = pw.TextField(null=True)
+    # how entries are identified (guid, else link, else hash) and why it was weakened
+    id_rule = pw.CharField(max_length=8, default="guid")
+    id_rule_reason = pw.TextField(null=True)
+    # a collector's claim: no other collector takes the source until lease_until
+    lease_owner = pw.CharField(max_length=100, null=True)
+    lease_until = pw.DateTimeField(null=True)
+    # health
+    last_fetched_at = pw.DateTimeField(null=True)
+    last_success_at = pw.DateTimeField(null=True)
+    last_status = pw.IntegerField(null=True)
+    last_error = pw.TextField(null=True)
+    last_error_kind = pw.CharField(max_length=32, null=True)
+    consecutive_failures = pw.IntegerField(default=0)
+    #: what the last parse of the feed warned about (fields cut to the caps, a wrong charset, ...)
+    warnings = pw.TextField(null=True)
+    next_due_at = pw.DateTimeField(null=True, index=True)
+    entries_seen = pw.IntegerField(default=0)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Entry(BaseModel):
+    source = pw.ForeignKeyField(Source, backref="entries", on_delete="CASCADE")
+    guid = pw.TextField()  # identity within the source
+    public_id = pw.TextField(index=True)  # what feeds publish as id/guid
+    title = pw.TextField()
+    link = pw.TextField(null=True, index=True)  # one story through two sources is found by its link
+    language = pw.CharField(max_length=16)
+    edition = pw.CharField(max_length=8)
+    summary = pw.TextField(default="")
+    content = pw.TextField(default="")
+    section = pw.CharField(max_length=64, null=True, index=True)
+    origin = pw.TextField(null=True)
+    breaking = pw.BooleanField(default=False)
+    reading_time = pw.IntegerField(default=0)
+    published = pw.DateTimeField()
+    updated = pw.DateTimeField()
+    date_missing = pw.BooleanField(default=False)
+    date_clamped = pw.BooleanField(default=False)
+    published_raw = pw.TextField(null=True)  # the dates exactly as the source wrote them
+    updated_raw = pw.TextField(null=True)
+    first_seen = pw.DateTimeField(default=utcnow)
+    stored_at = pw.DateTimeField(default=utcnow)  # last time the store wrote this row
+    fingerprint = pw.CharField(max_length=64)
+    # a retraction is published (Atom tombstone), never silently dropped
+    retracted_at = pw.DateTimeField(null=True)
+    retraction_reason = pw.TextField(null=True)
+    revision = pw.IntegerField(default=0)  # how many times the source changed it
+    title_key = pw.CharField(max_length=300, default="", index=True)  # see normalize.title_key
+
+    class Meta:
+        indexes = (
+            (("source", "guid"), True),
+            (("edition", "published"), False),
+            (("edition", "breaking", "published"), False),
+        )
+
+
+class Author(BaseModel):
+    slug = pw.CharField(unique=True, max_length=200)
+    name = pw.TextField()
+    url = pw.TextField(null=True)
+
+
+class EntryAuthor(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="author_links", on_delete="CASCADE")
+    author = pw.ForeignKeyField(Author, backref="entry_links", on_delete="CASCADE")
+    position = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("entry", "author"), True),)
+
+
+class Tag(BaseModel):
+    slug = pw.CharField(unique=True, max_length=200)
+    name = pw.TextField()
+
+
+class EntryTag(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="tag_links", on_delete="CASCADE")
+    tag = pw.ForeignKeyField(Tag, backref="entry_links", on_delete="CASCADE")
+    position = pw.IntegerField(default=0)
+
+    class Meta:
+        # (tag, entry): the newest entries of a tag, for related entries, without a scan
+        indexes = ((("entry", "tag"), True), (("tag", "entry"), False))
+
+
+class EntryRegion(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="region_links", on_delete="CASCADE")
+    region = pw.CharField(max_length=64, index=True)
+
+    class Meta:
+        indexes = ((("entry", "region"), True),)
+
+
+class EntrySource(BaseModel):
+    """Another source that carried an entry already stored from its first source."""
+
+    entry = pw.ForeignKeyField(Entry, backref="also_from", on_delete="CASCADE")
+    source = pw.ForeignKeyField(Source, backref="carried", on_delete="CASCADE")
+    guid = pw.TextField()  # the entry's identity in that source
+    first_seen = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("source", "guid"), True),)
+
+
+class EntryCoverage(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="coverage_links", on_delete="CASCADE")
+    coverage = pw.CharField(max_length=100, index=True)
+
+    class Meta:
+        indexes = ((("entry", "coverage"), True), (("coverage", "entry"), False))
+
+
+class Related(BaseModel):
+    """Entry -> a related entry (shared tags and coverage), with the score that ranks it.
+
+    Written when an entry is stored: its own best matches, and the reverse link on each
+    of them, so earlier coverage of a story points forward to what came after.
+    """
+
+    entry = pw.ForeignKeyField(Entry, backref="related_links", on_delete="CASCADE")
+    related = pw.ForeignKeyField(Entry, backref="related_from", on_delete="CASCADE")
+    score = pw.IntegerField()
+
+    class Meta:
+        indexes = ((("entry", "related"), True), (("related",), False))
+
+
+class Media(BaseModel):
+    entry = pw.ForeignKeyField(Entry, backref="media", on_delete="CASCADE")
+    position = pw.IntegerField(default=0)
+    kind = pw.CharField(max_length=16)
+    url = pw.TextField()
+    type = pw.CharField(max_length=100, null=True)
+    length = pw.BigIntegerField(null=True)
+    width = pw.IntegerField(null=True)
+    height = pw.IntegerField(null=True)
+    duration = pw.IntegerField(null=True)
+    caption = pw.TextField(null=True)
+    credit = pw.TextField(null=True)
+    lead = pw.BooleanField(default=False)
+
+
+class FetchLog(BaseModel):
+    source = pw.ForeignKeyField(Source, backref="fetch_log", on_delete="CASCADE")
+    started_at = pw.DateTimeField(index=True)
+    duration_ms = pw.IntegerField(default=0)
+    status = pw.IntegerField(null=True)
+    outcome = pw.CharField(max_length=16)  # ok | not-modified | unchanged | error
+    bytes = pw.IntegerField(default=0)
+    entries_new = pw.IntegerField(default=0)
+    entries_updated = pw.IntegerField(default=0)
+    error_kind = pw.CharField(max_length=32, null=True)
+    error = pw.TextField(null=True)
+
+
+class SourceUrlHistory(BaseModel):
+    """Every URL a source moved away from (after confirmed permanent redirects)."""
+
+    source = pw.ForeignKeyField(Source, backref="url_history", on_delete="CASCADE")
+    old_url = pw.TextField()
+    new_url = pw.TextField()
+    moved_at = pw.DateTimeField()
+    reason = pw.TextField()
+
+
+class Metric(BaseModel):
+    """Monotonic counters shared by every collector process (read by /metrics)."""
+
+    name = pw.CharField(max_length=100)
+    labels = pw.CharField(max_length=200, default="")
+    value = pw.FloatField(default=0)
+
+    class Meta:
+        indexes = ((("name", "labels"), True),)
+
+
+class Topic(BaseModel):
+    """A public feed's change counter ("en:section:politics"), bumped with the entries it holds.
+
+    The render cache is valid while a feed's revision is unchanged, and the
+    WebSub hub is told about exactly the topics a collect bumped.
+    """
+
+    key = pw.CharField(primary_key=True, max_length=300)
+    revision = pw.BigIntegerField(default=0)
+    changed_at = pw.DateTimeField()
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
+    Related, FetchLog,
+    SourceUrlHistory, Metric, Topic)
+
+
+def init_db(url: str) -> pw.Database:
+    """Open the store, create the schema when missing, and migrate an older one."""
+    database = open_database(url)
+    try:
+        database.connect(reuse_if_open=True)
+        found = None
+        if MetaInfo.table_exists():
+            row = MetaInfo.get_or_none(MetaInfo.key == "schema_version")
+            found = int(row.value) if row else None
+        if found is not None and found != SCHEMA_VERSION:
+            _migrate(found, database)  # before create_tables: current indexes need current columns
+        with write_transaction():
+            database.create_tables(MODELS, safe=True)
+            if found is None:
+                MetaInfo.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
+    except (StoreError, StoreFull):
+        raise
+    except Exception as e:
+        failure = diagnose(e)
+        if isinstance(failure, (StoreDamaged, StoreFull)):
+            raise failure from e
+        if isinstance(e, pw.PeeweeException) or type(e).__module__.startswith(("psycopg2", "sqlite3")):
+            raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
+        raise
+    return database
+
+
+def _migrate(found: int, database: pw.Database) -> None:
+    """Bring a store at schema ``found`` up to SCHEMA_VERSION, one step per transaction.
+
+    SQLite cannot add a NOT NULL column in place, so the migrator rebuilds the
+    table (copy, drop, rename); with foreign keys enforced, dropping the old
+    ``source`` table would cascade-delete every entry. Enforcement is switched
+    off for the migration (SQLite only allows that outside a transaction), and
+    the result is checked with foreign_key_check before it is switched back on.
+    """
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"the store has schema version {found}, newer than this feedhub "
+                         f"({SCHEMA_VERSION}); upgrade feedhub")
+    sqlite = isinstance(database, pw.SqliteDatabase)
+    if sqlite:
+        database.pragma("foreign_keys", 0)
+    try:
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            with write_transaction():
+                MIGRATIONS[version](database)
+                if sqlite and database.execute_sql("PRAGMA foreign_key_check").fetchall():
+                    raise StoreError(f"migrating to schema {version} broke foreign keys; nothing was changed")
+                MetaInfo.update(value=str(version)).where(MetaInfo.key == "schema_version").execute()
+    finally:
+        if sqlite:
+            database.pragma("foreign_keys", 1)
+
+
+def _to_v2(database: pw.Database) -> None:
+    """v2: redirects, 410, leases on sources; URL history and metrics tables (created after)."""
+    have = {c.name for c in database.get_columns(Source._meta.table_name)}
+    migrator = SchemaMigrator.from_database(database)
+    steps = [migrator.add_column(Source._meta.table_name, name, Source._meta.fields[name])
+             for name in ("feed_ttl", "fetch_url", "redirect_target", "redirect_count",
+                          "disabled_reason", "lease_owner", "lease_until") if name not in have]
+    migrate(*steps)
+
+
+def _to_v3(database: pw.Database) -> None:
+    """v3: retractions, revisions, raw dates on entries; identity rules on sources; topic and
+    coverage tables (created with the other missing tables)."""
+    migrator = SchemaMigrator.from_database(database)
+    have_source = {c.name for c in database.get_columns(Source._meta.table_name)}
+    migrate(*[migrator.add_column(Source._meta.table_name, name, Source._meta.fields[name])
+              for name in ("id_rule", "id_rule_reason") if name not in have_source])
+    have = {c.name for c in database.get_columns(Entry._meta.table_name)}
+    migrate(*[migrator.add_column(Entry._meta.table_name, name, Entry._meta.fields[name])
+              for name in ("retracted_at", "retraction_reason", "revision", "date_clamped",
+                           "published_raw", "updated_raw", "title_key") if name not in have])
+
+
+def _to_v4(database: pw.Database) -> None:
+    """v4: related entries. The new table and the (tag, entry) and (coverage, entry) indexes are
+    created with the other missing tables; entries stored before get related ones as new
+    entries arrive (the reverse links), and their own when they next change."""
+
+
+def _to_v5(database: pw.Database) -> None:
+    """v5: the warnings of a source's last parse (fields cut to the caps), kept in its health."""
+    have = {c.name for c in database.get_columns(Source._meta.table_name)}
+    if "warnings" not in have:
+        migrate(SchemaMigrator.from_database(database).add_column(
+            Source._meta.table_name, "warnings", Source._meta.fields["warnings"]))
+
+
+# version -> function that upgrades a store from version-1 to version
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
+
+
+def schema_version() -> int:
+    """The schema version recorded in the open store."""
+    return int(MetaInfo.get(MetaInfo.key == "schema_version").value)

@@ -1,0 +1,190 @@
+"""Sources: syncing them with config, leases (claims) for collectors, their health fields,
+the fetch log and the shared metric counters."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timedelta
+
+import peewee as pw
+
+from ..config import Config, SourceConfig
+from .connection import db, insert_rows, placeholders, utcnow, write_transaction
+from .schema import FetchLog, MetaInfo, Metric, Source
+
+
+def sync_sources(config: Config) -> dict[str, Source]:
+    """Make the store's source rows match config: add new ones, update settings, keep health.
+
+    A source removed from config is disabled, not deleted, so its entries stay published.
+    """
+    with write_transaction():
+        _reclassify_on_change(config)
+        rows = {s.key: s for s in Source.select()}
+        wanted = {s.id for s in config.sources}
+        new: list[dict[str, object]] = []
+        for sc in config.sources:
+            fields = _source_fields(sc, config)
+            row = rows.get(sc.id)
+            if row is None:
+                new.append({"key": sc.id, "created_at": utcnow(), **fields})
+                continue
+            if row.url != sc.url:
+                # The admin pointed the source somewhere new: forget redirects and a 410.
+                fields.update(fetch_url=None, redirect_target=None, redirect_count=0,
+                              disabled_reason=None, etag=None, last_modified=None, content_hash=None,
+                              id_rule="guid", id_rule_reason=None)
+            if any(getattr(row, k) != v for k, v in fields.items()):
+                Source.update(**fields).where(Source.id == row.id).execute()
+                rows[sc.id] = Source.get_by_id(row.id)
+        if new:
+            # Several collectors may start at once: the first insert wins, the rest re-read.
+            for chunk in pw.chunked(new, 50):
+                Source.insert_many(chunk).on_conflict_ignore().execute()
+            rows.update((s.key, s) for s in Source.select().where(Source.key.in_([n["key"] for n in new])))
+        for key, row in rows.items():
+            if key not in wanted and row.enabled:
+                Source.update(enabled=False).where(Source.id == row.id).execute()
+    return rows
+
+
+def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bool = True,
+                  keys: list[str] | None = None, limit: int = 1000,
+                  fetched_before: datetime | None = None) -> list[Source]:
+    """Lease enabled sources to ``owner`` so no other collector takes them meanwhile.
+
+    A source is claimable when it is enabled, not gone, (if ``only_due``) due,
+    and not leased, or leased by a collector whose lease has expired (it died).
+    PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so concurrent collectors
+    split the due sources without waiting on each other. SQLite: one UPDATE
+    under the database's write lock, which is just as atomic.
+    """
+    until = now + timedelta(seconds=lease_seconds)
+    # Plain SQL: a collector claims every few sources, and building these statements
+    # through the ORM cost more than running them.
+    database, param, table = db.obj, db.obj.param, Source._meta.table_name
+    cond = (f"enabled = {param} AND disabled_reason IS NULL "
+            f"AND (lease_until IS NULL OR lease_until < {param})")
+    args: list[object] = [True, now]
+    if only_due:
+        cond += f" AND (next_due_at IS NULL OR next_due_at <= {param})"
+        args.append(now)
+    if keys is not None:
+        if not keys:
+            return []
+        cond += f" AND key IN ({placeholders(len(keys))})"
+        args += keys
+    if fetched_before is not None:  # not yet fetched in this run
+        cond += f" AND (last_fetched_at IS NULL OR last_fetched_at < {param})"
+        args.append(fetched_before)
+    pick = f"SELECT id FROM {table} WHERE {cond} ORDER BY next_due_at ASC NULLS FIRST, id LIMIT {int(limit)}"
+    with write_transaction():
+        if isinstance(database, pw.PostgresqlDatabase):
+            ids = [row[0] for row in database.execute_sql(pick + " FOR UPDATE SKIP LOCKED", args)]
+            recheck, recheck_args = "", []
+        else:
+            ids = [row[0] for row in database.execute_sql(pick, args)]
+            recheck, recheck_args = f" AND {cond}", args  # the write lock is ours: still claimable?
+        if not ids:
+            return []
+        marks = placeholders(len(ids))
+        database.execute_sql(f"UPDATE {table} SET lease_owner = {param}, lease_until = {param} "
+                             f"WHERE id IN ({marks}){recheck}", [owner, until, *ids, *recheck_args])
+        return list(Source.raw(f"SELECT * FROM {table} WHERE id IN ({marks}) AND lease_owner = {param} "
+                               f"AND lease_until = {param} ORDER BY next_due_at ASC NULLS FIRST, id",
+                               *ids, owner, until))
+
+
+def release_claims(owner: str) -> int:
+    """Give back every source ``owner`` still holds, so the next collector need not wait for the
+    lease to run out; returns how many were held."""
+    with write_transaction():
+        return Source.update(lease_owner=None, lease_until=None).where(Source.lease_owner == owner).execute()
+
+
+def holds_claim(source_id: int, owner: str) -> bool:
+    """Inside a write transaction: does ``owner`` still hold the source? On PostgreSQL the row
+    stays locked until commit, so no other collector can claim it before this write lands
+    (their claim skips locked rows); on SQLite the write lock already excludes them."""
+    sql = f"SELECT lease_owner FROM {Source._meta.table_name} WHERE id = {db.obj.param}"
+    if isinstance(db.obj, pw.PostgresqlDatabase):
+        sql += " FOR UPDATE"
+    row = db.obj.execute_sql(sql, (source_id,)).fetchone()
+    return row is not None and row[0] == owner
+
+
+def new_owner_id() -> str:
+    """A collector's identity for leases: host-independent and unique per process run."""
+    return f"collector-{uuid.uuid4().hex[:12]}"
+
+
+def bump_metrics(deltas: dict[tuple[str, str], float]) -> None:
+    """Add to shared counters (call inside the transaction that records what they count)."""
+    table = Metric._meta.table_name
+    # One statement, keys sorted: one lock order for every writer.
+    insert_rows(Metric, ("name", "labels", "value"), [(n, l, d) for (n, l), d in sorted(deltas.items())],
+                f' ON CONFLICT ("name", "labels") DO UPDATE SET value = "{table}".value + excluded.value')
+
+
+def classification_digest(config: Config) -> str:
+    """A hash of everything that decides how entries are filed (taxonomy, dossiers, defaults)."""
+    basis = repr((sorted((k, v) for k, v in config.taxonomy.sections.items()),
+                  sorted(config.taxonomy.regions.items()), sorted(config.taxonomy.coverage.items()),
+                  sorted(config.collect.breaking_prefixes.items()),
+                  sorted((s.id, s.edition, s.section, s.region, s.tags, s.origin, s.breaking, s.rules)
+                         for s in config.sources)))
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()
+
+
+def _reclassify_on_change(config: Config) -> None:
+    """When the filing rules change, forget every source's validators and body hash.
+
+    The next collect then parses and normalises every source again; entries whose
+    classification changed get a new fingerprint and are updated (with their feeds).
+    """
+    digest = classification_digest(config)
+    row = MetaInfo.get_or_none(MetaInfo.key == "classification")
+    if row is not None and row.value == digest:
+        return
+    if row is None:
+        MetaInfo.insert(key="classification", value=digest).on_conflict_ignore().execute()
+    else:
+        MetaInfo.update(value=digest).where(MetaInfo.key == "classification").execute()
+    Source.update(etag=None, last_modified=None, content_hash=None).execute()
+
+
+def _source_fields(sc: SourceConfig, config: Config) -> dict[str, object]:
+    return {"url": sc.url, "name": sc.name, "kind": sc.kind, "edition": sc.edition,
+            "enabled": sc.enabled, "breaking": sc.breaking,
+            "interval": sc.interval or config.collect.interval}
+
+
+def trim_fetch_log(source_ids: list[int], keep: int) -> None:
+    """Keep only the newest ``keep`` fetch-log rows of each source (the log stays bounded)."""
+    if not source_ids:
+        return
+    database, table = db.obj, FetchLog._meta.table_name
+    marks = placeholders(len(source_ids))
+    # One statement for a whole batch of sources; it reads at most keep+1 rows of each.
+    database.execute_sql(
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
+        f"(PARTITION BY source_id ORDER BY id DESC) AS n FROM {table} WHERE source_id IN ({marks})) r "
+        f"WHERE r.n > {int(keep)})", list(source_ids))
+
+
+def update_sources(changes: list[tuple[int, dict[str, object]]], owner: str | None = None) -> None:
+    """Apply per-source field updates, one prepared statement per set of fields; with ``owner``,
+    only to sources that collector still holds (another collector's claim is left alone)."""
+    database, table, fields = db.obj, Source._meta.table_name, Source._meta.fields
+    groups: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
+    for source_id, values in sorted(changes, key=lambda c: c[0]):  # one lock order for every writer
+        groups.setdefault(tuple(values), []).append(tuple(fields[k].db_value(v) for k, v in values.items())
+                                                    + (source_id,))
+    for names, rows in groups.items():
+        sets = ", ".join(f'"{fields[k].column_name}" = {database.param}' for k in names)
+        sql = f'UPDATE "{table}" SET {sets} WHERE id = {database.param}'
+        if owner is not None:
+            sql += f" AND lease_owner = {database.param}"
+            rows = [(*row, owner) for row in rows]
+        for row in rows:
+            database.execute_sql(sql, row)

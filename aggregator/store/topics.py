@@ -1,0 +1,141 @@
+"""Topics: every public feed's change counter, bumped with the entries it holds, and read by
+the web layer without a query per request where SQLite allows."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import datetime
+
+import peewee as pw
+
+from .connection import db, insert_rows, placeholders
+from .schema import (
+    Author,
+    Entry,
+    EntryAuthor,
+    EntryCoverage,
+    EntryRegion,
+    EntryTag,
+    Tag,
+    Topic,
+)
+
+
+def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags: Iterable[str],
+                 authors: Iterable[str], breaking: bool, parents: dict[str, str],
+                 coverage: Iterable[str] = ()) -> set[str]:
+    """Every public feed that holds an entry so classified (``parents``: subsection -> section)."""
+    keys = {f"{edition}:latest"}
+    if breaking:
+        keys.add(f"{edition}:breaking")
+    if section:
+        keys.add(f"{edition}:section:{section}")
+        if section in parents:
+            keys.add(f"{edition}:section:{parents[section]}")
+    keys.update(f"{edition}:region:{r}" for r in regions)
+    keys.update(f"{edition}:tag:{t}" for t in tags)
+    keys.update(f"{edition}:author:{a}" for a in authors)
+    keys.update(f"{edition}:coverage:{c}" for c in coverage)
+    return keys
+
+
+def bump_topics(keys: Iterable[str], now: datetime) -> None:
+    """Add one to each topic's revision (inside the transaction that changed its entries)."""
+    table = Topic._meta.table_name
+    # One statement, keys in a fixed order, so concurrent writers never deadlock.
+    insert_rows(Topic, ("key", "revision", "changed_at"), [(key, 1, now) for key in sorted(set(keys))],
+                f' ON CONFLICT ("key") DO UPDATE SET revision = "{table}".revision + 1, '
+                "changed_at = excluded.changed_at")
+
+
+def topic_revision(key: str) -> int:
+    """The topic's current revision (0 for a feed nothing has changed yet).
+
+    Asked on every feed request, so it is one prepared statement, not a query built by the ORM.
+    """
+    database = db.obj
+    row = database.execute_sql(_topic_sql(database.param), (key,)).fetchone()
+    return row[0] if row else 0
+
+
+def _topic_sql(param: str) -> str:
+    return f"SELECT revision FROM {Topic._meta.table_name} WHERE key = {param}"
+
+
+class TopicRevisions:
+    """Topic revisions for the web layer, without a query per request while nothing was written.
+
+    On SQLite, ``PRAGMA data_version`` on a connection of our own changes whenever
+    any other connection, in any process, commits. That connection never writes, so
+    every write (this process's included) counts; while the number is unchanged, the
+    revisions read since are still exact. PostgreSQL and in-memory SQLite have no
+    such signal: there every call is one indexed lookup (``topic_revision``).
+    """
+
+    #: revisions remembered at most (one per public feed read since the last write)
+    MAX_MEMO = 10_000
+
+    def __init__(self, database: pw.Database):
+        self._conn = None
+        if isinstance(database, pw.SqliteDatabase) and database.database != ":memory:":
+            import sqlite3
+
+            # Shared by the server's threads under a lock: each call holds it for microseconds.
+            self._conn = sqlite3.connect(database.database, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA busy_timeout = 10000")
+        self._sql = _topic_sql("?")
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._memo: dict[str, int] = {}
+
+    def get(self, key: str) -> int:
+        """The topic's current revision, as ``topic_revision`` would read it now."""
+        if self._conn is None:
+            return topic_revision(key)
+        with self._lock:
+            # Read the version first: a commit landing between it and the lookup below
+            # changes the version again, so the next call looks again (never stale).
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version or len(self._memo) > self.MAX_MEMO:
+                self._memo.clear()
+                self._version = version
+            revision = self._memo.get(key)
+            if revision is None:
+                row = self._conn.execute(self._sql, (key,)).fetchone()
+                revision = self._memo[key] = row[0] if row else 0
+            return revision
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
+    """The topics of entries as they are stored now (before an update or a retraction).
+
+    Two plain queries however many entries: this runs for every batch a collector writes.
+    """
+    if not entry_ids:
+        return set()
+    database = db.obj
+    keys: set[str] = set()
+    terms: dict[str, dict[int, list[str]]] = {"r": {}, "t": {}, "a": {}, "c": {}}
+    names = {m: m._meta.table_name for m in (EntryRegion, EntryTag, Tag, EntryAuthor, Author, EntryCoverage)}
+    for chunk in pw.chunked(sorted(set(entry_ids)), 400):
+        marks = placeholders(len(chunk))
+        sql = (f"SELECT 'r', entry_id, region FROM {names[EntryRegion]} WHERE entry_id IN ({marks}) "
+               f"UNION ALL SELECT 't', l.entry_id, t.slug FROM {names[EntryTag]} l "
+               f"JOIN {names[Tag]} t ON t.id = l.tag_id WHERE l.entry_id IN ({marks}) "
+               f"UNION ALL SELECT 'a', l.entry_id, a.slug FROM {names[EntryAuthor]} l "
+               f"JOIN {names[Author]} a ON a.id = l.author_id WHERE l.entry_id IN ({marks}) "
+               f"UNION ALL SELECT 'c', entry_id, coverage FROM {names[EntryCoverage]} WHERE entry_id IN ({marks})")
+        for kind, entry_id, value in database.execute_sql(sql, chunk * 4):
+            terms[kind].setdefault(entry_id, []).append(value)
+        sql = f"SELECT id, edition, section, breaking FROM {Entry._meta.table_name} WHERE id IN ({marks})"
+        for entry_id, edition, section, breaking in database.execute_sql(sql, chunk):
+            keys |= entry_topics(edition, section, terms["r"].get(entry_id, ()), terms["t"].get(entry_id, ()),
+                                 terms["a"].get(entry_id, ()), bool(breaking), parents,
+                                 terms["c"].get(entry_id, ()))
+    return keys
