@@ -23,8 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import peewee as pw
-
 from . import schedule, store
 from .config import Config, SourceConfig
 from .errors import ClaimLost, FeedhubError, FetchError, SourceError, StoreUnavailable, describe_failure
@@ -66,7 +64,7 @@ class _Record:
     fields: dict[str, object]
     #: the collector whose claim on the source this write needs
     owner: str
-    log: tuple[tuple[object, ...], dict[tuple[str, str], float]]  # (FETCH_LOG_COLUMNS row, metric deltas)
+    log: tuple[tuple[object, ...], dict[tuple[str, str], float]]  # (store.FETCH_LOG_COLUMNS row, metric deltas)
     #: (collector, result, when) when permanent redirects must be counted at write time
     redirect: tuple["Collector", FetchResult, datetime] | None = None
 
@@ -93,7 +91,7 @@ class _Record:
         for owner in {rec.owner for rec in records}:
             store.update_sources([(rec.row.id, rec.fields) for rec in records if rec.fields and rec.owner == owner],
                                  owner)
-        store.insert_rows(store.FetchLog, FETCH_LOG_COLUMNS, [rec.log[0] for rec in records])
+        store.insert_fetch_log([rec.log[0] for rec in records])
         store.trim_fetch_log([rec.row.id for rec in records], keep)
         store.bump_metrics(deltas)
 
@@ -147,7 +145,7 @@ class _GroupWriter:
             with self._transaction():
                 for job in group:
                     try:
-                        with store.db.atomic():  # a savepoint: this source's failure is its own
+                        with store.savepoint():  # this source's failure is its own
                             job.result = job.write()
                     except Exception as e:
                         job.result, job.error = None, e
@@ -162,8 +160,6 @@ class _GroupWriter:
 #: cheap records (304, unchanged body, fetch logs) written together once this many wait
 FLUSH_EVERY = 64
 
-FETCH_LOG_COLUMNS = ("source_id", "started_at", "duration_ms", "status", "outcome", "bytes", "entries_new",
-                     "entries_updated", "error_kind", "error")
 
 
 @dataclass
@@ -217,7 +213,7 @@ class Collector:
         self._threads = ThreadPoolExecutor(max_workers=config.collect.workers, thread_name_prefix="collect")
         self._write_lock = threading.RLock()  # _record may write inside a caller's transaction
         self._group = _GroupWriter(self._writing)
-        self._sqlite = isinstance(store.db.obj, pw.SqliteDatabase)
+        self._sqlite = store.is_sqlite()
         # Config is fixed for a collector's life: its source rows are synced on the first run only.
         self._synced = False
         #: set when the collector is stopping (Ctrl-C, SIGTERM, a store that cannot be written):
@@ -369,8 +365,7 @@ class Collector:
         claimed = self._store_call(claim)
         stray = [row.id for row in claimed if row.key not in configured]
         if stray:  # enabled in the store by another config: not this collector's to fetch
-            self._store_call(lambda: store.Source.update(lease_owner=None, lease_until=None).where(
-                store.Source.id.in_(stray)).execute())
+            self._store_call(lambda: store.release_sources(stray))
             claimed = [row for row in claimed if row.key in configured]
         return claimed
 
@@ -423,7 +418,7 @@ class Collector:
 
     def _in_thread(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:
         # peewee keeps one connection per thread; this thread's stays open for the next source.
-        store.db.connect(reuse_if_open=True)
+        store.connect()
         return self.collect_source(row, sc)
 
     @contextmanager
@@ -503,8 +498,8 @@ class Collector:
                     with self._pending_lock:
                         self._pending += logs
                     return outcome
-                except pw.OperationalError as e:
-                    # The transaction was rolled back whole; PostgreSQL asks for a retry.
+                except Exception as e:
+                    # The transaction was rolled back whole; PostgreSQL may ask for a retry.
                     if attempt == 3 or not store.is_transient(e):
                         raise
                     log.info("%s: %s; retrying the write", sc.id, str(e).splitlines()[0])
@@ -536,15 +531,14 @@ class Collector:
         keys = set(sc.mirrors) | {s.id for s in self.config.sources if sc.id in s.mirrors}
         if not keys:
             return []
-        return [i for (i,) in store.Source.select(store.Source.id).where(store.Source.key.in_(keys)).tuples()]
+        return store.source_ids(sorted(keys))
 
     def _retract_deleted(self, row: store.Source, deleted: list[tuple[str, str | None]],
                          when: datetime) -> set[str]:
         """Entries the source deleted (Atom tombstones) become our tombstones too."""
         topics: set[str] = set()
         for ref, comment in deleted:
-            ids = [e.id for e in store.Entry.select(store.Entry.id)
-                   .where(store.Entry.source == row, store.Entry.guid == ref)]
+            ids = store.entry_ids(row.id, [ref])
             topics |= store.retract(ids, when, comment or f"deleted by {row.name}", self.parents)
         return topics
 
@@ -559,8 +553,7 @@ class Collector:
         if count < self.config.collect.redirect_confirmations:
             return {"redirect_target": target, "redirect_count": count}
         old = row.fetch_url or row.url
-        store.SourceUrlHistory.create(source=row, old_url=old, new_url=target, moved_at=when,
-                                      reason=f"permanent redirect seen on {count} fetches in a row")
+        store.record_move(row.id, old, target, when, f"permanent redirect seen on {count} fetches in a row")
         log.info("%s: moved from %s to %s after %d permanent redirects", row.key, old, target, count)
         return {"fetch_url": target, "redirect_target": None, "redirect_count": 0}
 
@@ -643,9 +636,7 @@ class Collector:
         return log_row, deltas
 
     def _recent_dates(self, row: store.Source) -> list[datetime]:
-        E = store.Entry
-        return [e.published for e in E.select(E.published).where(E.source == row)
-                .order_by(E.published.desc()).limit(20)]
+        return store.recent_published(row.id, 20)
 
     def run_forever(self, stop: threading.Event, tick: float = 5.0,
                     progress: Callable[[SourceOutcome], None] | None = None) -> None:

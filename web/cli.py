@@ -157,7 +157,7 @@ def open_store(config: Config) -> None:
 def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     store.init_db(config.database_url)
     target = Path(args.file)
-    if isinstance(store.db.obj, store.PostgresDatabase):
+    if not store.is_sqlite():
         print("feedhub: backup copies SQLite stores; for PostgreSQL use pg_dump, e.g.\n"
               f"  pg_dump --format=custom --file={target} '{store.redact_url(config.database_url)}'",
               file=sys.stderr)
@@ -393,16 +393,6 @@ def cmd_rules(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _health(row: store.Source) -> str:
-    if not row.enabled:
-        return "disabled"
-    if row.disabled_reason:
-        return "gone"
-    if row.last_fetched_at is None:
-        return "never"
-    return "failing" if row.consecutive_failures else "ok"
-
-
 def _when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
 
@@ -410,25 +400,24 @@ def _when(dt: datetime | None) -> str:
 def cmd_sources(config: Config, args: argparse.Namespace) -> int:
     store.init_db(config.database_url)
     store.sync_sources(config)
-    rows = list(store.Source.select().order_by(store.Source.key))
+    sources = store.sources_health()
     if args.json:
         data = [{
-            "id": r.key, "name": r.name, "url": r.url, "kind": r.kind, "enabled": r.enabled,
-            "status": _health(r), "last_fetched_at": _iso(r.last_fetched_at),
-            "last_success_at": _iso(r.last_success_at), "last_status": r.last_status,
-            "last_error": r.last_error, "consecutive_failures": r.consecutive_failures,
-            "next_due_at": _iso(r.next_due_at), "entries_seen": r.entries_seen,
-            "fetch_url": r.fetch_url or r.url, "disabled_reason": r.disabled_reason,
-            "id_rule": r.id_rule, "id_rule_reason": r.id_rule_reason,
-            "warnings": r.warnings.splitlines() if r.warnings else [],
-            "entries_stored": r.entries.count(),
-        } for r in rows]
+            "id": h.key, "name": h.name, "url": h.url, "kind": h.kind, "enabled": h.enabled,
+            "status": h.status, "last_fetched_at": _iso(h.last_fetched_at),
+            "last_success_at": _iso(h.last_success_at), "last_status": h.last_status,
+            "last_error": h.last_error, "consecutive_failures": h.consecutive_failures,
+            "next_due_at": _iso(h.next_due_at), "entries_seen": h.entries_seen,
+            "fetch_url": h.fetch_url, "disabled_reason": h.disabled_reason,
+            "id_rule": h.id_rule, "id_rule_reason": h.id_rule_reason, "warnings": list(h.warnings),
+            "entries_stored": h.entries_stored,
+        } for h in sources]
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
     header = ("ID", "KIND", "STATUS", "LAST SUCCESS (UTC)", "FAILS", "NEXT DUE (UTC)", "ENTRIES", "LAST ERROR")
-    table = [header] + [(r.key, r.kind, _health(r), _when(r.last_success_at), str(r.consecutive_failures),
-                         _when(r.next_due_at), str(r.entries.count()), r.last_error or "")
-                        for r in rows]
+    table = [header] + [(h.key, h.kind, h.status, _when(h.last_success_at), str(h.consecutive_failures),
+                         _when(h.next_due_at), str(h.entries_stored), h.last_error or "")
+                        for h in sources]
     print(format_table(table))
     return 0
 

@@ -21,23 +21,23 @@ class StoreCollector:
     """Turns the shared counters and the sources' health into Prometheus metric families."""
 
     def collect(self) -> Iterator[Metric]:
-        rows = list(store.Metric.select())
+        rows = store.metric_rows()
         fetches = CounterMetricFamily("feedhub_fetches", "Source fetches by outcome (and error kind).",
                                       labels=["outcome", "kind"])
         entries = CounterMetricFamily("feedhub_entries_ingested", "Entries stored, new or updated.",
                                       labels=["kind"])
         buckets: dict[str, float] = {}
         total_sum = 0.0
-        for r in rows:
-            labels = _labels(r.labels)
-            if r.name == "fetches":
-                fetches.add_metric([labels.get("outcome", ""), labels.get("kind", "")], r.value)
-            elif r.name == "entries":
-                entries.add_metric([labels.get("kind", "")], r.value)
-            elif r.name == "fetch_duration_bucket":
-                buckets[labels["le"]] = r.value
-            elif r.name == "fetch_duration_sum":
-                total_sum = r.value
+        for name, label_text, value in rows:
+            labels = _labels(label_text)
+            if name == "fetches":
+                fetches.add_metric([labels.get("outcome", ""), labels.get("kind", "")], value)
+            elif name == "entries":
+                entries.add_metric([labels.get("kind", "")], value)
+            elif name == "fetch_duration_bucket":
+                buckets[labels["le"]] = value
+            elif name == "fetch_duration_sum":
+                total_sum = value
         yield fetches
         yield entries
         cumulative, running = [], 0.0
@@ -46,17 +46,20 @@ class StoreCollector:
             cumulative.append((le, running))
         yield HistogramMetricFamily("feedhub_fetch_duration_seconds", "Wall-clock time of one source fetch.",
                                     buckets=cumulative, sum_value=total_sum)
-        S = store.Source
-        enabled = S.select().where(S.enabled == True)  # noqa: E712
+        counts = store.status_counts()  # the same statuses as `feedhub sources` and /healthz
         failing = GaugeMetricFamily("feedhub_failing_sources",
-                                    "Enabled sources whose last fetch failed.")
-        failing.add_metric([], enabled.where(S.consecutive_failures > 0).count())
+                                    "Enabled sources whose last fetch failed (not those gone after a 410).")
+        failing.add_metric([], counts["failing"])
         yield failing
         gone = GaugeMetricFamily("feedhub_gone_sources", "Sources stopped by HTTP 410 Gone.")
-        gone.add_metric([], enabled.where(S.disabled_reason.is_null(False)).count())
+        gone.add_metric([], counts["gone"])
         yield gone
+        by_status = GaugeMetricFamily("feedhub_sources", "Sources by health status.", labels=["status"])
+        for status, count in counts.items():
+            by_status.add_metric([status], count)
+        yield by_status
         stored = GaugeMetricFamily("feedhub_entries", "Entries in the store.")
-        stored.add_metric([], store.Entry.select().count())
+        stored.add_metric([], store.entry_count())
         yield stored
 
 

@@ -5,7 +5,6 @@ import hashlib
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-import peewee as pw
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from lxml import etree
 from werkzeug.datastructures import Headers
@@ -170,13 +169,8 @@ def feed_groups(edition: str, base: str) -> list[tuple[str, list[dict[str, objec
         ("Regions", [links("region", slug, title) for slug, title in config.taxonomy.regions.items()]),
         ("Coverage", [links("coverage", slug, cov.title) for slug, cov in config.taxonomy.coverage.items()]),
     ]
-    E = store.Entry
-    tag_rows = (store.Tag.select(store.Tag).join(store.EntryTag).join(E)
-                .where(E.edition == edition).distinct().order_by(store.Tag.slug))
-    groups.append(("Tags", [links("tag", t.slug, t.name) for t in tag_rows]))
-    author_rows = (store.Author.select(store.Author).join(store.EntryAuthor).join(E)
-                   .where(E.edition == edition).distinct().order_by(store.Author.slug))
-    groups.append(("Authors", [links("author", a.slug, a.name) for a in author_rows]))
+    groups.append(("Tags", [links("tag", slug, name) for slug, name in store.edition_tags(edition)]))
+    groups.append(("Authors", [links("author", slug, name) for slug, name in store.edition_authors(edition)]))
     return groups
 
 
@@ -198,10 +192,9 @@ def opml() -> Response:
     root = etree.Element("opml", version="2.0")
     head = etree.SubElement(root, "head")
     etree.SubElement(head, "title").text = f"{config.site.title}: all feeds"
-    newest = store.Entry.select(pw.fn.MAX(store.Entry.updated)).scalar()
+    newest = store.newest_change()
     if newest:
-        when = newest if isinstance(newest, datetime) else datetime.fromisoformat(newest)
-        etree.SubElement(head, "dateModified").text = format_datetime(when.replace(tzinfo=timezone.utc), usegmt=True)
+        etree.SubElement(head, "dateModified").text = format_datetime(newest, usegmt=True)
     body = etree.SubElement(root, "body")
     base = base_url()
     for code, ed in config.editions.items():

@@ -11,7 +11,11 @@ of it, so a module can be split or merged without touching callers.
 from __future__ import annotations
 
 from .connection import (
+                         connect,
+                         is_sqlite,
+                         savepoint,
                          PostgresDatabase,
+                         aware,
                          db,
                          insert_rows,
                          is_transient,
@@ -23,6 +27,11 @@ from .connection import (
                          write_transaction,
 )
 from .entries import (
+                         entry_ids,
+                         recent_published,
+                         edition_authors,
+                         edition_tags,
+                         newest_change,
                          COVERAGE_WEIGHT,
                          RELATED_KEEP,
                          RELATED_POOL,
@@ -38,7 +47,15 @@ from .entries import (
                          save_entries,
                          unretract,
 )
-from .health import health_summary
+from .health import (
+                         STATUSES,
+                         SourceHealth,
+                         entry_count,
+                         health_summary,
+                         source_status,
+                         sources_health,
+                         status_counts,
+)
 from .integrity import IntegrityWatch, backup_sqlite, check_integrity, diagnose
 from .schema import (
                          MODELS,
@@ -64,6 +81,12 @@ from .schema import (
                          schema_version,
 )
 from .sources import (
+                         FETCH_LOG_COLUMNS,
+                         insert_fetch_log,
+                         record_move,
+                         release_sources,
+                         source_ids,
+                         metric_rows,
                          bump_metrics,
                          claim_sources,
                          classification_digest,
@@ -83,6 +106,12 @@ from .topics import (
 )
 
 __all__ = [
+    "FETCH_LOG_COLUMNS", "insert_fetch_log",
+    "connect", "is_sqlite", "savepoint", "entry_ids", "recent_published", "record_move", "release_sources",
+    "source_ids",
+    "edition_authors", "edition_tags", "newest_change",
+    "metric_rows",
+    "STATUSES", "SourceHealth", "aware", "entry_count", "source_status", "sources_health", "status_counts",
     "COVERAGE_WEIGHT", "MODELS", "RELATED_KEEP", "RELATED_POOL", "RULE_WITHDRAWN", "SCHEMA_VERSION", "Author",
     "BaseModel", "Entry", "EntryAuthor", "EntryCoverage", "EntryRegion", "EntrySource", "EntryTag", "FetchLog",
     "FoundEntry", "IntegrityWatch", "Media", "MetaInfo", "Metric", "PostgresDatabase", "Related", "SaveResult",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import peewee as pw
 from playhouse.db_url import connect as url_connect
@@ -22,6 +22,20 @@ db = pw.DatabaseProxy()
 def utcnow() -> datetime:
     """Naive UTC now: the store keeps every instant as naive UTC."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@overload
+def aware(value: datetime | str) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
+def aware(value: datetime | str | None) -> datetime | None:
+    """A stored instant as the rest of feedhub sees it: aware UTC. The store keeps naive UTC;
+    SQLite gives text for what plain SQL and aggregates read, PostgreSQL a datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class PostgresDatabase(pw.PostgresqlDatabase):
@@ -191,3 +205,18 @@ def insert_rows(table: type[BaseModel], columns: tuple[str, ...], rows: list[tup
         if returning:
             out += cursor.fetchall()
     return out
+
+
+def connect() -> None:
+    """Open this thread's connection if it is not open (each thread keeps its own)."""
+    db.connect(reuse_if_open=True)
+
+
+def savepoint() -> pw._atomic:
+    """A savepoint inside the caller's transaction (a transaction outside one)."""
+    return db.atomic()
+
+
+def is_sqlite() -> bool:
+    """Is the bound store SQLite (one writer at a time)?"""
+    return isinstance(db.obj, pw.SqliteDatabase)

@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 import peewee as pw
 
 from .. import model
-from .connection import db, insert_rows, placeholders
+from .connection import aware, db, insert_rows, placeholders
 from .schema import (
     Author,
     BaseModel,
@@ -410,3 +410,31 @@ def rekey_source(source: Source, rule: str, when: datetime, parents: dict[str, s
         Entry.update(guid=f"duplicate:{entry_id}").where(Entry.id == entry_id).execute()
         topics |= retract([entry_id], when, f"duplicate of {original}", parents)
     return topics
+
+
+def edition_tags(edition: str) -> list[tuple[str, str]]:
+    """(slug, name) of every tag an entry of ``edition`` carries, by slug."""
+    return list(Tag.select(Tag.slug, Tag.name).join(EntryTag).join(Entry).where(Entry.edition == edition)
+                .distinct().order_by(Tag.slug).tuples())
+
+
+def edition_authors(edition: str) -> list[tuple[str, str]]:
+    """(slug, name) of every author of an entry of ``edition``, by slug."""
+    return list(Author.select(Author.slug, Author.name).join(EntryAuthor).join(Entry)
+                .where(Entry.edition == edition).distinct().order_by(Author.slug).tuples())
+
+
+def newest_change() -> datetime | None:
+    """When any entry last changed (aware UTC), or None for an empty store."""
+    return aware(Entry.select(pw.fn.MAX(Entry.updated)).scalar())
+
+
+def entry_ids(source_id: int, guids: list[str]) -> list[int]:
+    """Ids of a source's entries with these guids."""
+    return [i for (i,) in Entry.select(Entry.id).where(Entry.source == source_id, Entry.guid.in_(guids)).tuples()]
+
+
+def recent_published(source_id: int, limit: int) -> list[datetime]:
+    """When a source's newest entries were published (naive UTC, newest first)."""
+    return [aware(p).replace(tzinfo=None) for (p,) in Entry.select(Entry.published).where(Entry.source == source_id)
+            .order_by(Entry.published.desc()).limit(limit).tuples()]

@@ -1,13 +1,92 @@
-"""What /healthz reads from the store."""
+"""Health, computed once: every source's status (for `feedhub sources`, /metrics, /healthz and,
+later, the admin API) and what /healthz reads live from the store."""
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+import peewee as pw
+
+from .connection import aware
 from .schema import Entry, Source, schema_version
+
+#: every source status, and what it means (the README's table is this one)
+STATUSES: dict[str, str] = {
+    "ok": "enabled, and its last fetch succeeded",
+    "failing": "enabled, and its last fetch failed; it is polled again with backoff",
+    "gone": "the publisher answered 410 Gone; not polled until its URL changes in config",
+    "never": "enabled, and not fetched yet",
+    "disabled": "disabled in config, or removed from it; its entries stay published",
+}
+
+
+def source_status(enabled: bool, disabled_reason: str | None, last_fetched_at: datetime | None,
+                  consecutive_failures: int) -> str:
+    """The one status of a source (see STATUSES); the first that applies wins."""
+    if not enabled:
+        return "disabled"
+    if disabled_reason:
+        return "gone"
+    if last_fetched_at is None:
+        return "never"
+    return "failing" if consecutive_failures else "ok"
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """A source as admins watch it. Instants are aware UTC."""
+
+    key: str
+    name: str
+    url: str
+    kind: str
+    enabled: bool
+    status: str
+    last_fetched_at: datetime | None
+    last_success_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    consecutive_failures: int
+    next_due_at: datetime | None
+    entries_seen: int
+    fetch_url: str
+    disabled_reason: str | None
+    id_rule: str
+    id_rule_reason: str | None
+    warnings: tuple[str, ...]
+    entries_stored: int
+
+
+def sources_health() -> list[SourceHealth]:
+    """Every source's health, by key: two queries however many sources there are."""
+    stored = dict(Entry.select(Entry.source, pw.fn.COUNT(Entry.id)).group_by(Entry.source).tuples())
+    return [SourceHealth(
+        key=s.key, name=s.name, url=s.url, kind=s.kind, enabled=s.enabled,
+        status=source_status(s.enabled, s.disabled_reason, s.last_fetched_at, s.consecutive_failures),
+        last_fetched_at=aware(s.last_fetched_at), last_success_at=aware(s.last_success_at),
+        last_status=s.last_status, last_error=s.last_error, consecutive_failures=s.consecutive_failures,
+        next_due_at=aware(s.next_due_at), entries_seen=s.entries_seen, fetch_url=s.fetch_url or s.url,
+        disabled_reason=s.disabled_reason, id_rule=s.id_rule, id_rule_reason=s.id_rule_reason,
+        warnings=tuple(s.warnings.splitlines()) if s.warnings else (), entries_stored=stored.get(s.id, 0))
+        for s in Source.select().order_by(Source.key)]
+
+
+def status_counts() -> dict[str, int]:
+    """How many sources are in each status (every status present, zeros included)."""
+    counts = Counter(source_status(*row) for row in Source.select(
+        Source.enabled, Source.disabled_reason, Source.last_fetched_at, Source.consecutive_failures).tuples())
+    return {status: counts.get(status, 0) for status in STATUSES}
+
+
+def entry_count() -> int:
+    """Entries in the store, retracted ones included."""
+    return Entry.select().count()
 
 
 def health_summary() -> dict[str, object]:
     """What /healthz shows, read live: the schema version, entries stored, failing sources, and
     the newest page of entries (what every feed reads first), so an unreadable store fails here."""
-    E, S = Entry, Source
-    list(E.select().order_by(E.published.desc()).limit(50).tuples())
-    failing = S.select().where(S.consecutive_failures > 0, S.enabled == True).count()  # noqa: E712
-    return {"schema_version": schema_version(), "entries": E.select().count(), "failing_sources": failing}
+    list(Entry.select().order_by(Entry.published.desc()).limit(50).tuples())
+    counts = status_counts()
+    return {"schema_version": schema_version(), "entries": entry_count(), "failing_sources": counts["failing"]}

@@ -10,7 +10,7 @@ import peewee as pw
 
 from ..config import Config, SourceConfig
 from .connection import db, insert_rows, placeholders, utcnow, write_transaction
-from .schema import FetchLog, MetaInfo, Metric, Source
+from .schema import FetchLog, MetaInfo, Metric, Source, SourceUrlHistory
 
 
 def sync_sources(config: Config) -> dict[str, Source]:
@@ -188,3 +188,33 @@ def update_sources(changes: list[tuple[int, dict[str, object]]], owner: str | No
             rows = [(*row, owner) for row in rows]
         for row in rows:
             database.execute_sql(sql, row)
+
+
+def metric_rows() -> list[tuple[str, str, float]]:
+    """Every shared counter as (name, labels, value); labels are "k=v,k=v"."""
+    return list(Metric.select(Metric.name, Metric.labels, Metric.value).tuples())
+
+
+def release_sources(source_ids: list[int]) -> None:
+    """Give back the claims on these sources (claimed, but not this collector's to fetch)."""
+    Source.update(lease_owner=None, lease_until=None).where(Source.id.in_(source_ids)).execute()
+
+
+def source_ids(keys: list[str]) -> list[int]:
+    """Store ids of the sources with these config ids."""
+    return [i for (i,) in Source.select(Source.id).where(Source.key.in_(keys)).tuples()]
+
+
+def record_move(source_id: int, old_url: str, new_url: str, when: datetime, reason: str) -> None:
+    """Keep a source's old URL in its history when it moves (a confirmed permanent redirect)."""
+    SourceUrlHistory.create(source=source_id, old_url=old_url, new_url=new_url, moved_at=when, reason=reason)
+
+
+#: a fetch-log row, as the collector hands it over
+FETCH_LOG_COLUMNS = ("source_id", "started_at", "duration_ms", "status", "outcome", "bytes", "entries_new",
+                     "entries_updated", "error_kind", "error")
+
+
+def insert_fetch_log(rows: list[tuple[object, ...]]) -> None:
+    """Add fetch-log rows (FETCH_LOG_COLUMNS) in one statement, inside the caller's transaction."""
+    insert_rows(FetchLog, FETCH_LOG_COLUMNS, rows)
