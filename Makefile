@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test collect serve sources clean
+.PHONY: run test check collect serve sources clean
 
 # setuptools explains editable installs at length on every install; the explanation is for
 # package authors, not for someone running the quickstart.
@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/feedhub run
 
-test: $(STAMP)
+# Lint (ruff: pyflakes, style, import order, complexity) and type-check (mypy) the code; the
+# test command runs it first, so a type error fails `make test` and CI like a failing test.
+check: $(STAMP)
+	$(VENV)/bin/ruff check aggregator feeds web
+	$(VENV)/bin/mypy
+
+test: check
 	$(VENV)/bin/python -m pytest -q
 
 collect: $(STAMP)

@@ -20,13 +20,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from . import schedule, store
 from .config import Config, SourceConfig
 from .errors import ClaimLost, FeedhubError, FetchError, SourceError, StoreUnavailable, describe_failure
-from .fetch import FetchResult, Fetcher
+from .fetch import Fetcher, FetchResult
 from .normalize import Context, canonical_link, plain_text
 from .work import DEFAULT_TARGET, ParseJob, ParsePool
 
@@ -257,7 +257,9 @@ class Collector:
     #: tries of a source whose write was lost with the store's connection, within one run
     STORE_TRIES = 3
 
-    def collect(self, only_due: bool = False, source_ids: list[str] | None = None,
+    # (C901: the run loop, in commented steps: claim a batch, wait for results, gather them,
+    # collect again what the store lost, flush; stopping cleanly on any exit)
+    def collect(self, only_due: bool = False, source_ids: list[str] | None = None,  # noqa: C901
                 progress: Callable[[SourceOutcome], None] | None = None,
                 on_claimed: Callable[[int], None] | None = None) -> CollectSummary:
         """Collect every enabled source (or only those due, or only ``source_ids``) once.
@@ -325,17 +327,10 @@ class Collector:
                     except _Stopped:
                         continue  # left as it was found; its claim is given back
                     except Exception as e:
-                        failure = store.diagnose(e)
-                        if failure is None:
-                            raise
-                        store.reset_connection()
-                        if isinstance(failure, StoreUnavailable) and tries < self.STORE_TRIES and fatal is None:
-                            log.warning("%s: %s; collecting it again", row.key, failure)
-                            time.sleep(0.5 * 2 ** (tries - 1))  # a restarting server needs a moment
+                        if self._collect_again(e, row, tries, fatal):
                             submit(row, tries + 1)
                         else:
-                            fatal = fatal or failure
-                            self._stopping.set()  # threads start nothing new; what runs finishes
+                            fatal = fatal or store.diagnose(e)
                         continue
                     summary.outcomes.append(outcome)
                     if progress:
@@ -356,6 +351,24 @@ class Collector:
         if self.on_topics and summary.topics:
             self.on_topics(summary.topics)
         return summary
+
+    def _collect_again(self, error: Exception, row: store.Source, tries: int, fatal: FeedhubError | None) -> bool:
+        """A source's thread failed on the store: should the source be collected again now?
+
+        Yes while the store's connection was lost (it may be back: a restart, a failover)
+        and tries remain. A full, damaged or vanished store stops the run instead: its
+        threads start nothing new, and what runs finishes. Anything else is a bug: raised.
+        """
+        failure = store.diagnose(error)
+        if failure is None:
+            raise error
+        store.reset_connection()
+        if isinstance(failure, StoreUnavailable) and tries < self.STORE_TRIES and fatal is None:
+            log.warning("%s: %s; collecting it again", row.key, failure)
+            time.sleep(0.5 * 2 ** (tries - 1))  # a restarting server needs a moment
+            return True
+        self._stopping.set()
+        return False
 
     def _claim(self, keys: list[str] | None, limit: int, only_due: bool, fetched_before: datetime | None,
                configured: dict[str, SourceConfig]) -> list[store.Source]:
@@ -432,8 +445,11 @@ class Collector:
         with slot:
             yield
 
-    def collect_source(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:
-        """Fetch, parse, normalise and store one claimed source; never raises for a bad source."""
+    def collect_source(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:  # noqa: C901
+        """Fetch, parse, normalise and store one claimed source; never raises for a bad source.
+
+        (One piece on purpose: claim -> fetch -> parse -> write, with each way a source can
+        fail handled where it happens; issue 12 plans to move the writing to the store.)"""
         started = self.clock()
         t0 = time.monotonic()
         url = row.fetch_url or sc.url
@@ -503,6 +519,7 @@ class Collector:
                     if attempt == 3 or not store.is_transient(e):
                         raise
                     log.info("%s: %s; retrying the write", sc.id, str(e).splitlines()[0])
+            raise AssertionError("unreachable: the last try returns or raises")
         except ClaimLost as e:
             # Not ours any more: the source's health and log are the other collector's to write.
             log.warning("%s: %s", sc.id, e)
@@ -570,7 +587,7 @@ class Collector:
         cfg = self.config.collect
         duration = time.monotonic() - t0
         extra = extra or {}
-        ttl = extra.get("feed_ttl", row.feed_ttl)
+        ttl = cast("int | None", extra.get("feed_ttl", row.feed_ttl))
         interval = schedule.success_interval(
             row.interval, cfg, ttl_minutes=ttl, breaking=row.breaking,
             max_age=schedule.max_age_seconds(result.headers.get("Cache-Control")),

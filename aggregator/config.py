@@ -8,12 +8,12 @@ pass instead of one error per run.
 from __future__ import annotations
 
 import dataclasses
-
 import difflib
 import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,7 +352,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
     return parse_config(raw, cfg_path, env)
 
 
-def parse_config(raw: dict[str, Any], path: Path, environ: dict[str, str] | None = None) -> Config:
+# (C901: a flat sequence of independent table checks)
+def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | None = None) -> Config:  # noqa: C901
     """Validate already-parsed TOML data; relative paths resolve against the file's folder."""
     env = {} if environ is None else environ
     c = _Checker(path)
@@ -644,7 +645,8 @@ def _rules(raw: list[Any], key: str, c: _Checker, taxonomy: Taxonomy) -> tuple[R
         if d["pattern"] and (d["pattern"].count("*") > 3 or len(d["pattern"]) > 200):
             c.problem(f"{rkey}.pattern", "patterns are bounded: at most three '*' and 200 characters")
         if d["section"] and d["section"] not in taxonomy.sections:
-            c.problem(f"{rkey}.section", f"unknown section {d['section']!r}; " + _one_of(d["section"], taxonomy.sections))
+            c.problem(f"{rkey}.section",
+                      f"unknown section {d['section']!r}; " + _one_of(d["section"], taxonomy.sections))
         if d["region"] and d["region"] not in taxonomy.regions:
             c.problem(f"{rkey}.region", f"unknown region {d['region']!r}; " + _one_of(d["region"], taxonomy.regions))
         if d["match"] and d["match"] not in ("word", "substring"):
@@ -659,7 +661,8 @@ def _rules(raw: list[Any], key: str, c: _Checker, taxonomy: Taxonomy) -> tuple[R
     return tuple(out)
 
 
-def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
+# (C901: one check per source key, in order)
+def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,  # noqa: C901
              editions: dict[str, Edition], taxonomy: Taxonomy) -> tuple[SourceConfig, ...]:
     out: list[SourceConfig] = []
     seen_ids: dict[str, int] = {}

@@ -119,7 +119,7 @@ def _guarded_connect(conn: HTTPConnection, policy: AddressPolicy) -> socket.sock
     trusted = policy.host_allowed(host)
     if not trusted:
         for *_, sockaddr in answers:  # every answer, so a mixed answer set is refused
-            policy.check(host, sockaddr[0])
+            policy.check(host, str(sockaddr[0]))
     last: OSError | None = None
     for family, kind, proto, _, sockaddr in answers:
         sock = socket.socket(family, kind, proto)
@@ -337,8 +337,9 @@ def _release(resp: urllib3.BaseHTTPResponse) -> None:
     """
     try:
         if not resp.closed and resp.connection is not None:
-            if resp.connection.sock is not None:  # a peer that trickles is not waited for
-                resp.connection.sock.settimeout(_DRAIN_TIMEOUT)
+            sock = getattr(resp.connection, "sock", None)
+            if sock is not None:  # a peer that trickles is not waited for
+                sock.settimeout(_DRAIN_TIMEOUT)
             left, until = _DRAIN_CAP, time.monotonic() + _DRAIN_TIMEOUT
             while left > 0 and time.monotonic() < until and (
                     chunk := resp.read1(min(left, _CHUNK), decode_content=False)):

@@ -180,7 +180,8 @@ def cap_html(value: str, limit: int) -> str:
     sanitised again, so it is as safe and well-formed as the input."""
     if len(value) <= limit:
         return value
-    from lxml import etree, html as lxml_html
+    from lxml import etree
+    from lxml import html as lxml_html
 
     budget = limit - len(_TRUNCATED_BODY)
     root = lxml_html.fragment_fromstring(value, create_parent="div")
@@ -511,7 +512,8 @@ def normalize_authors(raw: RawEntry, caps: Caps = Caps(), cut: list[str] | None 
     return tuple(out)
 
 
-def classify(raw: RawEntry, source: SourceConfig, ctx: Context) -> tuple[str | None, tuple[str, ...], tuple[Tag, ...], bool]:
+def classify(raw: RawEntry, source: SourceConfig,
+             ctx: Context) -> tuple[str | None, tuple[str, ...], tuple[Tag, ...], bool]:
     """(section, regions, tags, breaking-category) from categories plus the source's defaults.
 
     A category naming a known section/subsection or region (by slug or title)
@@ -696,7 +698,8 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
     guid = entry_guid(raw, link, title, id_rule)
     section, regions, tags, breaking_cat = classify(raw, source, ctx)
     filed = apply_rules(source.rules, raw, title, summary, Filed(
-        section, list(regions), list(tags), source.breaking or breaking_cat or has_breaking_prefix(title, language, ctx)))
+        section, list(regions), list(tags),
+        source.breaking or breaking_cat or has_breaking_prefix(title, language, ctx)))
     section, regions, tags, breaking = filed.section, tuple(filed.regions), tuple(filed.tags), filed.breaking
     authors = normalize_authors(raw, caps, cut)
     media = tuple(m for m in normalize_media(raw.media, content, base) if len(m.url) <= caps.url)
@@ -704,7 +707,7 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         cut.append(f"media ({len(media)}, limit {caps.media})")
         media = media[:caps.media]
     words = _words_in_html(content) or len(summary.split())
-    entry = dict(
+    entry = Entry(
         guid=guid, public_id=public_id(guid, source.id, ctx.id_authority), title=title, link=link,
         language=language, edition=pick_edition(language, source, ctx), summary=summary,
         content=content, published=dates.published, updated=dates.updated, section=section, regions=regions,
@@ -712,9 +715,15 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         reading_time=math.ceil(words / _WORDS_PER_MINUTE) if words else 0,
         date_missing=dates.missing, date_clamped=dates.clamped,
         published_raw=raw.published_raw, updated_raw=raw.updated_raw,
-        coverage=match_coverage(tags, title, summary, ctx))
-    return Entry(**entry, fingerprint=fingerprint(entry), title_key=title_key(title),
-                 rule_trace=tuple(filed.trace), dropped=filed.dropped, truncated=tuple(cut))
+        coverage=match_coverage(tags, title, summary, ctx), fingerprint="", title_key=title_key(title),
+        rule_trace=tuple(filed.trace), dropped=filed.dropped, truncated=tuple(cut))
+    return dataclasses.replace(entry, fingerprint=fingerprint({f: getattr(entry, f) for f in FINGERPRINTED}))
+
+
+#: the fields an entry's fingerprint covers (changing this list changes every stored fingerprint)
+FINGERPRINTED = ("guid", "public_id", "title", "link", "language", "edition", "summary", "content", "published",
+                 "updated", "section", "regions", "tags", "authors", "media", "origin", "breaking", "reading_time",
+                 "date_missing", "date_clamped", "published_raw", "updated_raw", "coverage")
 
 
 def title_key(title: str) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import calendar
 import io
-import re
 import json
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -84,8 +84,8 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
     # Atom (RFC 4287 4.2.1): an entry without authors has the feed's.
     feed_authors = [Person(name=a.get("name"), url=a.get("href"), email=a.get("email"))
                     for a in feed.get("authors") or [] if a.get("name")] if out.format.startswith("atom") else []
-    for i, e in enumerate(parsed.entries):
-        entry = _entry_from_feedparser(e, media_by_entry[i] if media_by_entry else None)
+    for i, item in enumerate(parsed.entries):
+        entry = _entry_from_feedparser(item, media_by_entry[i] if media_by_entry else None)
         entry.authors = entry.authors or list(feed_authors)
         out.entries.append(entry)
     return out
@@ -351,7 +351,7 @@ def _json_item(item: dict[str, Any], feed_authors: list[Person]) -> RawEntry:
     raw.updated_raw = _str(item.get("date_modified"))
     raw.published = parse_date(raw.published_raw)
     raw.updated = parse_date(raw.updated_raw)
-    ext = item.get("_feedhub") if isinstance(item.get("_feedhub"), dict) else {}
+    ext: dict[str, Any] = item["_feedhub"] if isinstance(item.get("_feedhub"), dict) else {}
     image = _str(item.get("image"))
     if image:
         raw.media.append(RawMedia(url=image, medium="image", origin="image",

@@ -37,7 +37,7 @@ def success_interval(configured: int, cfg: CollectConfig, *, ttl_minutes: int | 
     """Seconds until the next poll: the largest of the configured interval, the feed's ttl,
     the response's max-age and Retry-After, optionally stretched for rarely posting
     sources (never for breaking ones), clamped to the configured bounds (before jitter)."""
-    candidates = [configured, (ttl_minutes or 0) * 60, max_age or 0, retry_after or 0]
+    candidates: list[float] = [configured, (ttl_minutes or 0) * 60, max_age or 0, retry_after or 0]
     if cfg.adaptive and not breaking:
         candidates.append(adaptive_interval(configured, recent))
     return clamp(max(candidates), cfg)

@@ -171,26 +171,21 @@ class ParsePool:
         first job, or the one after a killed worker) finishes starting first.
         """
         worker = self._acquire()
+        healthy = False  # a worker that failed in any way is replaced, never reused
         try:
-            try:
-                worker.wait_ready(self.START_TIMEOUT)
-            except ParseError:
-                self._replace(worker)
-                worker = None
-                raise
+            worker.wait_ready(self.START_TIMEOUT)
             worker.conn.send(job)
             if not worker.conn.poll(self.timeout):
-                self._replace(worker)
-                worker = None
                 raise ParseError(f"parsing took longer than {self.timeout:g} s; the parser was stopped")
             reply = worker.conn.recv()
+            healthy = True
         except (EOFError, OSError) as e:
-            self._replace(worker)
-            worker = None
             raise ParseError(f"the parser process died ({type(e).__name__}); the feed may be hostile") from e
         finally:
-            if worker is not None:
+            if healthy:
                 self._idle.put(worker)
+            else:
+                self._replace(worker)
         if reply[0] == "ok":
             return reply[1]
         _, kind, message, *detail = reply

@@ -147,7 +147,8 @@ class FeedDoc:
     #: a tuple, or LazyItems from the store
     items: Sequence[FeedItem]
     rights: str = ""
-    ttl_minutes: int = 5
+    #: how long pollers may cache it (Cache-Control max-age, seconds); RSS ttl follows it
+    max_age: int = 300
     author_name: str = ""
     #: other formats of the same feed: format -> URL
     alternates: dict[str, str] = field(default_factory=dict)
@@ -161,3 +162,8 @@ class FeedDoc:
     tombstones: tuple[Tombstone, ...] = ()
     #: when the content changes by itself (breaking items ageing out); None: only on writes
     expires: datetime | None = None
+
+    @property
+    def ttl_minutes(self) -> int:
+        """RSS ttl: the same lifetime as max_age, in whole minutes (at least one)."""
+        return max(1, self.max_age // 60)

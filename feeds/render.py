@@ -144,7 +144,7 @@ class _ItemExtras(BaseEntryExtension):
             etree.SubElement(el, "enclosure", url=enclosure.url, length=str(enclosure.length),
                              type=enclosure.type or "application/octet-stream")
         if item.source and (item.source.url or item.source.link):
-            _sub(el, "source", item.source.title, url=item.source.url or item.source.link)
+            _sub(el, "source", item.source.title, url=item.source.url or item.source.link or "")
         _media(el, item)
         return el
 
@@ -329,9 +329,9 @@ def _render_xml(doc: FeedDoc, fmt: str, fragments: Fragments | None) -> bytes:
     fresh = iter(written)
     for i, part in enumerate(parts):
         if part is None:
-            parts[i] = next(fresh)
+            parts[i] = written_part = next(fresh)
             if fragments is not None:
-                fragments.put(keys[i], parts[i])
+                fragments.put(keys[i], written_part)
     if fragments is not None:
         fragments.written += len(missing)
     return head + b"".join(parts) + doc_end  # type: ignore[arg-type]

@@ -122,7 +122,8 @@ def _since(raw: str) -> datetime:
     return value
 
 
-def parse_request(config: Config, kind: str, slug: str | None, edition: str | None,
+# (C901: one check per parameter)
+def parse_request(config: Config, kind: str, slug: str | None, edition: str | None,  # noqa: C901
                   args: dict[str, str]) -> FeedRequest:
     """Validate a feed request; NotFound for unknown feeds/slugs, BadRequest for bad parameters."""
     default = config.site.default_edition
@@ -381,7 +382,7 @@ def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
     rows = (E.select(E.public_id, E.retracted_at, E.retraction_reason)
             .where(*_conditions(req, config), E.retracted_at >= window)
             .order_by(E.retracted_at.desc(), E.id.desc()).limit(MAX_LIMIT))
-    return [Tombstone(id=r.public_id, when=_aware(r.retracted_at), reason=r.retraction_reason) for r in rows]
+    return [Tombstone(id=r.public_id, when=store.aware(r.retracted_at), reason=r.retraction_reason) for r in rows]
 
 
 class _Terms:
@@ -444,7 +445,7 @@ def _item(row: PageRow, source: SourceRef | None, raw: list[tuple[Any, ...]], te
             related.append(RelatedRef(id=r[2], title=r[3], url=r[4]))
     return FeedItem(
         id=row.public_id, title=row.title, link=row.link, summary=row.summary, content=row.content,
-        published=_aware(row.published), updated=_aware(row.updated),
+        published=store.aware(row.published), updated=store.aware(row.updated),
         language=row.language, authors=tuple(authors), terms=terms.of(row.section, regions, tags, coverage),
         media=tuple(media), section=row.section,
         regions=tuple(regions), tags=tuple(s for s, _ in tags), breaking=row.breaking,
@@ -452,30 +453,30 @@ def _item(row: PageRow, source: SourceRef | None, raw: list[tuple[Any, ...]], te
         related=tuple(related), fingerprint=fingerprint)
 
 
-def _aware(dt: datetime) -> datetime:
-    if isinstance(dt, str):  # SQLite aggregates come back as text
-        dt = datetime.fromisoformat(dt)
-    return dt.replace(tzinfo=timezone.utc)
+def cache_lifetime(kind: str, config: Config) -> int:
+    """How long pollers may keep a feed of this kind (seconds): the one place that decides it."""
+    return config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
 
 
 def feed_title(req: FeedRequest, config: Config) -> str:
     """Human title of a feed, e.g. 'Example Newsroom: Politics'."""
     tax = config.taxonomy
+    slug = req.slug or ""
     if req.kind == "latest":
         what = "Latest news"
     elif req.kind == "breaking":
         what = "Breaking news"
     elif req.kind == "section":
-        what = tax.sections[req.slug].title
+        what = tax.sections[slug].title
     elif req.kind == "region":
-        what = tax.regions[req.slug]
+        what = tax.regions[slug]
     elif req.kind == "tag":
-        tag = store.Tag.get(store.Tag.slug == req.slug)
+        tag = store.Tag.get(store.Tag.slug == slug)
         what = f"Tag: {tag.name}"
     elif req.kind == "coverage":
-        what = f"Coverage: {tax.coverage[req.slug].title}"
+        what = f"Coverage: {tax.coverage[slug].title}"
     else:
-        author = store.Author.get(store.Author.slug == req.slug)
+        author = store.Author.get(store.Author.slug == slug)
         what = f"Author: {author.name}"
     site = config.site.title
     if req.edition != config.site.default_edition:
@@ -490,7 +491,7 @@ def newest_change(req: FeedRequest, config: Config) -> datetime:
     newest = E.select(pw.fn.MAX(E.updated)).where(*_conditions(req, config)).scalar()
     if newest is None:
         newest = E.select(pw.fn.MAX(E.updated)).where(E.edition == req.edition).scalar()
-    return _aware(newest) if newest else EPOCH
+    return store.aware(newest) if newest else EPOCH
 
 
 def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
@@ -508,22 +509,21 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     alternates = {f: url(f, req.page) for f in formats}
     edition = config.editions[req.edition]
     # From the rows, not the items: the items are built only if the rendering needs them.
-    changes = [_aware(r.updated) for r in page.rows] + [t.when for t in tombstones]
+    changes = [store.aware(r.updated) for r in page.rows] + [t.when for t in tombstones]
     updated = max(changes) if changes else newest_change(req, config)
     feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
-    max_age = config.site.breaking_max_age if req.kind == "breaking" else config.site.feed_max_age
-    about = config.taxonomy.coverage[req.slug].description if req.kind == "coverage" else ""
+    about = config.taxonomy.coverage[req.slug or ""].description if req.kind == "coverage" else ""
     expires = None
     if req.kind == "breaking" and config.site.breaking_hours and page.rows:
         # The ticker changes with the clock too: it is valid until its oldest item leaves.
-        oldest = _aware(min(r.published for r in page.rows))
+        oldest = store.aware(min(r.published for r in page.rows))
         expires = oldest + timedelta(hours=config.site.breaking_hours)
     return FeedDoc(
         id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),
         description=f"{feed_title(req, config)}. {about or config.site.description}",
         self_url=alternates[fmt], home_url=config.site.link, language=edition.language,
         updated=updated, items=items, rights=config.site.rights,
-        ttl_minutes=max(1, max_age // 60), author_name=config.site.title, alternates=alternates,
+        max_age=cache_lifetime(req.kind, config), author_name=config.site.title, alternates=alternates,
         direction=edition.direction, hubs=config.websub.hubs,
         first_url=url(fmt, first=True) if req.page else None,
         next_url=url(fmt, page.next) if page.next else None,

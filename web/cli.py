@@ -13,9 +13,9 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TextIO
 from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
 
 from aggregator import store
 from aggregator.collect import Collector, CollectSummary, SourceOutcome
@@ -30,13 +30,13 @@ log = logging.getLogger("feedhub")
 class _Parser(argparse.ArgumentParser):
     """A subcommand's parser: takes the common options and hands them to its own subcommands."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         _common_options(self, argparse.SUPPRESS)
 
-    def add_subparsers(self, **kwargs: object) -> argparse._SubParsersAction:  # type: ignore[override]
+    def add_subparsers(self, **kwargs: Any) -> Any:
         kwargs.setdefault("parser_class", _Parser)
-        return super().add_subparsers(**kwargs)  # type: ignore[arg-type]
+        return super().add_subparsers(**kwargs)
 
 
 def _common_options(p: argparse.ArgumentParser, default: object) -> None:
@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Work with per-source classification rules.")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     rt = rules_sub.add_parser("test", help="show what each entry of FILE or URL would become (writes nothing)",
-                              description="Parse FILE (or fetch URL) as SOURCE would, apply its defaults and rules, and show "
+                              description="Parse FILE (or fetch URL) as SOURCE would, apply its defaults and "
+                                          "rules, and show "
                                           "each entry's section, regions, tags, breaking flag, whether it is "
                                           "kept, and which rules decided. The store is not touched.")
     rt.add_argument("source", metavar="SOURCE", help="a source id from the config")
@@ -383,10 +384,10 @@ def cmd_rules(config: Config, args: argparse.Namespace) -> int:
     header = ("#", "KEPT", "SECTION", "REGIONS", "TAGS", "BREAKING", "TITLE", "DECIDED BY")
     rows = [header]
     for n, raw in enumerate(feed.entries, 1):
-        e = normalize_entry(raw, feed, source, ctx, now)
-        rows.append((str(n), "no" if e.dropped else "yes", e.section or "-", ",".join(e.regions) or "-",
-                     ",".join(t.slug for t in e.tags) or "-", "yes" if e.breaking else "no", e.title[:60],
-                     "; ".join(e.rule_trace) or "source defaults and categories"))
+        entry = normalize_entry(raw, feed, source, ctx, now)
+        rows.append((str(n), "no" if entry.dropped else "yes", entry.section or "-", ",".join(entry.regions) or "-",
+                     ",".join(t.slug for t in entry.tags) or "-", "yes" if entry.breaking else "no",
+                     entry.title[:60], "; ".join(entry.rule_trace) or "source defaults and categories"))
     print(format_table(rows))
     kept = sum(1 for r in rows[1:] if r[1] == "yes")
     print(f"{len(rows) - 1} entries: {kept} kept, {len(rows) - 1 - kept} dropped ({len(source.rules)} rules)")
@@ -426,7 +427,8 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
 
 
-COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup, "unretract": cmd_unretract,
+COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
+            "unretract": cmd_unretract,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(e.status, str(e))
 
     @app.errorhandler(HTTPException)
-    def _http_error(e: HTTPException) -> Response:
+    def _http_error(e: HTTPException) -> Response | HTTPException:
         if e.code and e.code < 400:
             return e  # redirects pass through untouched
         return error_response(e.code or 500, e.description or e.name)

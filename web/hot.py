@@ -98,14 +98,16 @@ class HotFeeds:
                environ.get("wsgi.url_scheme", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
         hot = self._hot.get(key)
         rendered = hot.rendered() if hot is not None else None
-        if rendered is not None:
+        if hot is not None and rendered is not None:
             answer = self._replay(hot, rendered, environ, method)
             if answer is not None:
                 status, headers = answer
                 start_response(status, list(headers))
                 self.replayed += 1
                 if method == "GET" and status[:3] == "200":
-                    return [rendered.gzipped if hot.gzipped else rendered.body]
+                    body = rendered.gzipped if hot.gzipped else rendered.body
+                    assert body is not None  # a gzipped answer was only recorded where there is one
+                    return [body]
                 return []
         return self._through_flask(key, environ, start_response, method)
 

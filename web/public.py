@@ -4,11 +4,11 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from email.utils import format_datetime
+from typing import TypedDict
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from lxml import etree
-from werkzeug.datastructures import Headers
-from werkzeug.http import http_date
 
 from aggregator import store
 from aggregator.config import Config
@@ -16,9 +16,10 @@ from aggregator.errors import NotFound, StoreDamaged
 from feeds.render import CONTENT_TYPES, SUFFIXES, render
 from feeds.select import FeedRequest, build_feed, feed_path, parse_request
 
-from .cache import Rendered, RenderCache
+from .cache import RenderCache, Rendered
 from .errors import RETRY_AFTER
-from .hot import ENVIRON_KEY as HOT_KEY, Replayable, replay_kind
+from .hot import ENVIRON_KEY as HOT_KEY
+from .hot import Replayable, replay_kind
 
 public = Blueprint("public", __name__)
 
@@ -53,7 +54,7 @@ def _edition(edition: str | None) -> str | None:
 
 @public.route("/feeds/<name>")
 @public.route("/<edition>/feeds/<name>")
-def top_feed(name: str, edition: str | None = None) -> Response:
+def top_feed(name: str, edition: str | None = None) -> ResponseReturnValue:
     """/feeds/latest.<fmt> and /feeds/breaking.<fmt>, per edition."""
     stem, fmt = _split_format(name)
     if stem not in ("latest", "breaking"):
@@ -63,7 +64,7 @@ def top_feed(name: str, edition: str | None = None) -> Response:
 
 @public.route("/feeds/<kind>/<name>")
 @public.route("/<edition>/feeds/<kind>/<name>")
-def slug_feed(kind: str, name: str, edition: str | None = None) -> Response:
+def slug_feed(kind: str, name: str, edition: str | None = None) -> ResponseReturnValue:
     """/feeds/{section,region,tag,author}/<slug>.<fmt>, per edition."""
     if kind not in SLUG_KINDS:
         raise NotFound(f"unknown feed kind {kind!r}; kinds: {', '.join(SLUG_KINDS)}")
@@ -71,7 +72,7 @@ def slug_feed(kind: str, name: str, edition: str | None = None) -> Response:
     return _serve(kind, slug, edition, fmt)
 
 
-def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Response:
+def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> ResponseReturnValue:
     config = _config()
     if edition == config.site.default_edition:
         # The main edition lives at the root; keep one canonical URL per feed.
@@ -87,20 +88,17 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
     cache: RenderCache = current_app.extensions["feedhub.cache"]
     rendered = cache.get(key, revision, lambda: _render(req, config, base, fmt, revision))
     gzipped = rendered.gzipped is not None and "gzip" in request.accept_encodings
-    headers = rendered.headers.get(gzipped)
-    if headers is None:
-        max_age = config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
-        headers = rendered.headers[gzipped] = _feed_headers(rendered, fmt, gzipped, max_age)
+    headers = rendered.headers_for(gzipped)
     environ = request.environ
     body = rendered.gzipped if gzipped else rendered.body
     etag = headers["ETag"]
-    kind = replay_kind(environ, etag)
-    if kind is None:
+    answer = replay_kind(environ, etag)
+    if answer is None:
         # werkzeug answers the rest (lists, weak tags, dates, 412) by the RFCs
         return Response(body, headers=headers.copy()).make_conditional(request)
     # The two answers the hot path (web.hot) may replay while this rendering is current.
-    environ[HOT_KEY] = Replayable(req.topic, rendered, key[-1], gzipped, etag, kind)
-    if kind == "304":
+    environ[HOT_KEY] = Replayable(req.topic, rendered, key[-1], gzipped, etag, answer)
+    if answer == "304":
         # The common poll: the exact ETag we sent, nothing else conditional. RFC 9110 15.4.5:
         # a 304 carries the validators and caching fields, not the representation's metadata.
         not_modified = Response(status=304, headers=headers.copy())
@@ -112,24 +110,6 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
 
 # Representation metadata a 304 leaves out.
 REPRESENTATION_ONLY = ("Content-Type", "Content-Encoding", "Content-Length")
-
-
-def _feed_headers(rendered: Rendered, fmt: str, gzipped: bool, max_age: int) -> Headers:
-    """A feed response's headers, built once per rendering and coding: a hot feed's request
-    then costs a cache lookup, not a dozen header parses."""
-    headers = Headers([("Content-Type", CONTENT_TYPES[fmt])])
-    # Each content coding is its own representation, so each gets its own strong ETag.
-    headers["ETag"] = f'"{rendered.etag}{"-gz" if gzipped else ""}"'
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-    headers["Vary"] = "Accept-Encoding"
-    headers["Last-Modified"] = http_date(rendered.last_modified)
-    headers["Cache-Control"] = f"public, max-age={max_age}"
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Access-Control-Allow-Origin"] = "*"
-    headers["Access-Control-Expose-Headers"] = "ETag, Link, Last-Modified"
-    headers["Link"] = rendered.links
-    return headers
 
 
 #: the largest feed document sent: large consumers refuse bigger ones (Google News: 2 MB)
@@ -150,19 +130,27 @@ def _render(req: FeedRequest, config: Config, base: str, fmt: str, revision: int
     links += [(url, rel) for url, rel in ((doc.first_url, "first"), (doc.previous_url, "previous"),
                                          (doc.next_url, "next")) if url]
     return Rendered.make(revision, body, hashlib.sha256(body).hexdigest()[:32], doc.updated,
-                         ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links), doc.expires)
+                         ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links), CONTENT_TYPES[fmt],
+                         doc.max_age, doc.expires)
 
 
-def feed_groups(edition: str, base: str) -> list[tuple[str, list[dict[str, object]]]]:
+class FeedLinks(TypedDict):
+    """One feed in the directory and the OPML list: its title and its URL in every format."""
+
+    title: str
+    urls: dict[str, str]
+
+
+def feed_groups(edition: str, base: str) -> list[tuple[str, list[FeedLinks]]]:
     """Every public feed of an edition, grouped as the directory and the OPML list show them."""
     config = _config()
 
-    def links(kind: str, slug: str | None, title: str) -> dict[str, object]:
+    def links(kind: str, slug: str | None, title: str) -> FeedLinks:
         path = feed_path(kind, slug, edition, config.site.default_edition)
         return {"title": title, "urls": {fmt: f"{base}{path}.{fmt}" for fmt in SUFFIXES}}
 
     sections = config.taxonomy.sections
-    groups: list[tuple[str, list[dict[str, object]]]] = [
+    groups: list[tuple[str, list[FeedLinks]]] = [
         ("Main", [links("latest", None, "Latest news"), links("breaking", None, "Breaking news")]),
         ("Sections", [links("section", s.slug, s.title if not s.parent else f"{sections[s.parent].title}: {s.title}")
                       for s in sections.values()]),
@@ -214,12 +202,12 @@ def opml() -> Response:
 
 
 @public.route("/")
-def index() -> Response:
+def index() -> ResponseReturnValue:
     return redirect(url_for("public.directory"))
 
 
 @public.route("/healthz")
-def healthz() -> Response:
+def healthz() -> ResponseReturnValue:
     """Is the store readable? Live reads of what feeds read first, plus SQLite's integrity check
     (run at most every few minutes); 503 with the reason when the store is away or damaged."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import peewee as pw
 from playhouse.db_url import connect as url_connect
@@ -131,7 +131,8 @@ def open_database(url: str) -> pw.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         import sqlite3
 
-        database: pw.Database = pw.SqliteDatabase(path, returning_clause=sqlite3.sqlite_version_info >= (3, 35), pragmas={
+        returning = sqlite3.sqlite_version_info >= (3, 35)
+        database: pw.Database = pw.SqliteDatabase(path, returning_clause=returning, pragmas={
             # WAL lets the web layer read while a collector writes.
             "journal_mode": "wal",
             "foreign_keys": 1,
@@ -183,7 +184,7 @@ def placeholders(count: int) -> str:
 
 
 def insert_rows(table: type[BaseModel], columns: tuple[str, ...], rows: list[tuple[object, ...]],
-                suffix: str = "", returning: str = "") -> list[tuple[object, ...]]:
+                suffix: str = "", returning: str = "") -> list[tuple[Any, ...]]:
     """Insert plain rows with multi-row INSERTs written directly, returning ``returning`` columns.
 
     The write path inserts thousands of rows per collect; building them as peewee

@@ -170,7 +170,8 @@ def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[
     tail = tuple(d() if callable(d) else d for d in defaults.values())
     rows = [tuple(v.id if isinstance(v, Source) else v for v in row.values()) + tail for row, _ in fresh]
     by_guid = {e.guid: e for _, e in fresh}
-    return [(entry_id, by_guid[guid]) for entry_id, guid in insert_rows(Entry, columns, rows, returning="id, guid")]
+    return [(int(entry_id), by_guid[str(guid)])
+            for entry_id, guid in insert_rows(Entry, columns, rows, returning="id, guid")]
 
 
 def _insert_children(written: list[tuple[int, model.Entry]], authors: dict[str, int],
@@ -234,8 +235,8 @@ COVERAGE_WEIGHT = 2  # one shared coverage dossier counts as much as two shared 
 
 
 def _naive(value: datetime | str) -> datetime:
-    """A stored instant read with plain SQL: SQLite gives text, PostgreSQL a datetime."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+    """A stored instant read with plain SQL, as the store compares them: naive UTC."""
+    return aware(value).replace(tzinfo=None)
 
 
 def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int]) -> list[int]:

@@ -28,6 +28,7 @@ class MetaInfo(BaseModel):
 
 
 class Source(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     key = pw.CharField(unique=True, max_length=100)
     url = pw.TextField()
     name = pw.TextField()
@@ -71,6 +72,7 @@ class Source(BaseModel):
 
 
 class Entry(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     source = pw.ForeignKeyField(Source, backref="entries", on_delete="CASCADE")
     guid = pw.TextField()  # identity within the source
     public_id = pw.TextField(index=True)  # what feeds publish as id/guid
@@ -108,12 +110,14 @@ class Entry(BaseModel):
 
 
 class Author(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     slug = pw.CharField(unique=True, max_length=200)
     name = pw.TextField()
     url = pw.TextField(null=True)
 
 
 class EntryAuthor(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     entry = pw.ForeignKeyField(Entry, backref="author_links", on_delete="CASCADE")
     author = pw.ForeignKeyField(Author, backref="entry_links", on_delete="CASCADE")
     position = pw.IntegerField(default=0)
@@ -123,11 +127,13 @@ class EntryAuthor(BaseModel):
 
 
 class Tag(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     slug = pw.CharField(unique=True, max_length=200)
     name = pw.TextField()
 
 
 class EntryTag(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     entry = pw.ForeignKeyField(Entry, backref="tag_links", on_delete="CASCADE")
     tag = pw.ForeignKeyField(Tag, backref="entry_links", on_delete="CASCADE")
     position = pw.IntegerField(default=0)
@@ -138,6 +144,7 @@ class EntryTag(BaseModel):
 
 
 class EntryRegion(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     entry = pw.ForeignKeyField(Entry, backref="region_links", on_delete="CASCADE")
     region = pw.CharField(max_length=64, index=True)
 
@@ -148,6 +155,7 @@ class EntryRegion(BaseModel):
 class EntrySource(BaseModel):
     """Another source that carried an entry already stored from its first source."""
 
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     entry = pw.ForeignKeyField(Entry, backref="also_from", on_delete="CASCADE")
     source = pw.ForeignKeyField(Source, backref="carried", on_delete="CASCADE")
     guid = pw.TextField()  # the entry's identity in that source
@@ -158,6 +166,7 @@ class EntrySource(BaseModel):
 
 
 class EntryCoverage(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     entry = pw.ForeignKeyField(Entry, backref="coverage_links", on_delete="CASCADE")
     coverage = pw.CharField(max_length=100, index=True)
 
@@ -172,6 +181,7 @@ class Related(BaseModel):
     of them, so earlier coverage of a story points forward to what came after.
     """
 
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     entry = pw.ForeignKeyField(Entry, backref="related_links", on_delete="CASCADE")
     related = pw.ForeignKeyField(Entry, backref="related_from", on_delete="CASCADE")
     score = pw.IntegerField()
@@ -181,6 +191,7 @@ class Related(BaseModel):
 
 
 class Media(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     entry = pw.ForeignKeyField(Entry, backref="media", on_delete="CASCADE")
     position = pw.IntegerField(default=0)
     kind = pw.CharField(max_length=16)
@@ -196,6 +207,7 @@ class Media(BaseModel):
 
 
 class FetchLog(BaseModel):
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     source = pw.ForeignKeyField(Source, backref="fetch_log", on_delete="CASCADE")
     started_at = pw.DateTimeField(index=True)
     duration_ms = pw.IntegerField(default=0)
@@ -211,6 +223,7 @@ class FetchLog(BaseModel):
 class SourceUrlHistory(BaseModel):
     """Every URL a source moved away from (after confirmed permanent redirects)."""
 
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     source = pw.ForeignKeyField(Source, backref="url_history", on_delete="CASCADE")
     old_url = pw.TextField()
     new_url = pw.TextField()
@@ -221,6 +234,7 @@ class SourceUrlHistory(BaseModel):
 class Metric(BaseModel):
     """Monotonic counters shared by every collector process (read by /metrics)."""
 
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
     name = pw.CharField(max_length=100)
     labels = pw.CharField(max_length=200, default="")
     value = pw.FloatField(default=0)

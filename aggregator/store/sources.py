@@ -122,7 +122,7 @@ def bump_metrics(deltas: dict[tuple[str, str], float]) -> None:
     """Add to shared counters (call inside the transaction that records what they count)."""
     table = Metric._meta.table_name
     # One statement, keys sorted: one lock order for every writer.
-    insert_rows(Metric, ("name", "labels", "value"), [(n, l, d) for (n, l), d in sorted(deltas.items())],
+    insert_rows(Metric, ("name", "labels", "value"), [(n, lbl, d) for (n, lbl), d in sorted(deltas.items())],
                 f' ON CONFLICT ("name", "labels") DO UPDATE SET value = "{table}".value + excluded.value')
 
 
