@@ -65,8 +65,8 @@ class _Record:
     #: the collector whose claim on the source this write needs
     owner: str
     log: tuple[tuple[object, ...], dict[tuple[str, str], float]]  # (store.FETCH_LOG_COLUMNS row, metric deltas)
-    #: (collector, result, when) when permanent redirects must be counted at write time
-    redirect: tuple["Collector", FetchResult, datetime] | None = None
+    #: a permanent redirect to count at write time: (its target or None, when, confirmations needed)
+    redirect: tuple[str | None, datetime, int] | None = None
 
     def write(self, keep: int) -> None:
         """Write inside the caller's transaction."""
@@ -75,9 +75,13 @@ class _Record:
     def settle(self) -> None:
         """Fold in the redirect fields, which depend on what is stored when they are written."""
         if self.redirect is not None:
-            collector, result, when = self.redirect
-            self.fields.update(collector._redirect_fields(self.row, result, when))
+            target, when, confirmations = self.redirect
+            self.fields.update(redirect_fields(self.row, target, when, confirmations))
             self.redirect = None
+
+    def log_only(self) -> "_Record":
+        """The fetch-log row and metrics of this record, without the source's fields."""
+        return _Record(self.row, {}, self.owner, self.log)
 
     @staticmethod
     def write_all(records: list["_Record"], keep: int) -> None:
@@ -94,6 +98,20 @@ class _Record:
         store.insert_fetch_log([rec.log[0] for rec in records])
         store.trim_fetch_log([rec.row.id for rec in records], keep)
         store.bump_metrics(deltas)
+
+
+def redirect_fields(row: store.Source, target: str | None, when: datetime, confirmations: int) -> dict[str, object]:
+    """Count repeated permanent redirects (``target``: this fetch's, or None); move the source's
+    URL once ``confirmations`` fetches in a row said so, keeping the old one in its history."""
+    if target is None:
+        return {"redirect_target": None, "redirect_count": 0} if row.redirect_target else {}
+    count = row.redirect_count + 1 if target == row.redirect_target else 1
+    if count < confirmations:
+        return {"redirect_target": target, "redirect_count": count}
+    old = row.fetch_url or row.url
+    store.record_move(row.id, old, target, when, f"permanent redirect seen on {count} fetches in a row")
+    log.info("%s: moved from %s to %s after %d permanent redirects", row.key, old, target, count)
+    return {"fetch_url": target, "redirect_target": None, "redirect_count": 0}
 
 
 @dataclass
@@ -460,11 +478,11 @@ class Collector:
                 result = self.fetcher.fetch(url, local_path=sc.local_path, etag=row.etag,
                                             last_modified=row.last_modified)
             if result.not_modified:
-                return self._record(row, started, t0, "not-modified", result, defer=True)
+                return self._record_cheaply(*self._success(row, started, t0, "not-modified", result))
             assert result.body is not None
             digest = hashlib.sha256(result.body).hexdigest()
             if digest == row.content_hash:
-                return self._record(row, started, t0, "unchanged", result, defer=True)
+                return self._record_cheaply(*self._success(row, started, t0, "unchanged", result))
             self._check_stopping()
             output = self.pool.run(ParseJob(
                 body=result.body, url=result.url, content_type=result.headers.get("Content-Type"),
@@ -497,12 +515,17 @@ class Collector:
                 topics = set(saved.topics) | rekeyed | self._retract_deleted(row, output.deleted, started)
                 topics |= store.refile_by_rules(row, output.filtered, [e.guid for e in output.entries], started,
                                                 self.parents)
-                outcome = self._record(
-                    row, started, t0, "ok", fetched, new=saved.new, updated=saved.updated, log_later=logs,
+                record, outcome = self._success(
+                    row, started, t0, "ok", fetched, new=saved.new, updated=saved.updated,
                     extra=dict(content_hash=digest, entries_seen=len(output.entries),
                                warnings="\n".join(output.warnings)[:4000] or None,
                                feed_title=plain_text(output.title) or None,
                                feed_link=canonical_link(output.link), feed_ttl=output.ttl, **extra))
+                # The source's new validators and hash commit with its entries; its fetch-log
+                # row and metrics go with the batch's once this has committed.
+                record.settle()
+                store.update_sources([(row.id, record.fields)], self.owner)
+                logs.append(record.log_only())
                 return dataclasses.replace(outcome, topics=frozenset(topics))
 
             # Entries and the source's new validators and hash commit together, so a
@@ -561,29 +584,11 @@ class Collector:
 
     # --- recording ------------------------------------------------------------------
 
-    def _redirect_fields(self, row: store.Source, result: FetchResult, when: datetime) -> dict[str, object]:
-        """Count repeated permanent redirects; move the source's URL once they are confirmed."""
-        target = result.permanent_redirect
-        if target is None:
-            return {"redirect_target": None, "redirect_count": 0} if row.redirect_target else {}
-        count = row.redirect_count + 1 if target == row.redirect_target else 1
-        if count < self.config.collect.redirect_confirmations:
-            return {"redirect_target": target, "redirect_count": count}
-        old = row.fetch_url or row.url
-        store.record_move(row.id, old, target, when, f"permanent redirect seen on {count} fetches in a row")
-        log.info("%s: moved from %s to %s after %d permanent redirects", row.key, old, target, count)
-        return {"fetch_url": target, "redirect_target": None, "redirect_count": 0}
-
-    def _record(self, row: store.Source, started: datetime, t0: float, outcome: str,
-                result: FetchResult, new: int = 0, updated: int = 0,
-                extra: dict[str, object] | None = None, defer: bool = False,
-                log_later: list["_Record"] | None = None) -> SourceOutcome:
-        """Record a successful fetch on the source (validators, health, schedule, log, metrics).
-
-        ``defer`` leaves the writing to the end of the batch (see _flush). ``log_later`` (inside
-        the transaction that stores the entries) writes the source's row now, with its new
-        validators and hash, and puts the fetch log and metrics there for the batch to write.
-        """
+    def _success(self, row: store.Source, started: datetime, t0: float, outcome: str, result: FetchResult,
+                 new: int = 0, updated: int = 0,
+                 extra: dict[str, object] | None = None) -> tuple[_Record, SourceOutcome]:
+        """What a successful fetch records on its source (validators, health, schedule, log,
+        metrics), and its outcome; the caller decides when it is written."""
         cfg = self.config.collect
         duration = time.monotonic() - t0
         extra = extra or {}
@@ -599,19 +604,21 @@ class Collector:
             etag=result.etag, last_modified=result.last_modified, lease_owner=None, lease_until=None,
             **extra)
         record = _Record(row, fields, self.owner, self._log_row(row, started, duration, result.status, outcome,
-                                                    len(result.body or b""), new, updated, None, None),
-                         redirect=(self, result, started))
-        if defer and not result.permanent_redirect and not row.redirect_target:
+                                                                len(result.body or b""), new, updated, None, None),
+                         redirect=(result.permanent_redirect, started, cfg.redirect_confirmations))
+        return record, SourceOutcome(row.key, outcome, new, updated, result.status, None, int(duration * 1000))
+
+    def _record_cheaply(self, record: _Record, outcome: SourceOutcome) -> SourceOutcome:
+        """A fetch that changed nothing (304, same body) is written with the batch (see _flush);
+        one that saw a permanent redirect now, since the redirect count depends on what is stored."""
+        redirect = record.redirect[0] if record.redirect else None
+        if redirect is None and not record.row.redirect_target:
             with self._pending_lock:
                 self._pending.append(record)
-        elif log_later is not None:
-            record.settle()
-            store.update_sources([(row.id, record.fields)], self.owner)
-            log_later.append(_Record(row, {}, self.owner, record.log))
         else:
             with self._writing():
-                record.write(cfg.fetch_log_keep)
-        return SourceOutcome(row.key, outcome, new, updated, result.status, None, int(duration * 1000))
+                record.write(self.config.collect.fetch_log_keep)
+        return outcome
 
     def _record_failure(self, row: store.Source, started: datetime, t0: float, error: SourceError,
                         status: int | None) -> SourceOutcome:
