@@ -510,7 +510,7 @@ def _bad_cidr(value: str) -> str:
     except ValueError:
         return f"{value!r} is not a CIDR: {address!r} is not an IPv4 or IPv6 address"
     most = 32 if ip.version == 4 else 128
-    if not prefix.isdigit() or int(prefix) > most:
+    if not (prefix.isascii() and prefix.isdigit()) or int(prefix) > most:
         return (f"{value!r} is not a CIDR: the prefix length /{prefix} is out of range; "
                 f"an IPv{ip.version} network has /0 to /{most} (e.g. '{address}/{16 if most == 32 else 64}')")
     return f"{value!r} is not a CIDR"

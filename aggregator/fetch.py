@@ -282,12 +282,12 @@ class Fetcher:
         # Count decoded bytes, so a small gzip bomb is stopped as early as a huge plain body.
         limit = self.config.max_bytes
         declared = resp.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise FetchError(f"{url} declares {declared} bytes, over the limit of {limit}", kind="too-large")
         chunks: list[bytes] = []
         total = 0
         # Only an uncompressed body's length is known in advance.
-        expected = int(declared) if declared and declared.isdigit() and not resp.headers.get(
+        expected = int(declared) if declared and declared.isascii() and declared.isdigit() and not resp.headers.get(
             "Content-Encoding") else -1
         try:
             # read1 returns whatever has arrived, so the deadline is checked after every
@@ -358,7 +358,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> int |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # ("²" is a digit to isdigit, not to int)
         return int(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -152,7 +152,7 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
     limit = DEFAULT_LIMIT
     if "limit" in args:
         raw = args["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
             raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
         limit = int(raw)
     filters: list[tuple[str, str]] = []

@@ -81,7 +81,8 @@ def test_no_path_gets_a_5xx_or_a_traceback(wsgi_client, template, a, b, c, e, s,
 
 
 @pytest.mark.parametrize("query", ["since=9999-12-31T23:59:59-23:59", "since=0001-01-01T00:00:00%2B23:59",
-                                   "tag=%00", "region=a%00b", "q=%00", "author=%1f", "%00=1",
+                                   "tag=%00", "region=a%00b", "q=%00", "author=%1f", "%00=1", "limit=%C2%B2",
+                                   "limit=%D9%A3",
                                    "limit=%00", "since=%ff", "page=%ed%a0%80", "tag=" + "a" * 100_000])
 def test_known_bad_parameters_are_400(wsgi_client, query):
     resp = wsgi_client.get("/feeds/latest.rss?" + query)

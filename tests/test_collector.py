@@ -179,6 +179,7 @@ def test_retry_after_forms():
     assert retry_after_seconds("Wed, 25 Nov 2026 12:05:00 GMT", now) == 300
     assert retry_after_seconds("Wed, 25 Nov 2026 11:00:00 GMT", now) == 0
     assert retry_after_seconds("soon", now) is None and retry_after_seconds(None, now) is None
+    assert retry_after_seconds("²", now) is None  # a digit to str.isdigit, not to int()
 
 
 def test_bot_challenge_is_reported_as_such(httpserver: HTTPServer):
