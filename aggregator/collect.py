@@ -60,7 +60,7 @@ class SourceOutcome:
 class _Record:
     """Everything one fetch writes about its source: health fields, a log row, metric increments."""
 
-    row: store.Source
+    row: store.SourceRow
     fields: dict[str, object]
     #: the collector whose claim on the source this write needs
     owner: str
@@ -100,7 +100,7 @@ class _Record:
         store.bump_metrics(deltas)
 
 
-def redirect_fields(row: store.Source, target: str | None, when: datetime, confirmations: int) -> dict[str, object]:
+def redirect_fields(row: store.SourceRow, target: str | None, when: datetime, confirmations: int) -> dict[str, object]:
     """Count repeated permanent redirects (``target``: this fetch's, or None); move the source's
     URL once ``confirmations`` fetches in a row said so, keeping the old one in its history."""
     if target is None:
@@ -304,13 +304,13 @@ class Collector:
         workers = self.config.collect.workers
         batch = workers * 4
         order: dict[str, int] = {}
-        in_flight: dict[Future[SourceOutcome], tuple[store.Source, int]] = {}
+        in_flight: dict[Future[SourceOutcome], tuple[store.SourceRow, int]] = {}
         # Finished sources arrive here, each once; waiting on a queue costs the same however
         # many sources are in flight (concurrent.futures.wait visits every one of them).
         finished: queue.SimpleQueue[Future[SourceOutcome]] = queue.SimpleQueue()
         fatal: FeedhubError | None = None
 
-        def submit(row: store.Source, tries: int) -> None:
+        def submit(row: store.SourceRow, tries: int) -> None:
             future = self._threads.submit(self._in_thread, row, configured[row.key])
             in_flight[future] = (row, tries)
             future.add_done_callback(finished.put)
@@ -370,7 +370,7 @@ class Collector:
             self.on_topics(summary.topics)
         return summary
 
-    def _collect_again(self, error: Exception, row: store.Source, tries: int, fatal: FeedhubError | None) -> bool:
+    def _collect_again(self, error: Exception, row: store.SourceRow, tries: int, fatal: FeedhubError | None) -> bool:
         """A source's thread failed on the store: should the source be collected again now?
 
         Yes while the store's connection was lost (it may be back: a restart, a failover)
@@ -389,8 +389,8 @@ class Collector:
         return False
 
     def _claim(self, keys: list[str] | None, limit: int, only_due: bool, fetched_before: datetime | None,
-               configured: dict[str, SourceConfig]) -> list[store.Source]:
-        def claim() -> list[store.Source]:
+               configured: dict[str, SourceConfig]) -> list[store.SourceRow]:
+        def claim() -> list[store.SourceRow]:
             return store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
                                        only_due=only_due, keys=keys, limit=limit, fetched_before=fetched_before)
         claimed = self._store_call(claim)
@@ -447,7 +447,7 @@ class Collector:
             with store.write_transaction():
                 yield
 
-    def _in_thread(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:
+    def _in_thread(self, row: store.SourceRow, sc: SourceConfig) -> SourceOutcome:
         # peewee keeps one connection per thread; this thread's stays open for the next source.
         store.connect()
         return self.collect_source(row, sc)
@@ -463,7 +463,7 @@ class Collector:
         with slot:
             yield
 
-    def collect_source(self, row: store.Source, sc: SourceConfig) -> SourceOutcome:  # noqa: C901
+    def collect_source(self, row: store.SourceRow, sc: SourceConfig) -> SourceOutcome:  # noqa: C901
         """Fetch, parse, normalise and store one claimed source; never raises for a bad source.
 
         (One piece on purpose: claim -> fetch -> parse -> write, with each way a source can
@@ -573,7 +573,7 @@ class Collector:
             return []
         return store.source_ids(sorted(keys))
 
-    def _retract_deleted(self, row: store.Source, deleted: list[tuple[str, str | None]],
+    def _retract_deleted(self, row: store.SourceRow, deleted: list[tuple[str, str | None]],
                          when: datetime) -> set[str]:
         """Entries the source deleted (Atom tombstones) become our tombstones too."""
         topics: set[str] = set()
@@ -584,7 +584,7 @@ class Collector:
 
     # --- recording ------------------------------------------------------------------
 
-    def _success(self, row: store.Source, started: datetime, t0: float, outcome: str, result: FetchResult,
+    def _success(self, row: store.SourceRow, started: datetime, t0: float, outcome: str, result: FetchResult,
                  new: int = 0, updated: int = 0,
                  extra: dict[str, object] | None = None) -> tuple[_Record, SourceOutcome]:
         """What a successful fetch records on its source (validators, health, schedule, log,
@@ -620,7 +620,7 @@ class Collector:
                 record.write(self.config.collect.fetch_log_keep)
         return outcome
 
-    def _record_failure(self, row: store.Source, started: datetime, t0: float, error: SourceError,
+    def _record_failure(self, row: store.SourceRow, started: datetime, t0: float, error: SourceError,
                         status: int | None) -> SourceOutcome:
         cfg = self.config.collect
         duration = time.monotonic() - t0
@@ -643,7 +643,7 @@ class Collector:
         return SourceOutcome(row.key, "error", 0, 0, status, str(error), int(duration * 1000), error.kind)
 
     @staticmethod
-    def _log_row(row: store.Source, started: datetime, duration: float, status: int | None,
+    def _log_row(row: store.SourceRow, started: datetime, duration: float, status: int | None,
                  outcome: str, size: int, new: int, updated: int, kind: str | None,
                  message: str | None) -> tuple[tuple[object, ...], dict[tuple[str, str], float]]:
         """The fetch-log row and the metric increments for one fetch."""
@@ -659,7 +659,7 @@ class Collector:
             deltas[("entries", "kind=updated")] = updated
         return log_row, deltas
 
-    def _recent_dates(self, row: store.Source) -> list[datetime]:
+    def _recent_dates(self, row: store.SourceRow) -> list[datetime]:
         return store.recent_published(row.id, 20)
 
     def run_forever(self, stop: threading.Event, tick: float = 5.0,

@@ -82,6 +82,7 @@ from .schema import (
 )
 from .sources import (
                          FETCH_LOG_COLUMNS,
+                         SourceRow,
                          bump_metrics,
                          claim_sources,
                          classification_digest,
@@ -106,6 +107,7 @@ from .topics import (
 )
 
 __all__ = [
+    "SourceRow",
     "FETCH_LOG_COLUMNS", "insert_fetch_log",
     "connect", "is_sqlite", "savepoint", "entry_ids", "recent_published", "record_move", "release_sources",
     "source_ids",

@@ -28,6 +28,7 @@ from .schema import (
     Source,
     Tag,
 )
+from .sources import SourceRow
 from .topics import bump_topics, entry_topics, stored_topics
 
 
@@ -47,7 +48,7 @@ class SaveResult:
 MIRROR_WINDOW = timedelta(hours=48)
 
 
-def _same_stories(source: Source, fresh: list[model.Entry], mirrors: list[int]) -> dict[str, int]:
+def _same_stories(source: SourceRow, fresh: list[model.Entry], mirrors: list[int]) -> dict[str, int]:
     """guid -> id of an entry another source already brought: same link, or (mirrors) same title."""
     found: dict[str, int] = {}
     links = {e.link: e.guid for e in fresh if e.link}
@@ -70,7 +71,7 @@ def _same_stories(source: Source, fresh: list[model.Entry], mirrors: list[int]) 
     return found
 
 
-def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
+def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetime,
                  parents: dict[str, str] | None = None, max_revisions: int | None = None,
                  ignore_updates: bool = False, mirrors: list[int] | None = None) -> SaveResult:
     """Upsert a source's entries; an entry whose fingerprint is unchanged is not written.
@@ -119,12 +120,12 @@ def save_entries(source: Source, entries: Iterable[model.Entry], now: datetime,
         if found is None and e.guid in carried:
             unchanged += 1  # the first source's copy is the one published
         elif found is None and e.guid in same:
-            EntrySource.insert(entry=same[e.guid], source=source, guid=e.guid, first_seen=now
+            EntrySource.insert(entry=same[e.guid], source=source.id, guid=e.guid, first_seen=now
                                ).on_conflict_ignore().execute()
             carried.add(e.guid)
             merged += 1
         elif found is None:
-            fresh.append(({"source": source, "guid": e.guid, "first_seen": now, **fields}, e))
+            fresh.append(({"source": source.id, "guid": e.guid, "first_seen": now, **fields}, e))
             new += 1
         elif found[1] == e.fingerprint:
             unchanged += 1
@@ -168,7 +169,7 @@ def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[
     defaults = {n: f.default for n, f in fields.items() if n not in names and n != "id" and f.default is not None}
     columns = tuple(fields[n].column_name for n in names + list(defaults))
     tail = tuple(d() if callable(d) else d for d in defaults.values())
-    rows = [tuple(v.id if isinstance(v, Source) else v for v in row.values()) + tail for row, _ in fresh]
+    rows = [tuple(row.values()) + tail for row, _ in fresh]
     by_guid = {e.guid: e for _, e in fresh}
     return [(int(entry_id), by_guid[str(guid)])
             for entry_id, guid in insert_rows(Entry, columns, rows, returning="id, guid")]
@@ -329,7 +330,7 @@ def unretract(entry_ids: list[int], when: datetime, parents: dict[str, str]) -> 
 RULE_WITHDRAWN = "withdrawn: the source's keep/drop rules now exclude it"
 
 
-def refile_by_rules(source: Source, excluded: list[str], kept: list[str], when: datetime,
+def refile_by_rules(source: SourceRow, excluded: list[str], kept: list[str], when: datetime,
                     parents: dict[str, str]) -> set[str]:
     """Apply the source's keep/drop rules to what is already stored: live entries whose ids are
     ``excluded`` are withdrawn (a tombstone, like any retraction), and entries withdrawn that way
@@ -337,10 +338,10 @@ def refile_by_rules(source: Source, excluded: list[str], kept: list[str], when: 
     topics: set[str] = set()
     if excluded:
         ids = [i for (i,) in Entry.select(Entry.id).where(
-            Entry.source == source, Entry.guid.in_(excluded), Entry.retracted_at.is_null()).tuples()]
+            Entry.source == source.id, Entry.guid.in_(excluded), Entry.retracted_at.is_null()).tuples()]
         topics |= retract(ids, when, RULE_WITHDRAWN, parents)
     withdrawn = {g: i for i, g in Entry.select(Entry.id, Entry.guid).where(
-        Entry.source == source, Entry.retraction_reason == RULE_WITHDRAWN).tuples()}
+        Entry.source == source.id, Entry.retraction_reason == RULE_WITHDRAWN).tuples()}
     back = [withdrawn[g] for g in kept if g in withdrawn]
     if back:
         topics |= unretract(back, when, parents)
@@ -370,7 +371,7 @@ def find_entries(identifier: str, canonical: str | None = None) -> list[FoundEnt
     return [FoundEntry(i, t, k, r is not None) for i, t, k, r in query.tuples()]
 
 
-def previous_ids(source: Source, limit: int = 500) -> dict[str, str]:
+def previous_ids(source: SourceRow, limit: int = 500) -> dict[str, str]:
     """Link -> guid of the source's newest stored entries (to notice guids that change)."""
     database = db.obj
     rows = database.execute_sql(
@@ -379,7 +380,7 @@ def previous_ids(source: Source, limit: int = 500) -> dict[str, str]:
     return {link: guid for link, guid in rows}
 
 
-def rekey_source(source: Source, rule: str, when: datetime, parents: dict[str, str]) -> set[str]:
+def rekey_source(source: SourceRow, rule: str, when: datetime, parents: dict[str, str]) -> set[str]:
     """Re-identify a source's stored entries under a weaker rule (call in the save transaction).
 
     Entries that turn out to be one story (the same link, fetched under changing
@@ -390,7 +391,7 @@ def rekey_source(source: Source, rule: str, when: datetime, parents: dict[str, s
 
     rows = list(Entry.select(Entry.id, Entry.guid, Entry.link, Entry.title, Entry.published_raw,
                              Entry.updated_raw, Entry.public_id)
-                .where(Entry.source == source, Entry.retracted_at.is_null()).order_by(Entry.id))
+                .where(Entry.source == source.id, Entry.retracted_at.is_null()).order_by(Entry.id))
     keep: dict[str, Entry] = {}
     duplicates: list[tuple[int, str]] = []
     for r in rows:

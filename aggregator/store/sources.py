@@ -2,8 +2,10 @@
 the fetch log and the shared metric counters."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import peewee as pw
@@ -48,9 +50,34 @@ def sync_sources(config: Config) -> dict[str, Source]:
     return rows
 
 
+@dataclass(frozen=True)
+class SourceRow:
+    """A claimed source as the collector works with it: what its fetch, its schedule and its
+    write need, as plain values (instants naive UTC, as stored)."""
+
+    id: int
+    key: str
+    name: str
+    url: str
+    fetch_url: str | None
+    interval: int
+    breaking: bool
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    id_rule: str
+    redirect_target: str | None
+    redirect_count: int
+    feed_ttl: int | None
+    consecutive_failures: int
+
+
+_ROW_COLUMNS = tuple(f.name for f in dataclasses.fields(SourceRow))
+
+
 def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bool = True,
                   keys: list[str] | None = None, limit: int = 1000,
-                  fetched_before: datetime | None = None) -> list[Source]:
+                  fetched_before: datetime | None = None) -> list[SourceRow]:
     """Lease enabled sources to ``owner`` so no other collector takes them meanwhile.
 
     A source is claimable when it is enabled, not gone, (if ``only_due``) due,
@@ -90,9 +117,10 @@ def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bo
         marks = placeholders(len(ids))
         database.execute_sql(f"UPDATE {table} SET lease_owner = {param}, lease_until = {param} "
                              f"WHERE id IN ({marks}){recheck}", [owner, until, *ids, *recheck_args])
-        return list(Source.raw(f"SELECT * FROM {table} WHERE id IN ({marks}) AND lease_owner = {param} "
-                               f"AND lease_until = {param} ORDER BY next_due_at ASC NULLS FIRST, id",
-                               *ids, owner, until))
+        rows = database.execute_sql(f"SELECT {', '.join(_ROW_COLUMNS)} FROM {table} WHERE id IN ({marks}) "
+                                    f"AND lease_owner = {param} AND lease_until = {param} "
+                                    "ORDER BY next_due_at ASC NULLS FIRST, id", [*ids, owner, until])
+        return [SourceRow(**{**dict(zip(_ROW_COLUMNS, row)), "breaking": bool(row[6])}) for row in rows]
 
 
 def release_claims(owner: str) -> int:
