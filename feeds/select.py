@@ -4,13 +4,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote, urlencode
-
-import peewee as pw
 
 from aggregator import store
 from aggregator.config import Config
@@ -25,7 +22,6 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_QUERY = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-E = store.Entry
 
 
 @dataclass(frozen=True)
@@ -143,9 +139,9 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
         raise NotFound(f"unknown section {slug!r}; see /feeds/ for the list of feeds")
     if kind == "region" and slug not in tax.regions:
         raise NotFound(f"unknown region {slug!r}; regions: {', '.join(sorted(tax.regions))}")
-    if kind == "tag" and store.Tag.get_or_none(store.Tag.slug == slug) is None:
+    if kind == "tag" and store.tag_name(slug or "") is None:
         raise NotFound(f"unknown tag {slug!r}")
-    if kind == "author" and store.Author.get_or_none(store.Author.slug == slug) is None:
+    if kind == "author" and store.author_name(slug or "") is None:
         raise NotFound(f"unknown author {slug!r}")
     if kind == "coverage" and slug not in tax.coverage:
         raise NotFound(f"unknown coverage {slug!r}; dossiers: {', '.join(sorted(tax.coverage)) or 'none'}")
@@ -164,9 +160,9 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
         if name == "region" and value not in tax.regions:
             raise BadRequest(f"region filter: unknown region {value!r}; regions: "
                              f"{', '.join(sorted(tax.regions))}")
-        if name == "tag" and store.Tag.get_or_none(store.Tag.slug == value) is None:
+        if name == "tag" and store.tag_name(value) is None:
             raise BadRequest(f"tag filter: unknown tag {value!r}")
-        if name == "author" and store.Author.get_or_none(store.Author.slug == value) is None:
+        if name == "author" and store.author_name(value) is None:
             raise BadRequest(f"author filter: unknown author {value!r}")
         if name == "q" and not 1 <= len(" ".join(value.split())) <= MAX_QUERY:
             raise BadRequest(f"q must be 1 to {MAX_QUERY} characters of text to search for")
@@ -182,90 +178,33 @@ def parse_request(config: Config, kind: str, slug: str | None, edition: str | No
 _CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def _contains(field: pw.Field, text: str) -> pw.Node:
-    """Case-insensitive substring match with LIKE's wildcards escaped."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    op = "LIKE" if isinstance(store.db.obj, pw.SqliteDatabase) else "ILIKE"
-    return pw.NodeList((field, pw.SQL(op), f"%{escaped}%", pw.SQL("ESCAPE '\\'")))
-
-
-def _conditions(req: FeedRequest, config: Config) -> list[pw.Expression]:
-    """What the feed holds (its kind and filters), retracted entries included."""
-    conds: list[pw.Expression] = [E.edition == req.edition]
+def feed_query(req: FeedRequest, config: Config) -> store.FeedQuery:
+    """What the feed holds (its kind and filters), in the store's terms."""
+    criteria: list[tuple[str, Any]] = []
     wanted = [(req.kind, req.slug)] if req.slug else []
-    if req.kind == "breaking":
-        conds.append(E.breaking == True)  # noqa: E712 (peewee expression)
-        if config.site.breaking_hours:
-            conds.append(E.published >= store.utcnow() - timedelta(hours=config.site.breaking_hours))
     for kind, value in wanted + list(req.filters):
         if kind == "section":
-            conds.append(E.section.in_(config.taxonomy.section_family(value)))
-        elif kind == "region":
-            conds.append(E.id.in_(store.EntryRegion.select(store.EntryRegion.entry)
-                                  .where(store.EntryRegion.region == value)))
-        elif kind == "tag":
-            conds.append(E.id.in_(store.EntryTag.select(store.EntryTag.entry).join(store.Tag)
-                                  .where(store.Tag.slug == value)))
-        elif kind == "author":
-            conds.append(E.id.in_(store.EntryAuthor.select(store.EntryAuthor.entry).join(store.Author)
-                                  .where(store.Author.slug == value)))
-        elif kind == "coverage":
-            conds.append(E.id.in_(store.EntryCoverage.select(store.EntryCoverage.entry)
-                                  .where(store.EntryCoverage.coverage == value)))
+            criteria.append(("sections", config.taxonomy.section_family(value)))
+        elif kind in ("region", "tag", "author", "coverage"):
+            criteria.append((kind, value))
         elif kind == "q":
-            text = " ".join(value.split())
-            conds.append(_contains(E.title, text) | _contains(E.summary, text))
+            criteria.append(("q", " ".join(value.split())))
         elif kind == "since":
-            conds.append(E.updated >= _since(value))
-    return conds
+            criteria.append(("since", _since(value)))
+    breaking = req.kind == "breaking"
+    since = store.utcnow() - timedelta(hours=config.site.breaking_hours) \
+        if breaking and config.site.breaking_hours else None
+    return store.FeedQuery(req.edition, tuple(criteria), breaking, since)
 
 
 @dataclass
 class Page:
     """One page of a feed: its rows, and where the neighbouring pages start."""
 
-    rows: list[PageRow]
+    rows: list[store.PageRow]
     next: Cursor | None
     previous: Cursor | None
     has_previous: bool
-
-
-# What a feed shows of an entry.
-ENTRY_COLUMNS = (E.id, E.source, E.public_id, E.title, E.link, E.summary, E.content, E.published, E.updated,
-                 E.language, E.section, E.breaking, E.origin, E.reading_time)
-
-
-class PageRow(NamedTuple):
-    """One entry of a page, as ENTRY_COLUMNS reads it (datetimes naive UTC, as stored)."""
-
-    id: int
-    source: int
-    public_id: str
-    title: str
-    link: str | None
-    summary: str
-    content: str
-    published: datetime
-    updated: datetime
-    language: str
-    section: str | None
-    breaking: bool
-    origin: str | None
-    reading_time: int
-
-
-def _page_rows(query: pw.Select) -> list[PageRow]:
-    """Run a page query built by peewee as plain SQL: converting rows through peewee
-    cost four times what the database took to answer."""
-    sql, params = query.sql()
-    rows = []
-    for r in store.db.obj.execute_sql(sql, params):
-        published, updated = r[7], r[8]
-        if isinstance(published, str):  # SQLite keeps datetimes as ISO text
-            published, updated = datetime.fromisoformat(published), datetime.fromisoformat(updated)
-        rows.append(PageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], published, updated, r[9], r[10],
-                            bool(r[11]), r[12], r[13]))
-    return rows
 
 
 def select_page(req: FeedRequest, config: Config, take: int | None = None) -> Page:
@@ -275,77 +214,34 @@ def select_page(req: FeedRequest, config: Config, take: int | None = None) -> Pa
     its next link starting right after them: for a page that would be too large to send.
     """
     size = req.limit if take is None else max(1, min(take, req.limit))
-    conds = _conditions(req, config) + [E.retracted_at.is_null()]
-    here = list(conds)
-    if req.page:
-        p = req.page
-        here.append((E.published < p.published) | ((E.published == p.published) & (E.id <= p.entry_id)))
-    rows = _page_rows(E.select(*ENTRY_COLUMNS).where(*here)
-                      .order_by(E.published.desc(), E.id.desc()).limit(size + 1))
+    query = feed_query(req, config)
+    start = (req.page.published, req.page.entry_id) if req.page else None
+    rows = store.page_rows(query, start, size + 1)
     nxt = Cursor(rows[size].published, rows[size].id) if len(rows) > size else None
     rows = rows[:size]
     previous, has_previous = None, False
     if req.page and rows:
-        first = rows[0]
-        newer = list(E.select(E.id, E.published)
-                     .where(*conds, (E.published > first.published)
-                            | ((E.published == first.published) & (E.id > first.id)))
-                     .order_by(E.published.asc(), E.id.asc()).limit(req.limit + 1))
+        newer = store.newer_rows(query, rows[0], req.limit + 1)
         has_previous = bool(newer)
         # The previous page is the `limit` entries just newer than this one; it starts at
         # the newest of them, unless nothing is newer still: then it is page one itself.
         if len(newer) > req.limit:
-            top = newer[req.limit - 1]
-            previous = Cursor(top.published, top.id)
+            top_id, top_published = newer[req.limit - 1]
+            previous = Cursor(top_published, top_id)
     return Page(rows=rows, next=nxt, previous=previous, has_previous=has_previous)
 
 
-def load_items(rows: list[PageRow], req: FeedRequest, config: Config, base_url: str) -> LazyItems:
+def load_items(rows: list[store.PageRow], req: FeedRequest, config: Config, base_url: str) -> LazyItems:
     """Entries with authors, terms, media and related entries: four plain queries for a whole page.
 
-    Written as SQL rather than ORM queries: building fifty-id IN lists through the ORM
-    cost more than the database took to answer them. Each item is built only when it is
-    used: a rendering that reuses an entry's written form needs just its fingerprint.
+    The store reads what items are made of for the whole page at once (store.item_rows).
+    Each item is built only when it is used: a rendering that reuses an entry's written
+    form needs just its fingerprint.
     """
     if not rows:
         return LazyItems((), _no_item)
-    ids = [r.id for r in rows]
-    database = store.db.obj
-    marks = f"({store.placeholders(len(ids))})"
-    t = {m: m._meta.table_name for m in (store.EntryAuthor, store.Author, store.EntryTag, store.Tag,
-                                        store.EntryRegion, store.EntryCoverage, store.Media, store.Related,
-                                        store.Entry, store.Source)}
-    # Every row read for an entry, as the database gave it (the first column says what it
-    # is): with the entry's own row and its source's, what its FeedItem is made of.
-    raw: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    null = "CAST(NULL AS TEXT)"
-    terms_sql = (
-        f"SELECT 'a', l.entry_id, a.name, a.slug, a.url, l.position FROM {t[store.EntryAuthor]} l "
-        f"JOIN {t[store.Author]} a ON a.id = l.author_id WHERE l.entry_id IN {marks} "
-        f"UNION ALL SELECT 't', l.entry_id, g.slug, g.name, {null}, l.position FROM {t[store.EntryTag]} l "
-        f"JOIN {t[store.Tag]} g ON g.id = l.tag_id WHERE l.entry_id IN {marks} "
-        f"UNION ALL SELECT 'r', entry_id, region, {null}, {null}, id FROM {t[store.EntryRegion]} "
-        f"WHERE entry_id IN {marks} "
-        f"UNION ALL SELECT 'c', entry_id, coverage, {null}, {null}, id FROM {t[store.EntryCoverage]} "
-        f"WHERE entry_id IN {marks} ORDER BY 2, 1, 6")  # a total order: fingerprints must be stable
-    for row in database.execute_sql(terms_sql, ids * 4):
-        raw[row[1]].append(row)
-    for row in database.execute_sql(
-            f"SELECT 'm', entry_id, kind, url, type, length, width, height, duration, caption, credit, lead "
-            f"FROM {t[store.Media]} WHERE entry_id IN {marks} ORDER BY entry_id, position", ids):
-        raw[row[1]].append(row)
-    shown: Counter[int] = Counter()
-    for row in database.execute_sql(
-            f"SELECT 'l', r.entry_id, o.public_id, o.title, o.link FROM {t[store.Related]} r "
-            f"JOIN {t[store.Entry]} o ON o.id = r.related_id WHERE r.entry_id IN {marks} "
-            f"AND o.retracted_at IS NULL ORDER BY r.entry_id, r.score DESC, o.published DESC, o.id DESC", ids):
-        if shown[row[1]] < store.RELATED_KEEP:
-            shown[row[1]] += 1
-            raw[row[1]].append(row)
-    wanted = sorted({r.source for r in rows})
-    sources = {row[0]: SourceRow(*row) for row in database.execute_sql(
-        f"SELECT id, key, kind, url, name, feed_title, feed_link FROM {t[store.Source]} "
-        f"WHERE id IN ({store.placeholders(len(wanted))})", wanted)}
+    raw = store.item_rows([r.id for r in rows])
+    sources = store.feed_sources(sorted({r.source for r in rows}))
     refs = {key: _source_ref(src, config) for key, src in sources.items()}
     terms = _Terms(req, config, base_url)
     # The rest of an item comes from the config (taxonomy titles, id authority), fixed for
@@ -359,18 +255,6 @@ def _no_item(index: int) -> FeedItem:
     raise IndexError(index)
 
 
-class SourceRow(NamedTuple):
-    """What a feed shows of an entry's source."""
-
-    id: int
-    key: str
-    kind: str
-    url: str
-    name: str
-    feed_title: str | None
-    feed_link: str | None
-
-
 def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedItem]:
     """The feed's entries on the requested page, newest first."""
     return list(load_items(select_page(req, config).rows, req, config, base_url))
@@ -379,10 +263,8 @@ def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedIt
 def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
     """Entries of this feed retracted within the configured period (for Atom's at:deleted-entry)."""
     window = store.utcnow() - timedelta(days=config.site.tombstone_days)
-    rows = (E.select(E.public_id, E.retracted_at, E.retraction_reason)
-            .where(*_conditions(req, config), E.retracted_at >= window)
-            .order_by(E.retracted_at.desc(), E.id.desc()).limit(MAX_LIMIT))
-    return [Tombstone(id=r.public_id, when=store.aware(r.retracted_at), reason=r.retraction_reason) for r in rows]
+    return [Tombstone(id=public_id, when=store.aware(when), reason=reason)
+            for public_id, when, reason in store.tombstone_rows(feed_query(req, config), window, MAX_LIMIT)]
 
 
 class _Terms:
@@ -412,7 +294,7 @@ class _Terms:
         return tuple(terms)
 
 
-def _source_ref(src: SourceRow, config: Config) -> SourceRef | None:
+def _source_ref(src: store.FeedSource, config: Config) -> SourceRef | None:
     """Where wire and partner copy came from (it is re-syndicated); None for our own CMS."""
     if src.kind == "cms":
         return None
@@ -421,7 +303,7 @@ def _source_ref(src: SourceRow, config: Config) -> SourceRef | None:
                      id=f"tag:{config.site.id_authority}:source/{src.key}")
 
 
-def _item(row: PageRow, source: SourceRef | None, raw: list[tuple[Any, ...]], terms: _Terms,
+def _item(row: store.PageRow, source: SourceRef | None, raw: list[tuple[Any, ...]], terms: _Terms,
           fingerprint: tuple[Any, ...]) -> FeedItem:
     authors: list[Author] = []
     tags: list[tuple[str, str]] = []
@@ -471,13 +353,11 @@ def feed_title(req: FeedRequest, config: Config) -> str:
     elif req.kind == "region":
         what = tax.regions[slug]
     elif req.kind == "tag":
-        tag = store.Tag.get(store.Tag.slug == slug)
-        what = f"Tag: {tag.name}"
+        what = f"Tag: {store.tag_name(slug)}"
     elif req.kind == "coverage":
         what = f"Coverage: {tax.coverage[slug].title}"
     else:
-        author = store.Author.get(store.Author.slug == slug)
-        what = f"Author: {author.name}"
+        what = f"Author: {store.author_name(slug)}"
     site = config.site.title
     if req.edition != config.site.default_edition:
         site = f"{site} ({config.editions[req.edition].title})"
@@ -488,9 +368,9 @@ def feed_title(req: FeedRequest, config: Config) -> str:
 
 def newest_change(req: FeedRequest, config: Config) -> datetime:
     """The feed's date when a page is empty: the newest change of the feed, else of its edition."""
-    newest = E.select(pw.fn.MAX(E.updated)).where(*_conditions(req, config)).scalar()
+    newest = store.newest_update(feed_query(req, config))
     if newest is None:
-        newest = E.select(pw.fn.MAX(E.updated)).where(E.edition == req.edition).scalar()
+        newest = store.newest_update(store.FeedQuery(req.edition))
     return store.aware(newest) if newest else EPOCH
 
 

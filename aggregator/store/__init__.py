@@ -57,6 +57,19 @@ from .health import (
                          status_counts,
 )
 from .integrity import IntegrityWatch, backup_sqlite, check_integrity, diagnose
+from .reads import (
+                         FeedQuery,
+                         FeedSource,
+                         PageRow,
+                         author_name,
+                         feed_sources,
+                         item_rows,
+                         newer_rows,
+                         newest_update,
+                         page_rows,
+                         tag_name,
+                         tombstone_rows,
+)
 from .schema import (
                          MODELS,
                          SCHEMA_VERSION,
@@ -107,6 +120,8 @@ from .topics import (
 )
 
 __all__ = [
+    "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
+    "page_rows", "tag_name", "tombstone_rows",
     "SourceRow",
     "FETCH_LOG_COLUMNS", "insert_fetch_log",
     "connect", "is_sqlite", "savepoint", "entry_ids", "recent_published", "record_move", "release_sources",
