@@ -26,8 +26,9 @@ from aggregator.store import TopicRevisions
 
 from .cache import Rendered
 
-#: the key under which the feed view tells this layer that its answer may be replayed
-ENVIRON_KEY = "feedhub.hot"
+#: where offer() leaves a Replayable for this layer (the WSGI environ is the one thing the
+#: view and a middleware share about a request); nothing else reads or writes it
+_ENVIRON_KEY = "feedhub.hot"
 
 # Request headers that can make a feed response conditional (see web.public).
 CONDITIONAL = frozenset(("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH",
@@ -46,9 +47,9 @@ def replay_kind(environ: dict[str, Any], etag: str) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Replayable:
-    """What the feed view puts in the WSGI environ for an answer that may be replayed."""
+    """What the feed view says of an answer that may be replayed (see offer)."""
 
     topic: str
     rendered: Rendered
@@ -60,6 +61,16 @@ class Replayable:
     etag: str
     #: "full" (no conditional header) or "304" (If-None-Match with exactly our ETag)
     kind: str
+
+
+def offer(environ: dict[str, Any], replayable: Replayable) -> None:
+    """The feed view's side of the interface: the answer it is sending for this request may be
+    replayed, by HotFeeds, while ``replayable.rendered`` is current."""
+    environ[_ENVIRON_KEY] = replayable
+
+
+def _offered(environ: dict[str, Any]) -> Replayable | None:
+    return environ.get(_ENVIRON_KEY)
 
 
 @dataclass
@@ -135,7 +146,7 @@ class HotFeeds:
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         body = self.app(environ, recording_start_response)
-        marker: Replayable | None = environ.get(ENVIRON_KEY)
+        marker = _offered(environ)
         if marker is not None and sent and sent[-1][0][:3] in ("200", "304"):
             self._remember(key, marker, method, sent[-1])
         return body

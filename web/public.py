@@ -18,8 +18,7 @@ from feeds.select import FeedRequest, build_feed, feed_path, parse_request
 
 from .cache import RenderCache, Rendered
 from .errors import RETRY_AFTER
-from .hot import ENVIRON_KEY as HOT_KEY
-from .hot import Replayable, replay_kind
+from .hot import Replayable, offer, replay_kind
 
 public = Blueprint("public", __name__)
 
@@ -97,7 +96,7 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
         # werkzeug answers the rest (lists, weak tags, dates, 412) by the RFCs
         return Response(body, headers=headers.copy()).make_conditional(request)
     # The two answers the hot path (web.hot) may replay while this rendering is current.
-    environ[HOT_KEY] = Replayable(req.topic, rendered, key[-1], gzipped, etag, answer)
+    offer(environ, Replayable(req.topic, rendered, key[-1], gzipped, etag, answer))
     if answer == "304":
         # The common poll: the exact ETag we sent, nothing else conditional. RFC 9110 15.4.5:
         # a 304 carries the validators and caching fields, not the representation's metadata.
