@@ -32,7 +32,7 @@ class Cursor:
     new entries arrive at the top.
     """
 
-    published: datetime  # naive UTC, as stored
+    published: datetime  # UTC (aware from the store; naive when decoded from a link)
     entry_id: int
 
     def encode(self) -> str:
@@ -190,9 +190,9 @@ def feed_query(req: FeedRequest, config: Config) -> store.FeedQuery:
         elif kind == "q":
             criteria.append(("q", " ".join(value.split())))
         elif kind == "since":
-            criteria.append(("since", _since(value)))
+            criteria.append(("since", store.aware(_since(value))))
     breaking = req.kind == "breaking"
-    since = store.utcnow() - timedelta(hours=config.site.breaking_hours) \
+    since = datetime.now(timezone.utc) - timedelta(hours=config.site.breaking_hours) \
         if breaking and config.site.breaking_hours else None
     return store.FeedQuery(req.edition, tuple(criteria), breaking, since)
 
@@ -262,8 +262,8 @@ def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedIt
 
 def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
     """Entries of this feed retracted within the configured period (for Atom's at:deleted-entry)."""
-    window = store.utcnow() - timedelta(days=config.site.tombstone_days)
-    return [Tombstone(id=public_id, when=store.aware(when), reason=reason)
+    window = datetime.now(timezone.utc) - timedelta(days=config.site.tombstone_days)
+    return [Tombstone(id=public_id, when=when, reason=reason)
             for public_id, when, reason in store.tombstone_rows(feed_query(req, config), window, MAX_LIMIT)]
 
 
@@ -327,7 +327,7 @@ def _item(row: store.PageRow, source: SourceRef | None, raw: list[tuple[Any, ...
             related.append(RelatedRef(id=r[2], title=r[3], url=r[4]))
     return FeedItem(
         id=row.public_id, title=row.title, link=row.link, summary=row.summary, content=row.content,
-        published=store.aware(row.published), updated=store.aware(row.updated),
+        published=row.published, updated=row.updated,
         language=row.language, authors=tuple(authors), terms=terms.of(row.section, regions, tags, coverage),
         media=tuple(media), section=row.section,
         regions=tuple(regions), tags=tuple(s for s, _ in tags), breaking=row.breaking,
@@ -368,10 +368,8 @@ def feed_title(req: FeedRequest, config: Config) -> str:
 
 def newest_change(req: FeedRequest, config: Config) -> datetime:
     """The feed's date when a page is empty: the newest change of the feed, else of its edition."""
-    newest = store.newest_update(feed_query(req, config))
-    if newest is None:
-        newest = store.newest_update(store.FeedQuery(req.edition))
-    return store.aware(newest) if newest else EPOCH
+    newest = store.newest_update(feed_query(req, config)) or store.newest_update(store.FeedQuery(req.edition))
+    return newest or EPOCH
 
 
 def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
@@ -389,14 +387,14 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     alternates = {f: url(f, req.page) for f in formats}
     edition = config.editions[req.edition]
     # From the rows, not the items: the items are built only if the rendering needs them.
-    changes = [store.aware(r.updated) for r in page.rows] + [t.when for t in tombstones]
+    changes = [r.updated for r in page.rows] + [t.when for t in tombstones]
     updated = max(changes) if changes else newest_change(req, config)
     feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
     about = config.taxonomy.coverage[req.slug or ""].description if req.kind == "coverage" else ""
     expires = None
     if req.kind == "breaking" and config.site.breaking_hours and page.rows:
         # The ticker changes with the clock too: it is valid until its oldest item leaves.
-        oldest = store.aware(min(r.published for r in page.rows))
+        oldest = min(r.published for r in page.rows)
         expires = oldest + timedelta(hours=config.site.breaking_hours)
     return FeedDoc(
         id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),

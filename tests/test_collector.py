@@ -475,3 +475,17 @@ def test_the_parse_pool_can_be_started_ahead_of_work(config_factory):
         assert out.entries
     finally:
         pool.close()
+
+
+def test_adaptive_scheduling_runs_on_the_stored_dates(config_factory):
+    """adaptive = true reads a source's recent publication dates from the store on every
+    success: a slow source (the samples post hours apart) is polled less often than its interval."""
+    cfg = config_factory(collect="adaptive = true\n")
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        c.collect()
+        store.Source.update(content_hash=None).execute()  # parse (and schedule) again
+        assert all(o.outcome == "ok" for o in c.collect().outcomes)
+    wire = next(h for h in store.sources_health() if h.key == "meridian-wire")
+    assert wire.next_due_at is not None and wire.last_fetched_at is not None
+    assert (wire.next_due_at - wire.last_fetched_at).total_seconds() > 900 * 1.2  # stretched beyond interval

@@ -170,9 +170,9 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_init(config: Config, args: argparse.Namespace) -> int:
     store.init_db(config.database_url)
-    rows = store.sync_sources(config)
+    known = store.sync_sources(config)
     print(f"store ready at {store.redact_url(config.database_url)} "
-          f"(schema version {store.schema_version()}, {len(rows)} sources)")
+          f"(schema version {store.schema_version()}, {known} sources)")
     return 0
 
 

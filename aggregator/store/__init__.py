@@ -23,6 +23,7 @@ from .connection import (
                          redact_url,
                          reset_connection,
                          savepoint,
+                         stored,
                          utcnow,
                          write_transaction,
 )
@@ -120,6 +121,7 @@ from .topics import (
 )
 
 __all__ = [
+    "stored",
     "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
     "page_rows", "tag_name", "tombstone_rows",
     "SourceRow",

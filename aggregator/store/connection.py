@@ -38,6 +38,11 @@ def aware(value: datetime | str | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+def stored(value: datetime) -> datetime:
+    """An instant as the store keeps and compares it: naive UTC (the inverse of ``aware``)."""
+    return value if value.tzinfo is None else value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 class PostgresDatabase(pw.PostgresqlDatabase):
     """PostgreSQL that replaces a lost connection by itself, where that cannot lose work.
 

@@ -437,6 +437,6 @@ def entry_ids(source_id: int, guids: list[str]) -> list[int]:
 
 
 def recent_published(source_id: int, limit: int) -> list[datetime]:
-    """When a source's newest entries were published (naive UTC, newest first)."""
-    return [aware(p).replace(tzinfo=None) for (p,) in Entry.select(Entry.published).where(Entry.source == source_id)
+    """When a source's newest entries were published (aware UTC, newest first)."""
+    return [aware(p) for (p,) in Entry.select(Entry.published).where(Entry.source == source_id)
             .order_by(Entry.published.desc()).limit(limit).tuples()]

@@ -2,7 +2,8 @@
 
 Plain SQL where it was measured to pay (building fifty-id IN lists and converting rows
 through peewee cost more than the database took to answer); peewee builds the filters.
-Everything returned is plain tuples, datetimes naive UTC as stored (``aware`` converts).
+Everything taken and returned is plain values, instants aware UTC: converting them to and
+from the stored naive UTC happens here and nowhere above the store.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, NamedTuple
 
 import peewee as pw
 
-from .connection import db, placeholders
+from .connection import aware, db, placeholders, stored
 from .entries import RELATED_KEEP
 from .schema import Author, Entry, EntryAuthor, EntryCoverage, EntryRegion, EntryTag, Media, Related, Source, Tag
 
@@ -24,8 +25,8 @@ E = Entry
 class FeedQuery:
     """Which entries a feed holds, retracted ones included: an edition, and criteria that
     intersect. A criterion is ("sections", slugs), ("region" | "tag" | "author" | "coverage",
-    slug), ("q", text) or ("since", naive UTC instant); ``breaking_since`` (naive UTC) keeps
-    only breaking entries published since then, ``breaking`` all breaking ones."""
+    slug), ("q", text) or ("since", instant); ``breaking_since`` keeps only breaking entries
+    published since then, ``breaking`` all breaking ones. Instants are aware UTC."""
 
     edition: str
     criteria: tuple[tuple[str, Any], ...] = ()
@@ -34,7 +35,7 @@ class FeedQuery:
 
 
 class PageRow(NamedTuple):
-    """One entry of a page (datetimes naive UTC, as stored)."""
+    """One entry of a page (instants aware UTC)."""
 
     id: int
     source: int
@@ -81,7 +82,7 @@ def _conditions(q: FeedQuery) -> list[pw.Expression]:
     if q.breaking:
         conds.append(E.breaking == True)  # noqa: E712 (peewee expression)
         if q.breaking_since is not None:
-            conds.append(E.published >= q.breaking_since)
+            conds.append(E.published >= stored(q.breaking_since))
     for kind, value in q.criteria:
         if kind == "sections":
             conds.append(E.section.in_(list(value)))
@@ -96,7 +97,7 @@ def _conditions(q: FeedQuery) -> list[pw.Expression]:
         elif kind == "q":
             conds.append(_contains(E.title, value) | _contains(E.summary, value))
         elif kind == "since":
-            conds.append(E.updated >= value)
+            conds.append(E.updated >= stored(value))
     return conds
 
 
@@ -104,26 +105,24 @@ def page_rows(q: FeedQuery, start: tuple[datetime, int] | None, count: int) -> l
     """Up to ``count`` live entries, newest first, from ``start`` (published, id) on."""
     conds = _conditions(q) + [E.retracted_at.is_null()]
     if start is not None:
-        published, entry_id = start
+        published, entry_id = stored(start[0]), start[1]
         conds.append((E.published < published) | ((E.published == published) & (E.id <= entry_id)))
     # Run as plain SQL: converting rows through peewee cost four times the query.
     sql, params = (E.select(*_ENTRY_COLUMNS).where(*conds)
                    .order_by(E.published.desc(), E.id.desc()).limit(count).sql())
     rows = []
     for r in db.obj.execute_sql(sql, params):
-        published, updated = r[7], r[8]
-        if isinstance(published, str):  # SQLite keeps datetimes as ISO text
-            published, updated = datetime.fromisoformat(published), datetime.fromisoformat(updated)
-        rows.append(PageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], published, updated, r[9], r[10],
+        rows.append(PageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], aware(r[7]), aware(r[8]), r[9], r[10],
                             bool(r[11]), r[12], r[13]))
     return rows
 
 
 def newer_rows(q: FeedQuery, first: PageRow, count: int) -> list[tuple[int, datetime]]:
     """(id, published) of up to ``count`` live entries just newer than ``first``, oldest first."""
-    return [(e.id, e.published) for e in E.select(E.id, E.published)
-            .where(*_conditions(q), E.retracted_at.is_null(), (E.published > first.published)
-                   | ((E.published == first.published) & (E.id > first.id)))
+    published = stored(first.published)
+    return [(e.id, aware(e.published)) for e in E.select(E.id, E.published)
+            .where(*_conditions(q), E.retracted_at.is_null(), (E.published > published)
+                   | ((E.published == published) & (E.id > first.id)))
             .order_by(E.published.asc(), E.id.asc()).limit(count)]
 
 
@@ -177,15 +176,16 @@ def feed_sources(ids: list[int]) -> dict[int, FeedSource]:
 
 def tombstone_rows(q: FeedQuery, since: datetime, count: int) -> list[tuple[str, datetime, str | None]]:
     """(public id, retracted at, reason) of the feed's entries retracted since ``since``, newest first."""
-    return [(r.public_id, r.retracted_at, r.retraction_reason)
+    return [(r.public_id, aware(r.retracted_at), r.retraction_reason)
             for r in E.select(E.public_id, E.retracted_at, E.retraction_reason)
-            .where(*_conditions(q), E.retracted_at >= since)
+            .where(*_conditions(q), E.retracted_at >= stored(since))
             .order_by(E.retracted_at.desc(), E.id.desc()).limit(count)]
 
 
-def newest_update(q: FeedQuery) -> datetime | str | None:
+def newest_update(q: FeedQuery) -> datetime | None:
     """When the feed's newest entry last changed (retracted ones included); None if it has none."""
-    return E.select(pw.fn.MAX(E.updated)).where(*_conditions(q)).scalar()
+    newest = E.select(pw.fn.MAX(E.updated)).where(*_conditions(q)).scalar()
+    return aware(newest) if newest else None
 
 
 def tag_name(slug: str) -> str | None:

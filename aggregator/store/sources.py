@@ -15,10 +15,11 @@ from .connection import db, insert_rows, placeholders, utcnow, write_transaction
 from .schema import FetchLog, MetaInfo, Metric, Source, SourceUrlHistory
 
 
-def sync_sources(config: Config) -> dict[str, Source]:
+def sync_sources(config: Config) -> int:
     """Make the store's source rows match config: add new ones, update settings, keep health.
 
     A source removed from config is disabled, not deleted, so its entries stay published.
+    Returns how many sources the store knows.
     """
     with write_transaction():
         _reclassify_on_change(config)
@@ -47,7 +48,7 @@ def sync_sources(config: Config) -> dict[str, Source]:
         for key, row in rows.items():
             if key not in wanted and row.enabled:
                 Source.update(enabled=False).where(Source.id == row.id).execute()
-    return rows
+    return len(rows)
 
 
 @dataclass(frozen=True)
