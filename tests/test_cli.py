@@ -33,7 +33,8 @@ def feedhub(*args: str, cwd: Path, env: dict[str, str] | None = None,
 
 
 @pytest.mark.parametrize("command", [[], ["init"], ["collect"], ["serve"], ["run"], ["sources"], ["retract"],
-                                     ["unretract"], ["backup"], ["rules"], ["rules", "test"]])
+                                     ["unretract"], ["backup"], ["rules"], ["rules", "test"], ["users"],
+                                     ["users", "add"], ["users", "token"], ["users", "tokens"], ["users", "revoke"]])
 def test_help_everywhere(tmp_path: Path, command: list[str]):
     result = feedhub(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "usage: feedhub" in result.stdout

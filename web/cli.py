@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aggregator import store
+from aggregator.auth import AuthError
 from aggregator.collect import Collector, CollectSummary, SourceOutcome
 from aggregator.config import Config, config_path_from_env, load_config
 from aggregator.errors import ConfigError, FeedhubError, StoreError
@@ -92,6 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Take a consistent copy of the SQLite store (SQLite's online backup "
                                     "API), safe while collectors write. For PostgreSQL use pg_dump.")
     bk.add_argument("file", metavar="FILE", help="where to write the copy (replaced if it exists)")
+    users = sub.add_parser("users", help="list users; add them, give them API tokens, revoke tokens",
+                           description="Users and their API tokens. Without an action: list the users.")
+    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")
+    ua = users_sub.add_parser("add", help="add a user; the password is read from standard input",
+                              description="Add a user with a role (admin, editor or viewer). The password is "
+                                          "read from standard input (the first line), never from the command "
+                                          "line, and stored as an argon2id hash.")
+    ua.add_argument("name", metavar="NAME")
+    ua.add_argument("--role", required=True, help="admin, editor or viewer")
+    ut = users_sub.add_parser("token", help="make an API token for a user (printed once, as the last line)",
+                              description="Make a new API token for NAME. It is printed once, as the last line; "
+                                          "only its hash is stored.")
+    ut.add_argument("name", metavar="NAME")
+    ut.add_argument("--label", default="", help="what the token is for, e.g. 'newsroom CMS'")
+    uts = users_sub.add_parser("tokens", help="list API tokens with their last use",
+                               description="List API tokens (of NAME, or everyone's) with their last use.")
+    uts.add_argument("name", metavar="NAME", nargs="?")
+    ur = users_sub.add_parser("revoke", help="revoke an API token by its id",
+                              description="Revoke an API token now, by the id `feedhub users tokens` shows.")
+    ur.add_argument("token_id", metavar="TOKEN_ID", type=int)
     src = sub.add_parser("sources", help="show every source and its health",
                          description="A table of sources with their health.")
     src.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -131,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"feedhub: {e}", file=sys.stderr)
         return 2
+    except AuthError as e:  # a bad user name, role or password is bad usage
+        print(f"feedhub: {e}", file=sys.stderr)
+        return 2
     except StoreError as e:
         print(f"feedhub: store error: {e}", file=sys.stderr)
         return 3
@@ -166,6 +190,52 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
     size = store.backup_sqlite(target)
     print(f"backed up {store.redact_url(config.database_url)} to {target} ({size:,} bytes, checked)")
     return 0
+
+
+def cmd_users(config: Config, args: argparse.Namespace) -> int:
+    from aggregator import auth
+
+    store.init_db(config.database_url)
+    action = args.users_command
+    if action is None:
+        print(format_table([("NAME", "ROLE", "TOKENS", "CREATED (UTC)")] + [
+            (u.name, u.role, str(u.tokens), _when(u.created_at)) for u in store.list_users()]))
+        return 0
+    if action == "add":
+        auth.check_user(args.name, args.role)
+        password = _read_password()
+        store.add_user(args.name, args.role, auth.hash_password(password), store.utcnow())
+        print(f"added {args.name} ({args.role}): {auth.ROLES[args.role]}")
+        return 0
+    if action == "token":
+        token = auth.new_token()
+        token_id = store.add_token(args.name, args.label, auth.token_digest(token), store.utcnow())
+        print(f"token {token_id} for {args.name}{f' ({args.label})' if args.label else ''}; it is shown only now, "
+              "store it safely:")
+        print(token)
+        return 0
+    if action == "tokens":
+        print(format_table([("ID", "USER", "LABEL", "CREATED (UTC)", "LAST USED (UTC)", "REVOKED (UTC)")] + [
+            (str(t.id), t.user, t.label or "-", _when(t.created_at), _when(t.last_used_at), _when(t.revoked_at))
+            for t in store.list_tokens(args.name)]))
+        return 0
+    revoked = store.revoke_token(args.token_id, store.utcnow())
+    print(f"token {args.token_id} {'revoked' if revoked else 'was revoked already'}")
+    return 0
+
+
+def _read_password() -> str:
+    """The password: asked for twice on a terminal, else the first line of standard input."""
+    from aggregator.auth import AuthError
+
+    if sys.stdin.isatty():
+        import getpass
+
+        first, again = getpass.getpass("password: "), getpass.getpass("again: ")
+        if first != again:
+            raise AuthError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def cmd_init(config: Config, args: argparse.Namespace) -> int:
@@ -428,7 +498,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
-            "unretract": cmd_unretract,
+            "unretract": cmd_unretract, "users": cmd_users,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ from .reads import (
 from .schema import (
                          MODELS,
                          SCHEMA_VERSION,
+                         ApiToken,
                          Author,
                          BaseModel,
                          Entry,
@@ -91,6 +92,7 @@ from .schema import (
                          SourceUrlHistory,
                          Tag,
                          Topic,
+                         User,
                          init_db,
                          schema_version,
 )
@@ -119,8 +121,23 @@ from .topics import (
                          stored_topics,
                          topic_revision,
 )
+from .users import (
+                         NoSuchUser,
+                         TokenInfo,
+                         UserExists,
+                         UserInfo,
+                         add_token,
+                         add_user,
+                         list_tokens,
+                         list_users,
+                         password_hash,
+                         revoke_token,
+                         token_user,
+)
 
 __all__ = [
+    "ApiToken", "User", "NoSuchUser", "TokenInfo", "UserExists", "UserInfo", "add_token", "add_user", "list_tokens",
+    "list_users", "password_hash", "revoke_token", "token_user",
     "stored",
     "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
     "page_rows", "tag_name", "tombstone_rows",

@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class BaseModel(pw.Model):
@@ -255,10 +255,32 @@ class Topic(BaseModel):
     changed_at = pw.DateTimeField()
 
 
+class User(BaseModel):
+    """Someone who runs feedhub: an admin, an editor at the desk, or a viewer (aggregator.auth)."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    name = pw.CharField(unique=True, max_length=63)
+    role = pw.CharField(max_length=16)
+    password_hash = pw.TextField()  # argon2id
+    created_at = pw.DateTimeField()
+
+
+class ApiToken(BaseModel):
+    """An API token of a user: only its SHA-256 is kept; the token itself is shown once."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    user = pw.ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    label = pw.TextField(default="")
+    token_hash = pw.CharField(unique=True, max_length=64)
+    created_at = pw.DateTimeField()
+    last_used_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
     Related, FetchLog,
-    SourceUrlHistory, Metric, Topic)
+    SourceUrlHistory, Metric, Topic, User, ApiToken)
 
 
 def init_db(url: str) -> pw.Database:
@@ -352,8 +374,12 @@ def _to_v5(database: pw.Database) -> None:
             Source._meta.table_name, "warnings", Source._meta.fields["warnings"]))
 
 
+def _to_v6(database: pw.Database) -> None:
+    """v6: users and API tokens (new tables, created with the other missing tables)."""
+
+
 # version -> function that upgrades a store from version-1 to version
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}
 
 
 def schema_version() -> int:
