@@ -36,6 +36,11 @@ log = logging.getLogger("feedhub.collect")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+def _pause_for_store(tries: int) -> None:
+    """Wait before trying the store again: 0.5, 1, 2 s (a restarting server needs a moment)."""
+    time.sleep(0.5 * 2 ** (tries - 1))
+
+
 class _Stopped(Exception):
     """The collector is stopping: a thread leaves its source as it found it (claim released)."""
 
@@ -383,7 +388,7 @@ class Collector:
         store.reset_connection()
         if isinstance(failure, StoreUnavailable) and tries < self.STORE_TRIES and fatal is None:
             log.warning("%s: %s; collecting it again", row.key, failure)
-            time.sleep(0.5 * 2 ** (tries - 1))  # a restarting server needs a moment
+            _pause_for_store(tries)
             return True
         self._stopping.set()
         return False
@@ -415,7 +420,7 @@ class Collector:
                 if not isinstance(failure, StoreUnavailable) or attempt == self.STORE_TRIES:
                     raise failure from e
                 log.warning("%s; trying again", failure)
-                time.sleep(0.5 * 2 ** (attempt - 1))
+                _pause_for_store(attempt)
         raise AssertionError("unreachable")
 
     def _flush(self) -> None:

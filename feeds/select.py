@@ -104,18 +104,18 @@ def topic_path(topic: str, default_edition: str) -> str:
 
 
 def _since(raw: str) -> datetime:
-    """``since`` as naive UTC (a date means its midnight UTC)."""
+    """``since`` as aware UTC (a date means its midnight UTC)."""
     try:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"since must be an RFC 3339 date or time such as 2026-11-24 or "
                          f"2026-11-24T18:00:00Z, got {raw!r}") from None
-    if value.tzinfo is not None:
-        try:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        except OverflowError:  # 9999-12-31T23:59-23:59 is past the last representable instant
-            raise BadRequest(f"since is out of range: {raw!r} is not between years 1 and 9999 in UTC") from None
-    return value
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59-23:59 is past the last representable instant
+        raise BadRequest(f"since is out of range: {raw!r} is not between years 1 and 9999 in UTC") from None
 
 
 # (C901: one check per parameter)
@@ -190,7 +190,7 @@ def feed_query(req: FeedRequest, config: Config) -> store.FeedQuery:
         elif kind == "q":
             criteria.append(("q", " ".join(value.split())))
         elif kind == "since":
-            criteria.append(("since", store.aware(_since(value))))
+            criteria.append(("since", _since(value)))
     breaking = req.kind == "breaking"
     since = datetime.now(timezone.utc) - timedelta(hours=config.site.breaking_hours) \
         if breaking and config.site.breaking_hours else None

@@ -381,7 +381,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _found(config: Config, identifier: str) -> list[store.FoundEntry]:
+def _found(identifier: str) -> list[store.FoundEntry]:
     from aggregator.normalize import canonical_link
 
     found = store.find_entries(identifier, canonical_link(identifier) if "://" in identifier else None)
@@ -404,7 +404,7 @@ def _retraction(config: Config, identifier: str, done: str,
     """Retract or publish again the entries known by ``identifier``; tell the hubs which feeds
     changed, and the admin what happened."""
     store.init_db(config.database_url)
-    found = _found(config, identifier)
+    found = _found(identifier)
     if not found:
         return 1
     with store.write_transaction():

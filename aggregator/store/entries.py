@@ -361,8 +361,8 @@ def find_entries(identifier: str, canonical: str | None = None) -> list[FoundEnt
     (``canonical``: the identifier as a canonical link), or the guid exactly as the source wrote
     it, which feedparser resolved against the source's URL (``embargo-1`` is stored as
     ``https://wire.example.org/embargo-1``, or ``samples/embargo-1`` for a local file)."""
-    resolved = {urljoin(u, identifier) for (u,) in Source.select(pw.fn.COALESCE(Source.fetch_url, Source.url)).tuples()
-                if u} | {urljoin(u, identifier) for (u,) in Source.select(Source.url).tuples() if u}
+    resolved = {urljoin(base, identifier) for urls in Source.select(Source.url, Source.fetch_url).tuples()
+                for base in urls if base}
     names = {identifier, *resolved}
     links = {identifier, canonical} - {None}
     query = (Entry.select(Entry.id, Entry.title, Source.key, Entry.retracted_at).join(Source)
