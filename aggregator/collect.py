@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
+import json
 import logging
 import queue
 import threading
@@ -24,8 +25,8 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from . import schedule, store
-from .config import Config, SourceConfig
-from .errors import ClaimLost, FeedhubError, FetchError, SourceError, StoreUnavailable, describe_failure
+from .config import Config, SourceConfig, check_source
+from .errors import ClaimLost, ConfigError, FeedhubError, FetchError, SourceError, StoreUnavailable, describe_failure
 from .fetch import Fetcher, FetchResult
 from .normalize import Context, canonical_link, plain_text
 from .work import DEFAULT_TARGET, ParseJob, ParsePool
@@ -221,8 +222,10 @@ class Collector:
         #: told which feeds each run changed (the WebSub publisher); must not block
         self.on_topics = on_topics
         self.parents = config.taxonomy.parents
+        self._parse_target = parse_target
         self.pool = ParsePool(self.ctx, size=config.collect.parse_workers,
                               timeout=config.collect.parse_timeout, target=parse_target)
+        self._reloaded: Config | None = None
         self._hosts: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(config.collect.per_host))
         self._hosts_lock = threading.Lock()
@@ -237,8 +240,12 @@ class Collector:
         self._write_lock = threading.RLock()  # _record may write inside a caller's transaction
         self._group = _GroupWriter(self._writing)
         self._sqlite = store.is_sqlite()
-        # Config is fixed for a collector's life: its source rows are synced on the first run only.
+        # config.toml's sources are provisioned on the first run (and again after a reload).
         self._synced = False
+        #: source key -> (the settings it was built from, the SourceConfig)
+        self._configs: dict[str, tuple[str | None, SourceConfig]] = {}
+        #: key -> mirror ids, of every source naming any (read at each run's start)
+        self._mirrors: dict[str, tuple[str, ...]] = {}
         #: set when the collector is stopping (Ctrl-C, SIGTERM, a store that cannot be written):
         #: threads start no new fetch, parse or write
         self._stopping = threading.Event()
@@ -277,6 +284,25 @@ class Collector:
         self.pool.close()
         self.fetcher.close()
 
+    def reload(self, config: Config) -> None:
+        """Use ``config`` (a reloaded config.toml: taxonomy, editions, provisioned sources) from
+        the next run on; a run in progress finishes with the config it started with."""
+        self._reloaded = config
+
+    def _apply_reload(self) -> None:
+        config, self._reloaded = self._reloaded, None
+        if config is None:
+            return
+        self.config = config
+        self.ctx = Context.from_config(config)
+        self.parents = config.taxonomy.parents
+        self._configs.clear()
+        self._synced = False  # provision the sources of the new file
+        old, self.pool = self.pool, ParsePool(self.ctx, size=config.collect.parse_workers,
+                                              timeout=config.collect.parse_timeout, target=self._parse_target)
+        old.close()  # its workers hold the old taxonomy
+        log.info("using the reloaded %s", config.path)
+
     #: tries of a source whose write was lost with the store's connection, within one run
     STORE_TRIES = 3
 
@@ -296,11 +322,14 @@ class Collector:
         if self._closed:
             raise RuntimeError("this collector is closed")
         self._stopping.clear()  # a run that stopped on a store failure does not stop the next
+        self._apply_reload()
         if not self._synced:
             self._store_call(lambda: store.sync_sources(self.config))
             self._synced = True
-        configured = {s.id: s for s in self.config.sources if s.enabled}
-        remaining = [k for k in (source_ids if source_ids is not None else configured) if k in configured]
+        # Sources come from the store: config.toml's (provisioned above) and those made through
+        # the API, each claim reading their current settings.
+        remaining: list[str] = list(dict.fromkeys(source_ids or []))
+        self._mirrors = self._store_call(store.source_mirrors)
         summary = CollectSummary()
         # Claim about four times this collector's threads at a time, so that several
         # collectors on one store share the due sources instead of one taking them all;
@@ -316,7 +345,7 @@ class Collector:
         fatal: FeedhubError | None = None
 
         def submit(row: store.SourceRow, tries: int) -> None:
-            future = self._threads.submit(self._in_thread, row, configured[row.key])
+            future = self._threads.submit(self._in_thread, row)
             in_flight[future] = (row, tries)
             future.add_done_callback(finished.put)
 
@@ -324,17 +353,17 @@ class Collector:
         # claim need not name hundreds of remaining sources.
         run_started = self.clock()
         everything = source_ids is None
+        more = everything or bool(remaining)  # sources may be left to claim
         try:
-            while remaining or in_flight:
-                if remaining and fatal is None and len(in_flight) <= batch // 2:
+            while more or in_flight:
+                if more and fatal is None and len(in_flight) <= batch // 2:
                     claimed = self._claim(None if everything else remaining, batch - len(in_flight),
-                                          only_due, run_started if everything else None, configured)
+                                          only_due, run_started if everything else None)
                     if on_claimed:
                         on_claimed(len(claimed))
-                    if not claimed:
-                        remaining = []
                     done = {row.key for row in claimed}
                     remaining = [k for k in remaining if k not in done]
+                    more = bool(claimed) and (everything or bool(remaining))
                     for row in claimed:
                         order[row.key] = len(order)
                         submit(row, 1)
@@ -371,6 +400,15 @@ class Collector:
                 future.cancel()
             raise
         summary.outcomes.sort(key=lambda o: order[o.source])  # in claim order, however they finished
+        if summary.outcomes:
+            try:
+                store.record_run(self.owner, run_started, self.clock(), len(summary.outcomes), summary.new,
+                                 summary.updated, len(summary.failed))
+            except Exception as e:  # the run's work is written; its summary row is a nicety
+                if store.diagnose(e) is None:
+                    raise
+                store.reset_connection()
+                log.warning("could not note this collect run: %s", store.diagnose(e))
         if self.on_topics and summary.topics:
             self.on_topics(summary.topics)
         return summary
@@ -393,17 +431,34 @@ class Collector:
         self._stopping.set()
         return False
 
-    def _claim(self, keys: list[str] | None, limit: int, only_due: bool, fetched_before: datetime | None,
-               configured: dict[str, SourceConfig]) -> list[store.SourceRow]:
+    def _claim(self, keys: list[str] | None, limit: int, only_due: bool,
+               fetched_before: datetime | None) -> list[store.SourceRow]:
         def claim() -> list[store.SourceRow]:
             return store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
                                        only_due=only_due, keys=keys, limit=limit, fetched_before=fetched_before)
-        claimed = self._store_call(claim)
-        stray = [row.id for row in claimed if row.key not in configured]
-        if stray:  # enabled in the store by another config: not this collector's to fetch
-            self._store_call(lambda: store.release_sources(stray))
-            claimed = [row for row in claimed if row.key in configured]
+        claimed: list[store.SourceRow] = self._store_call(claim)
         return claimed
+
+    def source_config(self, row: store.SourceRow) -> SourceConfig:
+        """The claimed source as its stored settings say now (checked against this config's
+        taxonomy and editions); SourceError when they no longer fit it."""
+        cached = self._configs.get(row.key)
+        if cached is not None and cached[0] == row.settings:
+            return cached[1]
+        if row.settings is None:
+            try:
+                sc = self.config.source(row.key)
+            except KeyError:
+                raise SourceError("the source has no settings in the store; run `feedhub init`") from None
+        else:
+            try:
+                sc = check_source(json.loads(row.settings), self.config)
+            except ConfigError as e:
+                error = SourceError(f"its settings no longer fit {self.config.path.name}: " + "; ".join(e.problems))
+                error.kind = "settings"
+                raise error from None
+        self._configs[row.key] = (row.settings, sc)
+        return sc
 
     def _store_call(self, call: Callable[[], Any]) -> Any:
         """Run a store call of the collector's own thread, trying again (a few times, waiting
@@ -452,9 +507,15 @@ class Collector:
             with store.write_transaction():
                 yield
 
-    def _in_thread(self, row: store.SourceRow, sc: SourceConfig) -> SourceOutcome:
+    def _in_thread(self, row: store.SourceRow) -> SourceOutcome:
         # peewee keeps one connection per thread; this thread's stays open for the next source.
         store.connect()
+        started, t0 = self.clock(), time.monotonic()
+        try:
+            sc = self.source_config(row)
+        except SourceError as e:
+            log.warning("%s: %s", row.key, e)
+            return self._record_failure(row, started, t0, e, None)
         return self.collect_source(row, sc)
 
     @contextmanager
@@ -573,7 +634,7 @@ class Collector:
 
     def _mirror_ids(self, sc: SourceConfig) -> list[int]:
         """Store ids of the sources configured as mirrors of ``sc`` (in either direction)."""
-        keys = set(sc.mirrors) | {s.id for s in self.config.sources if sc.id in s.mirrors}
+        keys = set(sc.mirrors) | {key for key, mirrors in self._mirrors.items() if sc.id in mirrors}
         if not keys:
             return []
         return store.source_ids(sorted(keys))

@@ -149,6 +149,22 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """The admin API: on the public listener, on its own (``bind``), or off."""
+
+    enabled: bool = True
+    #: "host:port" of a separate listener for /api/v1 (empty: the public listener serves it)
+    bind: str = ""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if not self.bind:
+            return None
+        host, _, port = self.bind.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     title: str = "feedhub"
     link: str = "https://news.example.org/"
@@ -250,6 +266,7 @@ class Config:
     taxonomy: Taxonomy
     sources: tuple[SourceConfig, ...]
     websub: WebSubConfig = field(default_factory=WebSubConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with that id (KeyError if none)."""
@@ -361,7 +378,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     top = c.table(raw, "", {
         "database": (dict, {}), "server": (dict, {}), "site": (dict, {}), "collect": (dict, {}),
         "editions": (dict, _REQUIRED), "sections": (dict, _REQUIRED), "regions": (dict, {}),
-        "sources": (list, []), "websub": (dict, {}), "coverage": (dict, {}),
+        "sources": (list, []), "websub": (dict, {}), "coverage": (dict, {}), "admin": (dict, {}),
     })
 
     db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
@@ -446,6 +463,14 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     collect = CollectConfig(**col)
 
     websub = _websub(top["websub"], server, c)
+    adm = c.table(top["admin"], "admin", {"enabled": (bool, True), "bind": (str, "")})
+    if adm["bind"]:
+        host, _, port = adm["bind"].rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            c.problem("admin.bind", f"must be 'host:port', e.g. '127.0.0.1:8081', got {adm['bind']!r}")
+        elif (host.strip("[]"), int(port)) == (server.host, server.port):
+            c.problem("admin.bind", "is the public listener (server.host and server.port); leave it empty to "
+                      "serve the API there, or choose another port")
     taxonomy = _taxonomy(top["sections"], top["regions"], c)
     taxonomy = Taxonomy(sections=taxonomy.sections, regions=taxonomy.regions,
                         coverage=_coverage(top["coverage"], c))
@@ -454,7 +479,8 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     if c.problems:
         raise ConfigError(str(path), c.problems)
     return Config(path=path, database_url=db_url, server=server, site=site, collect=collect,
-                  editions=editions, taxonomy=taxonomy, sources=sources, websub=websub)
+                  editions=editions, taxonomy=taxonomy, sources=sources, websub=websub,
+                  admin=AdminConfig(enabled=adm["enabled"] is not False, bind=adm["bind"] or ""))
 
 
 def _websub(raw: dict[str, Any], server: ServerConfig, c: _Checker) -> WebSubConfig:
@@ -637,7 +663,7 @@ _RULE_SPEC: dict[str, tuple[type, Any]] = {
 def _rules(raw: list[Any], key: str, c: _Checker, taxonomy: Taxonomy) -> tuple[Rule, ...]:
     out = []
     for i, data in enumerate(raw):
-        rkey = f"{key}.rules[{i}]"
+        rkey = _field(key, f"rules[{i}]")
         d = c.table(data, rkey, _RULE_SPEC)
         matchers = [m for m in ("category", "keyword", "pattern") if d[m]]
         if len(matchers) != 1:
@@ -661,8 +687,7 @@ def _rules(raw: list[Any], key: str, c: _Checker, taxonomy: Taxonomy) -> tuple[R
     return tuple(out)
 
 
-# (C901: one check per source key, in order)
-def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,  # noqa: C901
+def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
              editions: dict[str, Edition], taxonomy: Taxonomy) -> tuple[SourceConfig, ...]:
     out: list[SourceConfig] = []
     seen_ids: dict[str, int] = {}
@@ -671,46 +696,17 @@ def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,  # noqa
         key = f"sources[{i}]"
         if isinstance(data, dict) and isinstance(data.get("id"), str):
             key = f"sources[{i}] (id {data['id']!r})"
-        d = c.table(data, key, _SOURCE_SPEC)
-        sid, url = d["id"], d["url"]
-        if sid is not None:
-            if not SLUG_RE.match(sid):
-                c.problem(f"{key}.id", "source ids are lowercase words joined by '-', e.g. 'wire-agency'")
-            if sid in seen_ids:
-                c.problem(f"{key}.id", f"duplicate source id; sources[{seen_ids[sid]}] already uses it")
-            seen_ids.setdefault(sid, i)
-        local_path = None
-        if url is not None:
-            url, local_path = _source_location(url, f"{key}.url", c, base, samples_dir)
-            norm = url.rstrip("/").lower() if local_path is None else str(local_path)
+        sc = _source(data, key, c, base, samples_dir, editions, taxonomy)
+        if sc.id in seen_ids:
+            c.problem(f"{key}.id", f"duplicate source id; sources[{seen_ids[sc.id]}] already uses it")
+        seen_ids.setdefault(sc.id, i)
+        if sc.url:
+            norm = source_url_key(sc)
             if norm in seen_urls:
                 c.problem(f"{key}.url", f"duplicate source URL; sources[{seen_urls[norm]}] already "
-                          f"collects {url!r}")
+                          f"collects {sc.url!r}")
             seen_urls.setdefault(norm, i)
-        if d["kind"] not in SOURCE_KINDS:
-            c.problem(f"{key}.kind", f"unknown kind {d['kind']!r}; " + _one_of(d["kind"], SOURCE_KINDS))
-        if editions and d["edition"] not in editions:
-            c.problem(f"{key}.edition", f"unknown edition {d['edition']!r}; " + _one_of(d["edition"], editions))
-        if d["section"] and d["section"] not in taxonomy.sections:
-            c.problem(f"{key}.section", f"unknown section {d['section']!r}; "
-                      + _one_of(d["section"], taxonomy.sections))
-        if d["region"] and d["region"] not in taxonomy.regions:
-            c.problem(f"{key}.region", f"unknown region {d['region']!r}; "
-                      + _one_of(d["region"], taxonomy.regions))
-        rules = _rules(d["rules"] or [], key, c, taxonomy)
-        tags = d["tags"] or []
-        if not all(isinstance(t, str) and t.strip() for t in tags):
-            c.problem(f"{key}.tags", "must be a list of non-empty strings")
-            tags = []
-        if d["interval"] and d["interval"] < 1:
-            c.problem(f"{key}.interval", "must be a positive number of seconds")
-        out.append(SourceConfig(
-            id=sid or f"source-{i}", name=d["name"] or "", url=url or "", kind=d["kind"],
-            edition=d["edition"], section=d["section"] or None, region=d["region"] or None,
-            tags=tuple(tags), origin=d["origin"] or None, breaking=d["breaking"],
-            interval=d["interval"] or None, enabled=d["enabled"], ignore_updates=d["ignore_updates"],
-            mirrors=tuple(m for m in d["mirrors"] or [] if isinstance(m, str)), rules=rules,
-            local_path=local_path))
+        out.append(sc)
     ids = {s.id for s in out}
     for i, s in enumerate(out):
         for m in s.mirrors:
@@ -718,6 +714,106 @@ def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,  # noqa
                 c.problem(f"sources[{i}] (id {s.id!r}).mirrors", f"{m!r} is not another source's id; "
                           + _one_of(m, ids - {s.id}))
     return tuple(out)
+
+
+def source_url_key(sc: SourceConfig) -> str:
+    """What two sources must not share: the same feed URL (case and a trailing slash aside),
+    or the same local file."""
+    return sc.url.rstrip("/").lower() if sc.local_path is None else str(sc.local_path)
+
+
+def _field(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+# (C901: one check per source key, in order)
+def _source(data: Any, key: str, c: _Checker, base: Path, samples_dir: Path,  # noqa: C901
+            editions: dict[str, Edition], taxonomy: Taxonomy) -> SourceConfig:
+    """One source table, checked field by field; ``key`` prefixes the problems ("" for none)."""
+    d = c.table(data, key, _SOURCE_SPEC)
+    sid, url = d["id"], d["url"]
+    if sid is not None and not SLUG_RE.match(sid):
+        c.problem(_field(key, "id"), "source ids are lowercase words joined by '-', e.g. 'wire-agency'")
+    if sid is not None and len(sid) > 100:
+        c.problem(_field(key, "id"), "must be at most 100 characters")
+    if d["name"] is not None and not d["name"].strip():
+        c.problem(_field(key, "name"), "must not be empty")
+    elif d["name"] is not None and (len(d["name"]) > 150 or any(ord(ch) < 32 or ord(ch) == 127 for ch in d["name"])):
+        c.problem(_field(key, "name"), "must be one line of at most 150 characters")
+    local_path = None
+    if url is not None:
+        url, local_path = _source_location(url, _field(key, "url"), c, base, samples_dir)
+    if d["kind"] not in SOURCE_KINDS:
+        c.problem(_field(key, "kind"), f"unknown kind {d['kind']!r}; " + _one_of(d["kind"], SOURCE_KINDS))
+    if editions and d["edition"] not in editions:
+        c.problem(_field(key, "edition"), f"unknown edition {d['edition']!r}; " + _one_of(d["edition"], editions))
+    if d["section"] and d["section"] not in taxonomy.sections:
+        c.problem(_field(key, "section"), f"unknown section {d['section']!r}; "
+                  + _one_of(d["section"], taxonomy.sections))
+    if d["region"] and d["region"] not in taxonomy.regions:
+        c.problem(_field(key, "region"), f"unknown region {d['region']!r}; "
+                  + _one_of(d["region"], taxonomy.regions))
+    rules = _rules(d["rules"] or [], key, c, taxonomy)
+    tags = d["tags"] or []
+    if not all(isinstance(t, str) and t.strip() for t in tags):
+        c.problem(_field(key, "tags"), "must be a list of non-empty strings")
+        tags = []
+    mirrors = d["mirrors"] or []
+    if not all(isinstance(m, str) for m in mirrors):
+        c.problem(_field(key, "mirrors"), "must be a list of source ids")
+        mirrors = []
+    if d["interval"] and d["interval"] < 1:
+        c.problem(_field(key, "interval"), "must be a positive number of seconds")
+    return SourceConfig(
+        id=sid or "source", name=d["name"] or "", url=url or "", kind=d["kind"] or "cms",
+        edition=d["edition"] or "en", section=d["section"] or None, region=d["region"] or None,
+        tags=tuple(tags), origin=d["origin"] or None, breaking=bool(d["breaking"]),
+        interval=d["interval"] or None, enabled=d["enabled"] is not False,
+        ignore_updates=bool(d["ignore_updates"]), mirrors=tuple(mirrors), rules=rules, local_path=local_path)
+
+
+#: the fields of a source, as config.toml and the admin API spell them
+SOURCE_FIELDS = tuple(_SOURCE_SPEC)
+
+
+def check_source(data: Any, config: Config) -> SourceConfig:
+    """Validate one source table (from the admin API or the store) against ``config``'s
+    editions, taxonomy and samples folder, with config.toml's own messages; ConfigError lists
+    every problem as "field: message"."""
+    c = _Checker(config.path)
+    sc = _source(data, "", c, config.path.resolve().parent, config.collect.samples_dir, config.editions,
+                 config.taxonomy)
+    if c.problems:
+        raise ConfigError("source", c.problems)
+    return sc
+
+
+def source_settings(sc: SourceConfig) -> dict[str, Any]:
+    """A source as the table config.toml would hold (what the store keeps, and the API shows):
+    check_source(source_settings(sc), config) gives ``sc`` back."""
+    out: dict[str, Any] = {"id": sc.id, "name": sc.name, "url": sc.url, "kind": sc.kind, "edition": sc.edition,
+                           "section": sc.section or "", "region": sc.region or "", "tags": list(sc.tags),
+                           "origin": sc.origin or "", "breaking": sc.breaking, "interval": sc.interval or 0,
+                           "enabled": sc.enabled, "ignore_updates": sc.ignore_updates, "mirrors": list(sc.mirrors),
+                           "rules": [rule_settings(r) for r in sc.rules]}
+    return out
+
+
+def rule_settings(rule: Rule) -> dict[str, Any]:
+    """A rule as config.toml spells it (only the keys it sets)."""
+    return {k: getattr(rule, k) for k in _RULE_SPEC if getattr(rule, k) is not None}
+
+
+def check_rules(raw: Any, config: Config) -> tuple[Rule, ...]:
+    """Validate a list of rules with config.toml's messages (ConfigError: "rules[0].section: ...")."""
+    c = _Checker(config.path)
+    if not isinstance(raw, list):
+        c.problem("rules", f"must be a list, got {_describe(raw)}")
+        raise ConfigError("rules", c.problems)
+    rules = _rules(raw, "", c, config.taxonomy)
+    if c.problems:
+        raise ConfigError("rules", c.problems)
+    return rules
 
 
 def _source_location(url: str, key: str, c: _Checker, base: Path,

@@ -95,6 +95,38 @@ class NotFound(RequestError):
     status = 404
 
 
+class Unauthorized(RequestError):
+    """No credentials, or wrong ones."""
+
+    status = 401
+
+
+class Forbidden(RequestError):
+    """The caller is known, and their role may not do this."""
+
+    status = 403
+
+
+class Conflict(RequestError):
+    """The request clashes with what is stored (a taken id or URL, a source config.toml owns)."""
+
+    status = 409
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class Invalid(RequestError):
+    """A request body with wrong fields; ``problems`` names each one: (field, message)."""
+
+    status = 422
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
+
+
 def describe_failure(e: BaseException) -> str:
     """A sentence for an unexpected failure while reading a feed, for the source's health table
     (which admins read): never an exception's repr. The details belong in the log."""

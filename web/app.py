@@ -7,15 +7,26 @@ from aggregator import store
 from aggregator.config import Config
 from feeds.render import Fragments
 
+from .api import api
 from .cache import RenderCache
 from .errors import register_error_handlers
 from .hot import HotFeeds
 from .metrics import metrics
 from .public import public
+from .websub import HubPublisher
+
+#: what an app serves: everything, the public side only, or the admin API only (for a
+#: deployment that keeps the API on its own listener: [admin] bind)
+PARTS = ("all", "public", "admin")
 
 
-def create_app(config: Config) -> Flask:
-    """Build the WSGI app for ``config``; opens (and if needed creates) the store."""
+def create_app(config: Config, parts: str = "all") -> Flask:
+    """Build the WSGI app for ``config``; opens (and if needed creates) the store.
+
+    "all" serves the public feeds and, when [admin] enabled and no [admin] bind, /api/v1.
+    """
+    if parts not in PARTS:
+        raise ValueError(parts)
     app = Flask(__name__)
     app.config["FEEDHUB"] = config
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Arabic stays readable
@@ -38,7 +49,11 @@ def create_app(config: Config) -> Flask:
     app.extensions["feedhub.fragments"] = Fragments()
     revisions = app.extensions["feedhub.revisions"] = store.TopicRevisions(database)
     app.wsgi_app = app.extensions["feedhub.hot"] = HotFeeds(app.wsgi_app, revisions)  # type: ignore[method-assign]
-    app.register_blueprint(public)
-    app.register_blueprint(metrics)
+    if parts != "admin":
+        app.register_blueprint(public)
+        app.register_blueprint(metrics)
+    if config.admin.enabled and (parts == "admin" or (parts == "all" and not config.admin.bind)):
+        app.register_blueprint(api)
+        app.extensions["feedhub.publisher"] = HubPublisher(config)
     register_error_handlers(app)
     return app

@@ -41,20 +41,40 @@ RETRY_AFTER = 5
 def unavailable_response(reason: Exception) -> Response:
     """503 with Retry-After: the store is unreachable, lost or damaged, not the client's fault."""
     log.warning("%s: %s", request.path, reason)
-    resp = error_response(503, "the feed store is unavailable at the moment; please retry shortly")
+    message = "the feed store is unavailable at the moment; please retry shortly"
+    if _is_api():
+        from .api import problem
+
+        resp = problem(503, message)
+    else:
+        resp = error_response(503, message)
     resp.headers["Retry-After"] = str(RETRY_AFTER)
     return resp
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/api/")
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def _request_error(e: RequestError) -> Response:
+        if _is_api():
+            from .api import problem_for
+
+            return problem_for(e)
         return error_response(e.status, str(e))
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Response | HTTPException:
         if e.code and e.code < 400:
             return e  # redirects pass through untouched
+        if _is_api():
+            from .api import problem_for
+
+            if e.code == 404:
+                return problem_for(type(e)("no such API resource; the API is described at /api/v1/openapi.json"))
+            return problem_for(e)
         return error_response(e.code or 500, e.description or e.name)
 
     @app.errorhandler(Exception)
@@ -64,4 +84,8 @@ def register_error_handlers(app: Flask) -> None:
             store.reset_connection()  # this thread's next request starts on a new connection
             return unavailable_response(reason)
         log.exception("unhandled error on %s", request.path)
+        if _is_api():
+            from .api import problem
+
+            return problem(500, "internal error; the administrators have been told")
         return error_response(500, "internal error; the administrators have been told")

@@ -10,6 +10,27 @@ of it, so a module can be split or merged without touching callers.
 """
 from __future__ import annotations
 
+from .admin import (
+                         ENTRY_STATUSES,
+                         AuditRow,
+                         EntryInfo,
+                         FetchLogRow,
+                         SourceState,
+                         audit,
+                         audit_rows,
+                         create_source,
+                         desk_source,
+                         entry_infos,
+                         fetch_log,
+                         list_entries,
+                         live_entry_ids,
+                         live_source_urls,
+                         remove_source,
+                         request_refresh,
+                         set_filing,
+                         source_state,
+                         update_source,
+)
 from .connection import (
                          PostgresDatabase,
                          aware,
@@ -53,6 +74,8 @@ from .health import (
                          SourceHealth,
                          entry_count,
                          health_summary,
+                         recent_runs,
+                         record_run,
                          source_status,
                          sources_health,
                          status_counts,
@@ -75,8 +98,10 @@ from .schema import (
                          MODELS,
                          SCHEMA_VERSION,
                          ApiToken,
+                         Audit,
                          Author,
                          BaseModel,
+                         CollectRun,
                          Entry,
                          EntryAuthor,
                          EntryCoverage,
@@ -105,11 +130,14 @@ from .sources import (
                          holds_claim,
                          insert_fetch_log,
                          metric_rows,
+                         moved_fields,
                          new_owner_id,
                          record_move,
                          release_claims,
                          release_sources,
+                         source_columns,
                          source_ids,
+                         source_mirrors,
                          sync_sources,
                          trim_fetch_log,
                          update_sources,
@@ -136,6 +164,10 @@ from .users import (
 )
 
 __all__ = [
+    "ENTRY_STATUSES", "AuditRow", "EntryInfo", "FetchLogRow", "SourceState", "audit", "audit_rows", "create_source",
+    "desk_source", "entry_infos", "fetch_log", "list_entries", "live_entry_ids", "live_source_urls",
+    "remove_source", "request_refresh", "set_filing", "source_state", "update_source", "moved_fields",
+    "source_columns", "source_mirrors", "Audit", "recent_runs", "record_run", "CollectRun",
     "ApiToken", "User", "NoSuchUser", "TokenInfo", "UserExists", "UserInfo", "add_token", "add_user", "list_tokens",
     "list_users", "password_hash", "revoke_token", "token_user",
     "stored",

@@ -2,6 +2,7 @@
 entries), retraction and its undoing, re-filing by rules, re-identification, and lookups."""
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import operator
 from collections import Counter
@@ -81,7 +82,7 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     is now) are bumped in the same transaction.
     """
     parents = parents or {}
-    entries = list(entries)
+    entries = _with_overrides(source.id, list(entries))
     database = db.obj
     stored = database.execute_sql(f"SELECT id, guid, fingerprint, updated, revision FROM {Entry._meta.table_name} "
                                   f"WHERE source_id = {database.param}", (source.id,))
@@ -157,6 +158,26 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     bump_topics(topics, now)
     return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics), ignored=ignored,
                       merged=merged)
+
+
+def _with_overrides(source_id: int, entries: list[model.Entry]) -> list[model.Entry]:
+    """Entries with an editor's filing correction keep it, whatever the source sends (their
+    fingerprint stays the source's, so an unchanged entry is still not written)."""
+    from .admin import overrides
+
+    corrected = overrides(source_id)
+    if not corrected:
+        return entries
+    out = []
+    for e in entries:
+        o = corrected.get(e.guid)
+        if o is not None:
+            e = dataclasses.replace(
+                e, section=o.get("section", e.section), regions=tuple(o.get("regions", e.regions)),
+                breaking=o.get("breaking", e.breaking),
+                tags=tuple(model.Tag(name=n, slug=s) for s, n in o["tags"]) if "tags" in o else e.tags)
+        out.append(e)
+    return out
 
 
 def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[tuple[int, model.Entry]]:

@@ -2,22 +2,24 @@
 later, the admin API) and what /healthz reads live from the store."""
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import peewee as pw
 
-from .connection import aware
-from .schema import Entry, Source, schema_version
+from .connection import aware, stored, write_transaction
+from .schema import CollectRun, Entry, Source, schema_version
 
 #: every source status, and what it means (the README's table is this one)
 STATUSES: dict[str, str] = {
     "ok": "enabled, and its last fetch succeeded",
     "failing": "enabled, and its last fetch failed; it is polled again with backoff",
-    "gone": "the publisher answered 410 Gone; not polled until its URL changes in config",
+    "gone": "the publisher answered 410 Gone; not polled until its URL changes",
     "never": "enabled, and not fetched yet",
-    "disabled": "disabled in config, or removed from it; its entries stay published",
+    "disabled": "disabled (in config or through the API), or removed from config; its entries stay published",
 }
 
 
@@ -56,11 +58,21 @@ class SourceHealth:
     id_rule_reason: str | None
     warnings: tuple[str, ...]
     entries_stored: int
+    #: "config" (read-only to the API), "store" (made through the API or CLI) or "desk"
+    managed: str = "config"
+    #: the source's settings as a config.toml source table
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
-def sources_health() -> list[SourceHealth]:
-    """Every source's health, by key: two queries however many sources there are."""
-    stored = dict(Entry.select(Entry.source, pw.fn.COUNT(Entry.id)).group_by(Entry.source).tuples())
+def sources_health(keys: list[str] | None = None) -> list[SourceHealth]:
+    """Every source's health (or those with these keys), by key, the removed ones and the
+    desk's left out: two queries however many sources there are."""
+    query = Source.select().where(Source.removed_at.is_null(), Source.managed != "desk")
+    counts = Entry.select(Entry.source, pw.fn.COUNT(Entry.id)).group_by(Entry.source)
+    if keys is not None:
+        query = query.where(Source.key.in_(keys))
+        counts = counts.join(Source).where(Source.key.in_(keys))
+    stored = dict(counts.tuples())
     return [SourceHealth(
         key=s.key, name=s.name, url=s.url, kind=s.kind, enabled=s.enabled,
         status=source_status(s.enabled, s.disabled_reason, s.last_fetched_at, s.consecutive_failures),
@@ -68,14 +80,16 @@ def sources_health() -> list[SourceHealth]:
         last_status=s.last_status, last_error=s.last_error, consecutive_failures=s.consecutive_failures,
         next_due_at=aware(s.next_due_at), entries_seen=s.entries_seen, fetch_url=s.fetch_url or s.url,
         disabled_reason=s.disabled_reason, id_rule=s.id_rule, id_rule_reason=s.id_rule_reason,
-        warnings=tuple(s.warnings.splitlines()) if s.warnings else (), entries_stored=stored.get(s.id, 0))
-        for s in Source.select().order_by(Source.key)]
+        warnings=tuple(s.warnings.splitlines()) if s.warnings else (), entries_stored=stored.get(s.id, 0),
+        managed=s.managed, settings=json.loads(s.settings) if s.settings else {})
+        for s in query.order_by(Source.key)]
 
 
 def status_counts() -> dict[str, int]:
     """How many sources are in each status (every status present, zeros included)."""
     counts = Counter(source_status(*row) for row in Source.select(
-        Source.enabled, Source.disabled_reason, Source.last_fetched_at, Source.consecutive_failures).tuples())
+        Source.enabled, Source.disabled_reason, Source.last_fetched_at, Source.consecutive_failures)
+        .where(Source.removed_at.is_null(), Source.managed != "desk").tuples())
     return {status: counts.get(status, 0) for status in STATUSES}
 
 
@@ -90,3 +104,23 @@ def health_summary() -> dict[str, object]:
     list(Entry.select().order_by(Entry.published.desc()).limit(50).tuples())
     counts = status_counts()
     return {"schema_version": schema_version(), "entries": entry_count(), "failing_sources": counts["failing"]}
+
+
+#: collect runs kept in the store (older ones are deleted as new ones are recorded)
+RUNS_KEPT = 500
+
+
+def record_run(owner: str, started: datetime, finished: datetime, sources: int, new: int, updated: int,
+               failed: int) -> None:
+    """Note a finished collect run (its own small transaction), keeping the newest RUNS_KEPT."""
+    with write_transaction():
+        run_id = CollectRun.insert(owner=owner, started_at=stored(started), finished_at=stored(finished),
+                                   sources=sources, new=new, updated=updated, failed=failed).execute()
+        CollectRun.delete().where(CollectRun.id <= run_id - RUNS_KEPT).execute()
+
+
+def recent_runs(count: int) -> list[dict[str, Any]]:
+    """The newest collect runs, newest first (instants aware UTC)."""
+    return [{"collector": r.owner, "started_at": aware(r.started_at), "finished_at": aware(r.finished_at),
+             "sources": r.sources, "new": r.new, "updated": r.updated, "failed": r.failed}
+            for r in CollectRun.select().order_by(CollectRun.id.desc()).limit(count)]

@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class BaseModel(pw.Model):
@@ -69,6 +69,15 @@ class Source(BaseModel):
     next_due_at = pw.DateTimeField(null=True, index=True)
     entries_seen = pw.IntegerField(default=0)
     created_at = pw.DateTimeField(default=utcnow)
+    #: who owns the source's settings: "config" (provisioned from config.toml, read-only to the
+    #: API), "store" (made through the API or the CLI) or "desk" (the breaking desk's own items)
+    managed = pw.CharField(max_length=8, default="config")
+    #: the source's settings as config.toml spells a source table (JSON); the collector builds
+    #: each claimed source from them, so a change takes effect on its next claim
+    settings = pw.TextField(null=True)
+    #: set when an admin removed the source: it is never collected, its entries stay (or were
+    #: retracted), and it leaves the API's lists
+    removed_at = pw.DateTimeField(null=True)
 
 
 class Entry(BaseModel):
@@ -100,6 +109,11 @@ class Entry(BaseModel):
     retraction_reason = pw.TextField(null=True)
     revision = pw.IntegerField(default=0)  # how many times the source changed it
     title_key = pw.CharField(max_length=300, default="", index=True)  # see normalize.title_key
+    #: an editor's filing correction (JSON: section, regions, tags, breaking), applied over
+    #: whatever the source sends later, with who made it and when
+    override = pw.TextField(null=True)
+    override_by = pw.CharField(max_length=63, null=True)
+    override_at = pw.DateTimeField(null=True)
 
     class Meta:
         indexes = (
@@ -277,10 +291,37 @@ class ApiToken(BaseModel):
     revoked_at = pw.DateTimeField(null=True)
 
 
+class Audit(BaseModel):
+    """Every change made through the admin API or the CLI: who, how, what, and the values
+    before and after (JSON), written in the change's own transaction."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    at = pw.DateTimeField(index=True)
+    actor = pw.CharField(max_length=63)
+    via = pw.CharField(max_length=8)  # api | cli
+    action = pw.CharField(max_length=40)
+    target = pw.TextField()
+    before = pw.TextField(null=True)
+    after = pw.TextField(null=True)
+
+
+class CollectRun(BaseModel):
+    """One collect run of one collector: when, how many sources, with what result."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    owner = pw.CharField(max_length=100)
+    started_at = pw.DateTimeField(index=True)
+    finished_at = pw.DateTimeField()
+    sources = pw.IntegerField(default=0)
+    new = pw.IntegerField(default=0)
+    updated = pw.IntegerField(default=0)
+    failed = pw.IntegerField(default=0)
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
     Related, FetchLog,
-    SourceUrlHistory, Metric, Topic, User, ApiToken)
+    SourceUrlHistory, Metric, Topic, User, ApiToken, Audit, CollectRun)
 
 
 def init_db(url: str) -> pw.Database:
@@ -378,8 +419,20 @@ def _to_v6(database: pw.Database) -> None:
     """v6: users and API tokens (new tables, created with the other missing tables)."""
 
 
+def _to_v7(database: pw.Database) -> None:
+    """v7: sources managed in the store (settings, owner, removal), editors' corrections on
+    entries; the audit and collect-run tables are created with the other missing tables."""
+    migrator = SchemaMigrator.from_database(database)
+    for model, names in ((Source, ("managed", "settings", "removed_at")),
+                         (Entry, ("override", "override_by", "override_at"))):
+        have = {c.name for c in database.get_columns(model._meta.table_name)}
+        migrate(*[migrator.add_column(model._meta.table_name, name, model._meta.fields[name])
+                  for name in names if name not in have])
+
+
 # version -> function that upgrades a store from version-1 to version
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6,
+                                                             7: _to_v7}
 
 
 def schema_version() -> int:

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import peewee as pw
 
-from ..config import Config, SourceConfig
+from ..config import Config, SourceConfig, source_settings
 from .connection import db, insert_rows, placeholders, utcnow, write_transaction
 from .schema import FetchLog, MetaInfo, Metric, Source, SourceUrlHistory
 
 
 def sync_sources(config: Config) -> int:
-    """Make the store's source rows match config: add new ones, update settings, keep health.
+    """Provision config.toml's sources: add new ones, update settings, keep health.
 
-    A source removed from config is disabled, not deleted, so its entries stay published.
-    Returns how many sources the store knows.
+    They are marked managed by config (read-only to the API); a source made through the
+    API whose id config.toml now names is taken over by config. A source removed from config
+    is disabled, not deleted, so its entries stay published; sources managed in the store
+    are left alone. Returns how many sources the store knows.
     """
     with write_transaction():
         _reclassify_on_change(config)
@@ -32,11 +35,7 @@ def sync_sources(config: Config) -> int:
             if row is None:
                 new.append({"key": sc.id, "created_at": utcnow(), **fields})
                 continue
-            if row.url != sc.url:
-                # The admin pointed the source somewhere new: forget redirects and a 410.
-                fields.update(fetch_url=None, redirect_target=None, redirect_count=0,
-                              disabled_reason=None, etag=None, last_modified=None, content_hash=None,
-                              id_rule="guid", id_rule_reason=None)
+            fields.update(moved_fields(row.url, sc.url))
             if any(getattr(row, k) != v for k, v in fields.items()):
                 Source.update(**fields).where(Source.id == row.id).execute()
                 rows[sc.id] = Source.get_by_id(row.id)
@@ -46,7 +45,7 @@ def sync_sources(config: Config) -> int:
                 Source.insert_many(chunk).on_conflict_ignore().execute()
             rows.update((s.key, s) for s in Source.select().where(Source.key.in_([n["key"] for n in new])))
         for key, row in rows.items():
-            if key not in wanted and row.enabled:
+            if key not in wanted and row.enabled and row.managed == "config":
                 Source.update(enabled=False).where(Source.id == row.id).execute()
     return len(rows)
 
@@ -71,6 +70,8 @@ class SourceRow:
     redirect_count: int
     feed_ttl: int | None
     consecutive_failures: int
+    #: the source's settings as a config.toml source table (JSON; see config.check_source)
+    settings: str | None
 
 
 _ROW_COLUMNS = tuple(f.name for f in dataclasses.fields(SourceRow))
@@ -91,7 +92,7 @@ def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bo
     # Plain SQL: a collector claims every few sources, and building these statements
     # through the ORM cost more than running them.
     database, param, table = db.obj, db.obj.param, Source._meta.table_name
-    cond = (f"enabled = {param} AND disabled_reason IS NULL "
+    cond = (f"enabled = {param} AND disabled_reason IS NULL AND removed_at IS NULL AND managed <> 'desk' "
             f"AND (lease_until IS NULL OR lease_until < {param})")
     args: list[object] = [True, now]
     if only_due:
@@ -183,9 +184,23 @@ def _reclassify_on_change(config: Config) -> None:
 
 
 def _source_fields(sc: SourceConfig, config: Config) -> dict[str, object]:
+    return {**source_columns(sc, config.collect.interval), "managed": "config", "removed_at": None}
+
+
+def source_columns(sc: SourceConfig, default_interval: int) -> dict[str, object]:
+    """The source row's columns that its settings decide."""
     return {"url": sc.url, "name": sc.name, "kind": sc.kind, "edition": sc.edition,
             "enabled": sc.enabled, "breaking": sc.breaking,
-            "interval": sc.interval or config.collect.interval}
+            "interval": sc.interval or default_interval,
+            "settings": json.dumps(source_settings(sc), ensure_ascii=False, sort_keys=True)}
+
+
+def moved_fields(old_url: str, new_url: str) -> dict[str, object]:
+    """When an admin points a source somewhere new: forget its redirects, a 410 and validators."""
+    if old_url == new_url:
+        return {}
+    return dict(fetch_url=None, redirect_target=None, redirect_count=0, disabled_reason=None, etag=None,
+                last_modified=None, content_hash=None, id_rule="guid", id_rule_reason=None)
 
 
 def trim_fetch_log(source_ids: list[int], keep: int) -> None:
@@ -227,6 +242,17 @@ def metric_rows() -> list[tuple[str, str, float]]:
 def release_sources(source_ids: list[int]) -> None:
     """Give back the claims on these sources (claimed, but not this collector's to fetch)."""
     Source.update(lease_owner=None, lease_until=None).where(Source.id.in_(source_ids)).execute()
+
+
+def source_mirrors() -> dict[str, tuple[str, ...]]:
+    """Key -> the ids its settings name as mirrors, for every live source that names any."""
+    out: dict[str, tuple[str, ...]] = {}
+    for key, settings in Source.select(Source.key, Source.settings).where(
+            Source.removed_at.is_null(), Source.settings.contains('"mirrors": ["')).tuples():
+        mirrors = json.loads(settings).get("mirrors") or []
+        if mirrors:
+            out[key] = tuple(mirrors)
+    return out
 
 
 def source_ids(keys: list[str]) -> list[int]:
