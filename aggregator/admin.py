@@ -356,7 +356,7 @@ def export_opml(config: Config, when: datetime) -> bytes:
 
     outlines = [Outline(h.name, h.url, None, h.kind) for h in store.sources_health()
                 if h.url.lower().startswith(("http://", "https://"))]
-    return write_opml(f"{config.site.title}: sources", outlines, format_datetime(when))
+    return write_opml(f"{config.site.title}: sources", outlines, format_datetime(store.aware(when), usegmt=True))
 
 
 # --- entries and the desk ---------------------------------------------------------------------
@@ -380,6 +380,8 @@ def retract(actor: Actor, entry_id: int, reason: str, config: Config, when: date
     before = entry(entry_id)
     if not reason.strip():
         raise Invalid([("reason", "a retraction needs a reason (it is published as the tombstone's comment)")])
+    if before.retracted_at is not None:
+        return Done(before)  # nothing changes, so nothing is audited
     with store.write_transaction():
         topics = store.retract([entry_id], when, reason.strip(), config.taxonomy.parents)
         store.audit(actor.name, actor.via, "entry.retract", f"entry:{entry_id}", _entry_view(before),
@@ -391,6 +393,8 @@ def unretract(actor: Actor, entry_id: int, reason: str, config: Config, when: da
     """Publish a retracted entry again (the reason is kept in the audit log)."""
     require(actor, "desk")
     before = entry(entry_id)
+    if before.retracted_at is None:
+        return Done(before)
     with store.write_transaction():
         topics = store.unretract([entry_id], when, config.taxonomy.parents)
         store.audit(actor.name, actor.via, "entry.unretract", f"entry:{entry_id}", _entry_view(before),

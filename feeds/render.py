@@ -78,6 +78,12 @@ class Fragments:
         self._lock = threading.Lock()
         self.written = 0  # entries actually written by feedgen (for tests and the benchmark)
 
+    def clear(self) -> None:
+        """Forget every written entry."""
+        with self._lock:
+            self._parts.clear()
+            self._size = 0
+
     def get(self, key: Hashable) -> bytes | None:
         return self._parts.get(key)  # one dict lookup is atomic; writers hold the lock
 

@@ -57,3 +57,24 @@ def create_app(config: Config, parts: str = "all") -> Flask:
         app.extensions["feedhub.publisher"] = HubPublisher(config)
     register_error_handlers(app)
     return app
+
+
+#: settings a running server cannot take from a reloaded file (they need a restart)
+RESTART_ONLY = ("database_url", "server", "admin")
+
+
+def reload_app(app: Flask, config: Config) -> list[str]:
+    """Serve with a reloaded config (taxonomy, editions, site, sources) from the next request on:
+    feeds rendered with the old one are forgotten. Returns the changed settings that still need
+    a restart (database, listeners), which keep their old values."""
+    old: Config = app.config["FEEDHUB"]
+    need_restart = [name for name in RESTART_ONLY if getattr(old, name) != getattr(config, name)]
+    kept = {name: getattr(old, name) for name in need_restart}
+    if kept:
+        import dataclasses
+
+        config = dataclasses.replace(config, **kept)
+    app.config["FEEDHUB"] = config
+    for name in ("feedhub.cache", "feedhub.fragments", "feedhub.hot"):
+        app.extensions[name].clear()
+    return need_restart

@@ -82,6 +82,11 @@ class RenderCache:
         self._lock = threading.Lock()
         self.renders = 0  # how many times render() actually ran (for tests and the benchmark)
 
+    def clear(self) -> None:
+        """Forget every rendering (the config they were made with changed)."""
+        with self._lock:
+            self._items.clear()
+
     def get(self, key: Hashable, revision: int, render: Callable[[], Rendered]) -> Rendered:
         """The cached rendering for ``key`` if made at ``revision``, else a fresh one."""
         with self._lock:

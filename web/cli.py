@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from aggregator import store
+from aggregator import admin, store
 from aggregator.auth import AuthError
 from aggregator.collect import Collector, CollectSummary, SourceOutcome
 from aggregator.config import Config, config_path_from_env, load_config
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Undo a retraction: the entry is back in every feed that holds it, "
                                        "and its tombstone leaves the Atom feeds.")
     unret.add_argument("entry", help="the entry's public id, its guid at the source, or its link")
+    unret.add_argument("--reason", default="published again by the newsroom", help="why (kept in the audit log)")
     rules = sub.add_parser("rules", help="try a source's rules on a feed file",
                            description="Work with per-source classification rules.")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
@@ -113,9 +114,63 @@ def build_parser() -> argparse.ArgumentParser:
     ur = users_sub.add_parser("revoke", help="revoke an API token by its id",
                               description="Revoke an API token now, by the id `feedhub users tokens` shows.")
     ur.add_argument("token_id", metavar="TOKEN_ID", type=int)
-    src = sub.add_parser("sources", help="show every source and its health",
-                         description="A table of sources with their health.")
+    src = sub.add_parser("sources", help="list sources with their health; add, edit, remove, refresh, OPML",
+                         description="Sources and their health. Without an action: a table of every source. "
+                                     "Sources added here (or through the API) live in the store; those in "
+                                     "config.toml are managed there and read-only here.")
     src.add_argument("--json", action="store_true", help="print JSON for scripts")
+    src_sub = src.add_subparsers(dest="sources_command", metavar="ACTION")
+    sa = src_sub.add_parser("add", help="add a source from a feed URL, or a page that announces its feed",
+                            description="Add a source. A page URL is fetched and its <link rel=\"alternate\"> "
+                                        "feed is used; when it announces several, they are listed to choose from.")
+    sa.add_argument("url", metavar="URL")
+    se = src_sub.add_parser("edit", help="change a store-managed source's settings",
+                            description="Change settings of a source made with `sources add` or the API.")
+    se.add_argument("id", metavar="ID")
+    se.add_argument("--url")
+    sa.add_argument("--id", dest="new_id", help="the source's id (default: made from its name)")
+    for parser in (sa, se):
+        parser.add_argument("--name", help="display name (default, when adding: the feed's own title)")
+        parser.add_argument("--kind", help="cms, wire or partner")
+        parser.add_argument("--edition", help="the edition its entries belong to")
+        parser.add_argument("--section", help="default section")
+        parser.add_argument("--region", help="default region")
+        parser.add_argument("--tag", action="append", dest="tags", metavar="TAG", help="default tag (repeatable)")
+        parser.add_argument("--origin", help="the originating agency shown as its source")
+        parser.add_argument("--interval", type=int, help="seconds between polls")
+        parser.add_argument("--breaking", action=argparse.BooleanOptionalAction, default=None,
+                            help="may raise breaking items")
+        parser.add_argument("--rules", metavar="FILE", help="a TOML file of [[rules]] tables (config.toml's form)")
+    sa.add_argument("--no-discover", action="store_true", help="take the URL as the feed's, without fetching it")
+    for action, text in (("disable", "stop collecting a source (its entries stay published)"),
+                         ("enable", "collect a disabled source again"),
+                         ("refresh", "queue a source: a running collector fetches it within seconds")):
+        src_sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".").add_argument(
+            "id", metavar="ID")
+    sr = src_sub.add_parser("remove", help="remove a store-managed source (its entries stay published)",
+                            description="Remove a source made with `sources add` or the API. Its entries stay "
+                                        "published unless --retract-entries.")
+    sr.add_argument("id", metavar="ID")
+    sr.add_argument("--retract-entries", action="store_true", help="retract its entries too (tombstones)")
+    si = src_sub.add_parser("import-opml", help="add the feeds of an OPML file",
+                            description="Add every feed of an OPML file as a source; feeds already collected "
+                                        "are skipped, each with the reason.")
+    si.add_argument("file", metavar="FILE")
+    si.add_argument("--dry-run", action="store_true", help="show what would be added or skipped; write nothing")
+    sx = src_sub.add_parser("export-opml", help="print every source as OPML 2.0",
+                            description="Write every http(s) source as OPML 2.0 to standard output (or FILE).")
+    sx.add_argument("file", metavar="FILE", nargs="?")
+    brk = sub.add_parser("breaking", help="the breaking desk: push an item to the ticker, or take one off",
+                         description="Breaking items pushed from the desk are in /feeds/breaking at once.")
+    brk_sub = brk.add_subparsers(dest="breaking_command", metavar="ACTION", required=True)
+    bp = brk_sub.add_parser("push", help="push a breaking item", description="Push a breaking headline.")
+    bp.add_argument("headline", metavar="HEADLINE")
+    bp.add_argument("--link", help="the story's URL")
+    bp.add_argument("--body", help="a line or two of text")
+    bp.add_argument("--edition", help="the edition (default: site.default_edition)")
+    bo = brk_sub.add_parser("off", help="take an item off the ticker now",
+                            description="Take a breaking item off the ticker, by the entry id the API shows.")
+    bo.add_argument("entry_id", metavar="ENTRY_ID", type=int)
     return p
 
 
@@ -138,6 +193,37 @@ def _raise_if_signalled() -> None:
         raise Terminated() if _signalled[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
+#: what to do with a reloaded config.toml (set by serve, run and collect --loop)
+_reloaders: list[Callable[[Config], None]] = []
+_config_file: list[Path] = []
+
+
+def _on_hangup(signum: int, frame: object) -> None:
+    # The reload reads files and the store: not inside a signal handler's frame.
+    threading.Thread(target=reload_config, name="reload", daemon=True).start()
+
+
+def reload_config() -> bool:
+    """Read config.toml again and hand it to the running parts; an invalid file is refused
+    with config's own messages, and the old config keeps running."""
+    if not _config_file:
+        return False
+    try:
+        config = load_config(_config_file[0])
+    except ConfigError as e:
+        log.error("SIGHUP: not reloaded, the running configuration stays: %s", e)
+        return False
+    for reload in list(_reloaders):
+        try:
+            reload(config)
+        except Exception as e:
+            log.error("SIGHUP: reloading failed (%s); the running configuration stays where it was not applied", e)
+            return False
+    log.info("SIGHUP: reloaded %s (%d sections, %d regions, %d editions, %d sources)", config.path,
+             len(config.taxonomy.sections), len(config.taxonomy.regions), len(config.editions), len(config.sources))
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -146,8 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _on_signal)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored (nohup, &)
             signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGHUP, _on_hangup)
     try:
-        config = load_config(config_path_from_env(args.config))
+        _config_file[:] = [config_path_from_env(args.config)]
+        config = load_config(_config_file[0])
         return COMMANDS[args.command](config, args)
     except ConfigError as e:
         print(f"feedhub: {e}", file=sys.stderr)
@@ -309,7 +397,8 @@ def _summary_line(summary: CollectSummary) -> str:
 
 def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     open_store(config)
-    known = {s.id for s in config.sources}
+    store.sync_sources(config)
+    known = {h.key for h in store.sources_health()}
     for sid in args.source or []:
         if sid not in known:
             print(f"feedhub: unknown source {sid!r}; sources: {', '.join(sorted(known))}", file=sys.stderr)
@@ -317,6 +406,7 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     publisher = HubPublisher(config)
     with Collector(config, on_topics=publisher.publish) as collector:
         if args.loop:
+            _reloaders.append(collector.reload)
             stop = threading.Event()
             try:
                 collector.run_forever(stop)  # logs one line per cycle
@@ -334,21 +424,51 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     return 1 if summary.outcomes and len(summary.failed) == len(summary.outcomes) else 0
 
 
-def _serve(config: Config, host: str, port: int) -> None:
+def _listen(app: Any, host: str, port: int, threads: int, what: str, socket_map: dict[Any, Any] | None = None) -> Any:
     import waitress
 
-    from .app import create_app
-
-    app = create_app(config)
-    store.check_integrity()
-    print(f"serving feeds on http://{host}:{port}/feeds/ (Ctrl-C stops)", flush=True)
     try:
-        server = waitress.create_server(app, host=host, port=port, threads=config.server.threads, ident="feedhub")
+        return waitress.create_server(app, host=host, port=port, threads=threads, ident="feedhub",
+                                      **({"map": socket_map} if socket_map is not None else {}))
     except OSError as e:  # the port is taken, or not ours to bind
-        raise FeedhubError(f"cannot listen on {host}:{port}: {e.strerror or e}; is another server "
-                           "running there? (choose another with --port or server.port)") from None
+        raise FeedhubError(f"cannot listen on {host}:{port} for {what}: {e.strerror or e}; is another server "
+                           "running there? (choose another port)") from None
+
+
+def _serve(config: Config, host: str, port: int) -> None:
+    from .app import create_app, reload_app
+
+    separate = config.admin.enabled and config.admin.address is not None
+    app = create_app(config, "public" if separate else "all")
+    apps = [app]
+    store.check_integrity()
+    admin_server = None
+    if separate:
+        assert config.admin.address is not None
+        admin_host, admin_port = config.admin.address
+        admin_app = create_app(config, "admin")
+        apps.append(admin_app)
+        # Its own socket map: one waitress loop per listener.
+        admin_server = _listen(admin_app, admin_host, admin_port, 2, "the admin API ([admin] bind)", {})
+        threading.Thread(target=admin_server.run, name="admin-listener", daemon=True).start()
+        print(f"serving the admin API on http://{admin_host}:{admin_port}/api/v1/", flush=True)
+
+    def reload(new: Config) -> None:
+        store.sync_sources(new)
+        for a in apps:
+            stale = reload_app(a, new)
+        if stale:
+            log.warning("SIGHUP: %s changed in the file; that needs a restart", ", ".join(stale))
+    _reloaders.append(reload)
+    print(f"serving feeds on http://{host}:{port}/feeds/ (Ctrl-C stops)", flush=True)
+    server = _listen(app, host, port, config.server.threads, "the feeds")
     server.print_listen("Serving on http://{}:{}")
-    server.run()
+    try:
+        server.run()
+    finally:
+        _reloaders.remove(reload)
+        if admin_server is not None:
+            admin_server.close()
     _raise_if_signalled()
 
 
@@ -371,6 +491,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         # The first collect is done; from here sources are polled when they fall due.
         thread = threading.Thread(target=collector.run_forever, args=(stop,), name="collector", daemon=True)
         thread.start()
+        _reloaders.append(collector.reload)
         _serve(config, args.host or config.server.host, args.port or config.server.port)
     finally:
         stop.set()
@@ -391,30 +512,30 @@ def _found(identifier: str) -> list[store.FoundEntry]:
 
 
 def cmd_retract(config: Config, args: argparse.Namespace) -> int:
-    return _retraction(config, args.entry, "retracted", lambda ids, now, parents: store.retract(
-        ids, now, args.reason, parents))
+    return _retraction(config, args.entry, "retracted", lambda entry_id, now: admin.retract(
+        admin.cli_actor(), entry_id, args.reason, config, now))
 
 
 def cmd_unretract(config: Config, args: argparse.Namespace) -> int:
-    return _retraction(config, args.entry, "published again", store.unretract)
+    return _retraction(config, args.entry, "published again", lambda entry_id, now: admin.unretract(
+        admin.cli_actor(), entry_id, args.reason, config, now))
 
 
-def _retraction(config: Config, identifier: str, done: str,
-                change: Callable[[list[int], datetime, dict[str, str]], set[str]]) -> int:
-    """Retract or publish again the entries known by ``identifier``; tell the hubs which feeds
-    changed, and the admin what happened."""
+def _retraction(config: Config, identifier: str, done: str, change: Callable[[int, datetime], admin.Done]) -> int:
+    """Retract or publish again the entries known by ``identifier`` (each in the audit log);
+    tell the hubs which feeds changed, and the admin what happened."""
     store.init_db(config.database_url)
     found = _found(identifier)
     if not found:
         return 1
-    with store.write_transaction():
-        topics = change([e.id for e in found], store.utcnow(), config.taxonomy.parents)
+    topics: set[str] = set()
+    now = store.utcnow()
+    for e in found:
+        topics |= change(e.id, now).topics
     if not topics:
         print(f"nothing to do: {found[0].title} is already {'retracted' if found[0].retracted else 'published'}")
         return 0
-    publisher = HubPublisher(config)
-    publisher.publish(topics)
-    publisher.close()
+    _tell_hubs(config, topics)
     titles = "; ".join(f"{e.title} (from {e.source})" for e in found)
     print(f"{done} {len(found)} entr{'y' if len(found) == 1 else 'ies'}: {titles} ({len(topics)} feeds changed)")
     return 0
@@ -471,10 +592,13 @@ def _when(dt: datetime | None) -> str:
 def cmd_sources(config: Config, args: argparse.Namespace) -> int:
     store.init_db(config.database_url)
     store.sync_sources(config)
+    action = getattr(args, "sources_command", None)
+    if action is not None:
+        return SOURCE_ACTIONS[action](config, args)
     sources = store.sources_health()
     if args.json:
         data = [{
-            "id": h.key, "name": h.name, "url": h.url, "kind": h.kind, "enabled": h.enabled,
+            "id": h.key, "name": h.name, "url": h.url, "kind": h.kind, "enabled": h.enabled, "managed": h.managed,
             "status": h.status, "last_fetched_at": _iso(h.last_fetched_at),
             "last_success_at": _iso(h.last_success_at), "last_status": h.last_status,
             "last_error": h.last_error, "consecutive_failures": h.consecutive_failures,
@@ -485,12 +609,141 @@ def cmd_sources(config: Config, args: argparse.Namespace) -> int:
         } for h in sources]
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
-    header = ("ID", "KIND", "STATUS", "LAST SUCCESS (UTC)", "FAILS", "NEXT DUE (UTC)", "ENTRIES", "LAST ERROR")
-    table = [header] + [(h.key, h.kind, h.status, _when(h.last_success_at), str(h.consecutive_failures),
+    header = ("ID", "KIND", "MANAGED", "STATUS", "LAST SUCCESS (UTC)", "FAILS", "NEXT DUE (UTC)", "ENTRIES",
+              "LAST ERROR")
+    table = [header] + [(h.key, h.kind, h.managed, h.status, _when(h.last_success_at), str(h.consecutive_failures),
                          _when(h.next_due_at), str(h.entries_stored), h.last_error or "")
                         for h in sources]
     print(format_table(table))
     return 0
+
+
+def _source_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as options, in config.toml's spelling."""
+    changes: dict[str, Any] = {}
+    for name in ("name", "kind", "edition", "section", "region", "origin", "interval", "breaking", "url"):
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = value
+    if args.tags is not None:
+        changes["tags"] = args.tags
+    if args.rules:
+        import tomllib
+
+        try:
+            changes["rules"] = tomllib.loads(Path(args.rules).read_text(encoding="utf-8")).get("rules", [])
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise FeedhubError(f"cannot read rules from {args.rules}: {e}") from None
+    return changes
+
+
+def _changed(what: str, h: store.SourceHealth) -> int:
+    state = "collected from a collector's next claim" if h.enabled else "not collected while disabled"
+    print(f"{what} source {h.key} ({h.name}): {h.url}; {state}")
+    return 0
+
+
+def _source_add(config: Config, args: argparse.Namespace) -> int:
+    from aggregator.fetch import Fetcher
+
+    data = _source_changes(args)
+    data["url"] = args.url
+    if args.new_id:
+        data["id"] = args.new_id
+    if not args.no_discover and args.url.lower().startswith(("http://", "https://")):
+        fetcher = Fetcher(config.collect)
+        try:
+            found = admin.discover(args.url, fetcher)
+        finally:
+            fetcher.close()
+        if found.candidates:
+            print(f"feedhub: {args.url} announces {len(found.candidates)} feeds; add one of them:", file=sys.stderr)
+            for c in found.candidates:
+                print(f"  {c.url}  ({c.type}{', ' + c.title if c.title else ''})", file=sys.stderr)
+            return 2
+        data["url"] = found.feed_url
+        data.setdefault("name", (found.title or "").strip()[:150] or found.feed_url)
+    return _changed("added", admin.add_source(admin.cli_actor(), data, config, store.utcnow()).result)
+
+
+def _source_edit(config: Config, args: argparse.Namespace) -> int:
+    changes = _source_changes(args)
+    if not changes:
+        print("feedhub: nothing to change; give --name, --url, --section, ... (see --help)", file=sys.stderr)
+        return 2
+    return _changed("changed", admin.edit_source(admin.cli_actor(), args.id, changes, config, store.utcnow()).result)
+
+
+def _source_enable(config: Config, args: argparse.Namespace) -> int:
+    enable = args.sources_command == "enable"
+    done = admin.set_enabled(admin.cli_actor(), args.id, enable, config, store.utcnow())
+    return _changed("enabled" if enable else "disabled", done.result)
+
+
+def _source_remove(config: Config, args: argparse.Namespace) -> int:
+    done = admin.remove_source(admin.cli_actor(), args.id, args.retract_entries, config, store.utcnow())
+    _tell_hubs(config, done.topics)
+    kept = "its entries were retracted" if args.retract_entries else "its entries stay published"
+    print(f"removed source {args.id}; {kept} ({done.result['entries_retracted']} retracted)")
+    return 0
+
+
+def _source_refresh(config: Config, args: argparse.Namespace) -> int:
+    admin.refresh_source(admin.cli_actor(), args.id, store.utcnow())
+    print(f"queued {args.id}: a running collector (`collect --loop` or `run`) fetches it within seconds")
+    return 0
+
+
+def _source_import(config: Config, args: argparse.Namespace) -> int:
+    try:
+        body = Path(args.file).read_bytes()
+    except OSError as e:
+        raise FeedhubError(f"cannot read {args.file}: {e.strerror}") from None
+    result = admin.import_opml(admin.cli_actor(), body, config, store.utcnow(), args.dry_run).result
+    rows = [("ACTION", "ID", "URL", "REASON")] + [
+        (o["action"], o.get("id") or "-", o["url"], o["reason"] or "") for o in result["outlines"]]
+    print(format_table(rows))
+    verb = "would add" if args.dry_run else "added"
+    print(f"{verb} {result['would_add']} source(s), skipped {result['skipped']}"
+          + (" (dry run: nothing written)" if args.dry_run else ""))
+    return 0
+
+
+def _source_export(config: Config, args: argparse.Namespace) -> int:
+    body = admin.export_opml(config, store.utcnow())
+    if args.file:
+        Path(args.file).write_bytes(body)
+        print(f"wrote {args.file}")
+    else:
+        sys.stdout.write(body.decode("utf-8"))
+    return 0
+
+
+SOURCE_ACTIONS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "add": _source_add, "edit": _source_edit, "disable": _source_enable, "enable": _source_enable,
+    "remove": _source_remove, "refresh": _source_refresh, "import-opml": _source_import,
+    "export-opml": _source_export}
+
+
+def cmd_breaking(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    actor, now = admin.cli_actor(), store.utcnow()
+    if args.breaking_command == "push":
+        done = admin.push_breaking(actor, args.headline, config, now, link=args.link, body=args.body,
+                                   edition=args.edition)
+        print(f"pushed entry {done.result.id} to the {done.result.edition} breaking ticker: {done.result.title}")
+    else:
+        done = admin.take_off_ticker(actor, args.entry_id, config, now)
+        print(f"took entry {args.entry_id} off the ticker: {done.result.title}")
+    _tell_hubs(config, done.topics)
+    return 0
+
+
+def _tell_hubs(config: Config, topics: set[str]) -> None:
+    if topics and config.websub.hubs:
+        publisher = HubPublisher(config)
+        publisher.publish(topics)
+        publisher.close()
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -498,7 +751,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
-            "unretract": cmd_unretract, "users": cmd_users,
+            "unretract": cmd_unretract, "users": cmd_users, "breaking": cmd_breaking,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
 
 if __name__ == "__main__":

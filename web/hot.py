@@ -101,6 +101,11 @@ class HotFeeds:
         self._lock = threading.Lock()
         self.replayed = 0  # answers sent without Flask (for tests and the benchmark)
 
+    def clear(self) -> None:
+        """Replay nothing recorded so far (the config the answers were made with changed)."""
+        with self._lock:
+            self._hot.clear()
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
         if method != "GET" and method != "HEAD":
