@@ -716,6 +716,11 @@ def _sources(raw: list[Any], c: _Checker, base: Path, samples_dir: Path,
     return tuple(out)
 
 
+def _one_line(text: str) -> bool:
+    """No control characters (line breaks included): what a name or URL may hold."""
+    return not any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
 def source_url_key(sc: SourceConfig) -> str:
     """What two sources must not share: the same feed URL (case and a trailing slash aside),
     or the same local file."""
@@ -738,7 +743,7 @@ def _source(data: Any, key: str, c: _Checker, base: Path, samples_dir: Path,  # 
         c.problem(_field(key, "id"), "must be at most 100 characters")
     if d["name"] is not None and not d["name"].strip():
         c.problem(_field(key, "name"), "must not be empty")
-    elif d["name"] is not None and (len(d["name"]) > 150 or any(ord(ch) < 32 or ord(ch) == 127 for ch in d["name"])):
+    elif d["name"] is not None and (len(d["name"]) > 150 or not _one_line(d["name"])):
         c.problem(_field(key, "name"), "must be one line of at most 150 characters")
     local_path = None
     if url is not None:
@@ -755,9 +760,15 @@ def _source(data: Any, key: str, c: _Checker, base: Path, samples_dir: Path,  # 
                   + _one_of(d["region"], taxonomy.regions))
     rules = _rules(d["rules"] or [], key, c, taxonomy)
     tags = d["tags"] or []
-    if not all(isinstance(t, str) and t.strip() for t in tags):
-        c.problem(_field(key, "tags"), "must be a list of non-empty strings")
+    if not all(isinstance(t, str) and t.strip() and len(t) <= 150 and _one_line(t) for t in tags) \
+            or len(tags) > 50:
+        c.problem(_field(key, "tags"), "must be a list of at most 50 non-empty names of one line, each at most "
+                  "150 characters")
         tags = []
+    if d["origin"] and (len(d["origin"]) > 150 or not _one_line(d["origin"])):
+        c.problem(_field(key, "origin"), "must be one line of at most 150 characters")
+    if url is not None and (len(url) > 2048 or not _one_line(url) or " " in url.strip()):
+        c.problem(_field(key, "url"), "must be one URL (no spaces or control characters, at most 2048 characters)")
     mirrors = d["mirrors"] or []
     if not all(isinstance(m, str) for m in mirrors):
         c.problem(_field(key, "mirrors"), "must be a list of source ids")

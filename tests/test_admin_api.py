@@ -83,6 +83,7 @@ def serving(cfg: Config, parts: str = "all") -> Iterator[int]:
         yield server.effective_port
     finally:
         server.close()
+        server.task_dispatcher.shutdown()  # its threads end, and their store connections with them
         thread.join(timeout=10)
 
 

@@ -34,7 +34,11 @@ def feedhub(*args: str, cwd: Path, env: dict[str, str] | None = None,
 
 @pytest.mark.parametrize("command", [[], ["init"], ["collect"], ["serve"], ["run"], ["sources"], ["retract"],
                                      ["unretract"], ["backup"], ["rules"], ["rules", "test"], ["users"],
-                                     ["users", "add"], ["users", "token"], ["users", "tokens"], ["users", "revoke"]])
+                                     ["users", "add"], ["users", "token"], ["users", "tokens"], ["users", "revoke"],
+                                     ["sources", "add"], ["sources", "edit"], ["sources", "disable"],
+                                     ["sources", "enable"], ["sources", "remove"], ["sources", "refresh"],
+                                     ["sources", "import-opml"], ["sources", "export-opml"], ["breaking"],
+                                     ["breaking", "push"], ["breaking", "off"]])
 def test_help_everywhere(tmp_path: Path, command: list[str]):
     result = feedhub(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "usage: feedhub" in result.stdout

@@ -60,6 +60,7 @@ def served(cfg: Config, threads: int = 4) -> Iterator[int]:
         yield server.effective_port
     finally:
         server.close()
+        server.task_dispatcher.shutdown()  # its threads end, and their store connections with them
         thread.join(timeout=10)
 
 

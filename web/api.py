@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -147,6 +148,9 @@ def _authenticate() -> None:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise TooLarge(f"the request body is {request.content_length} bytes; the API reads at most {MAX_BODY}")
     request.max_content_length = MAX_BODY  # a chunked body is cut off at the limit too
+    for name, value in [("path", request.path), *request.args.items(multi=True)]:
+        if _CONTROL.search(value) or _CONTROL.search(name):
+            raise BadRequest(f"the {'path' if name == 'path' else f'parameter {name!r}'} holds control characters")
     if request.endpoint == "api.openapi":
         return
     address = request.remote_addr or "unknown"
@@ -195,7 +199,29 @@ def _body(kind: type = dict) -> Any:
         raise BadRequest(f"the body is not valid JSON: {e}") from None
     if not isinstance(data, kind):
         raise Invalid([("body", f"must be a JSON {'object' if kind is dict else 'array'}")])
+    bad = _control_chars(data)
+    if bad:
+        raise Invalid(bad)
     return data
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+
+
+def _control_chars(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Fields of a JSON value whose text holds characters no feed may carry (NUL, controls,
+    lone surrogates): named, so nothing half-written reaches the store or a feed."""
+    if isinstance(value, str):
+        return [(path or "body", "must not contain control characters")] if _CONTROL.search(value) else []
+    if isinstance(value, dict):
+        found = []
+        for k, v in value.items():
+            key = f"{path}.{k}" if path else str(k)
+            found += _control_chars(k, key) + _control_chars(v, key)
+        return found
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _control_chars(v, f"{path}[{i}]")]
+    return []
 
 
 def _no_constant(name: str) -> Any:

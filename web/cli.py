@@ -431,8 +431,8 @@ def _listen(app: Any, host: str, port: int, threads: int, what: str, socket_map:
         return waitress.create_server(app, host=host, port=port, threads=threads, ident="feedhub",
                                       **({"map": socket_map} if socket_map is not None else {}))
     except OSError as e:  # the port is taken, or not ours to bind
-        raise FeedhubError(f"cannot listen on {host}:{port} for {what}: {e.strerror or e}; is another server "
-                           "running there? (choose another port)") from None
+        raise FeedhubError(f"cannot listen on {host}:{port}: {e.strerror or e}; is another server running "
+                           f"there? (choose another port for {what})") from None
 
 
 def _serve(config: Config, host: str, port: int) -> None:
@@ -547,10 +547,14 @@ def cmd_rules(config: Config, args: argparse.Namespace) -> int:
 
     try:
         source = config.source(args.source)
-    except KeyError:
-        print(f"feedhub: unknown source {args.source!r}; sources: {', '.join(s.id for s in config.sources)}",
-              file=sys.stderr)
-        return 2
+    except KeyError:  # a source managed in the store
+        store.init_db(config.database_url)
+        try:
+            source = admin.source_config(args.source, config)
+        except FeedhubError:
+            known = sorted({s.id for s in config.sources} | {h.key for h in store.sources_health()})
+            print(f"feedhub: unknown source {args.source!r}; sources: {', '.join(known)}", file=sys.stderr)
+            return 2
     if args.file.lower().startswith(("http://", "https://")):
         from aggregator.fetch import Fetcher
 
@@ -609,10 +613,10 @@ def cmd_sources(config: Config, args: argparse.Namespace) -> int:
         } for h in sources]
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
-    header = ("ID", "KIND", "MANAGED", "STATUS", "LAST SUCCESS (UTC)", "FAILS", "NEXT DUE (UTC)", "ENTRIES",
+    header = ("ID", "KIND", "STATUS", "LAST SUCCESS (UTC)", "FAILS", "NEXT DUE (UTC)", "ENTRIES", "MANAGED",
               "LAST ERROR")
-    table = [header] + [(h.key, h.kind, h.managed, h.status, _when(h.last_success_at), str(h.consecutive_failures),
-                         _when(h.next_due_at), str(h.entries_stored), h.last_error or "")
+    table = [header] + [(h.key, h.kind, h.status, _when(h.last_success_at), str(h.consecutive_failures),
+                         _when(h.next_due_at), str(h.entries_stored), h.managed, h.last_error or "")
                         for h in sources]
     print(format_table(table))
     return 0

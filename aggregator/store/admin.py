@@ -13,7 +13,8 @@ from typing import Any
 
 import peewee as pw
 
-from .connection import aware, stored
+from ..errors import Conflict
+from .connection import aware, savepoint, stored
 from .reads import _contains
 from .schema import Audit, Entry, EntryRegion, EntryTag, FetchLog, Source, Tag
 from .topics import bump_topics, stored_topics
@@ -53,7 +54,11 @@ def create_source(key: str, columns: dict[str, object], managed: str, when: date
     row = Source.get_or_none(Source.key == key)
     fields = {**columns, "managed": managed, "removed_at": None, "next_due_at": None}
     if row is None:
-        return Source.insert(key=key, created_at=stored(when), **fields).execute()
+        try:
+            with savepoint():
+                return Source.insert(key=key, created_at=stored(when), **fields).execute()
+        except pw.IntegrityError:  # another request made it meanwhile
+            raise Conflict(f"a source with id {key!r} exists already", field="id") from None
     Source.update(**fields, disabled_reason=None, etag=None, last_modified=None,
                   content_hash=None).where(Source.id == row.id).execute()
     return row.id
