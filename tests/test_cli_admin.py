@@ -35,7 +35,7 @@ def test_sources_breaking_and_retractions_from_the_command_line_are_audited(tmp_
     assert "queued town" in run("sources", "refresh", "town")
     run("collect", "--source", "town")
     listed = run("sources")
-    assert any(line.split()[:3] == ["town", "cms", "ok"] and " store " in line for line in listed.splitlines())
+    assert any(line.split()[:3] == ["town", "cms", "ok"] and "store" in line.split() for line in listed.splitlines())
     pushed = run("breaking", "push", "Flood warning for the valley", "--link", "https://news.example.org/flood")
     assert "pushed entry" in pushed
     assert "retracted 1 entry" in run("retract", "https://outlet.example.org/1", "--reason", "wrong date")

@@ -220,12 +220,6 @@ def set_filing(entry_id: int, section: str | None, regions: tuple[str, ...], tag
     return topics
 
 
-def overrides(source_id: int) -> dict[str, dict[str, Any]]:
-    """guid -> the editor's correction, for a source's corrected entries."""
-    return {guid: json.loads(o) for guid, o in Entry.select(Entry.guid, Entry.override).where(
-        Entry.source == source_id, Entry.override.is_null(False)).tuples()}
-
-
 def desk_source(key: str, name: str, url: str, edition: str, when: datetime) -> int:
     """The breaking desk's own source (created on first use): never collected, holding the
     items the desk pushes."""

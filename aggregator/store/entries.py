@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import json
 import operator
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urljoin
 
 import peewee as pw
@@ -82,7 +84,7 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     is now) are bumped in the same transaction.
     """
     parents = parents or {}
-    entries = _with_overrides(source.id, list(entries))
+    entries = list(entries)
     database = db.obj
     stored = database.execute_sql(f"SELECT id, guid, fingerprint, updated, revision FROM {Entry._meta.table_name} "
                                   f"WHERE source_id = {database.param}", (source.id,))
@@ -92,16 +94,21 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     def frozen(found: tuple[int, str, datetime, int]) -> bool:
         # A source that rewrites its entries on every fetch must not churn the store forever.
         return ignore_updates or (max_revisions is not None and found[3] >= max_revisions)
+    # Feeds that held an entry before it changed (it may have left a section or tag)
+    # are read before anything is written.
+    changing = [existing[e.guid][0] for e in entries
+                if e.guid in existing and existing[e.guid][1] != e.fingerprint and not frozen(existing[e.guid])]
+    # Only an entry that changes is written, so only those need an editor's correction applied.
+    corrected = overrides(changing) if changing else {}
+    if corrected:
+        entries = [_with_override(e, corrected[existing[e.guid][0]])
+                   if e.guid in existing and existing[e.guid][0] in corrected else e for e in entries]
     authors = _ensure_slugged(Author, {a.slug: {"name": a.name, "url": a.url}
                                        for e in reversed(entries) for a in e.authors})
     tags = _ensure_slugged(Tag, {t.slug: {"name": t.name} for e in reversed(entries) for t in e.tags})
     new = updated = unchanged = 0
     written: list[tuple[int, model.Entry]] = []
     fresh: list[tuple[dict[str, object], model.Entry]] = []
-    # Feeds that held an entry before it changed (it may have left a section or tag)
-    # are read before anything is written.
-    changing = [existing[e.guid][0] for e in entries
-                if e.guid in existing and existing[e.guid][1] != e.fingerprint and not frozen(existing[e.guid])]
     ignored = 0
     # One story, one entry: what another source brought first is only recorded as carried here.
     carried = {g for (g,) in database.execute_sql(f"SELECT guid FROM {EntrySource._meta.table_name} "
@@ -160,24 +167,22 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
                       merged=merged)
 
 
-def _with_overrides(source_id: int, entries: list[model.Entry]) -> list[model.Entry]:
-    """Entries with an editor's filing correction keep it, whatever the source sends (their
-    fingerprint stays the source's, so an unchanged entry is still not written)."""
-    from .admin import overrides
+def overrides(entry_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Entry id -> the editor's correction, for those of these entries that have one."""
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in pw.chunked(entry_ids, 500):
+        found.update((i, json.loads(o)) for i, o in Entry.select(Entry.id, Entry.override).where(
+            Entry.id.in_(chunk), Entry.override.is_null(False)).tuples())
+    return found
 
-    corrected = overrides(source_id)
-    if not corrected:
-        return entries
-    out = []
-    for e in entries:
-        o = corrected.get(e.guid)
-        if o is not None:
-            e = dataclasses.replace(
-                e, section=o.get("section", e.section), regions=tuple(o.get("regions", e.regions)),
-                breaking=o.get("breaking", e.breaking),
-                tags=tuple(model.Tag(name=n, slug=s) for s, n in o["tags"]) if "tags" in o else e.tags)
-        out.append(e)
-    return out
+
+def _with_override(e: model.Entry, o: dict[str, Any]) -> model.Entry:
+    """An entry as the source sent it, filed as an editor's correction says (its fingerprint
+    stays the source's, so an unchanged entry is still not written)."""
+    return dataclasses.replace(
+        e, section=o.get("section", e.section), regions=tuple(o.get("regions", e.regions)),
+        breaking=o.get("breaking", e.breaking),
+        tags=tuple(model.Tag(name=n, slug=s) for s, n in o["tags"]) if "tags" in o else e.tags)
 
 
 def _insert_entries(fresh: list[tuple[dict[str, object], model.Entry]]) -> list[tuple[int, model.Entry]]:
