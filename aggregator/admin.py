@@ -9,24 +9,37 @@ HTTP status: the API answers with it, the CLI prints the message.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import store
-from .config import Config, SourceConfig, check_rules, check_source, rule_settings, source_url_key
+from .config import (
+    Config,
+    PartnerProfile,
+    SourceConfig,
+    check_profile,
+    check_rules,
+    check_source,
+    profile_settings,
+    rule_settings,
+    source_url_key,
+)
 from .errors import ConfigError, Conflict, FeedhubError, Forbidden, Invalid, NotFound
 from .model import RawEntry, RawFeed
 from .normalize import Context, normalize_entry, slugify
+
+log = logging.getLogger("feedhub.admin")
 
 #: the breaking desk's own source: its key cannot be a config source's id (ids are slugs)
 DESK_KEY = "_desk"
 
 #: settings whose change re-files a source's entries (its validators are forgotten, so the
 #: next fetch parses and normalises everything again)
-FILING_FIELDS = ("edition", "section", "region", "tags", "origin", "breaking", "rules", "mirrors")
+FILING_FIELDS = ("edition", "section", "region", "tags", "origin", "breaking", "rules", "mirrors", "embargo")
 
 
 @dataclass(frozen=True)
@@ -39,14 +52,14 @@ class Actor:
 
 
 #: what each role may do beyond reading (viewer reads only)
-ABILITIES = {"admin": {"sources", "desk"}, "editor": {"desk"}, "viewer": set()}
+ABILITIES = {"admin": {"sources", "desk", "partners"}, "editor": {"desk"}, "viewer": set()}
 
 
 def require(actor: Actor, ability: str) -> None:
     """Forbidden unless the actor's role has ``ability`` ("sources": change sources; "desk":
     breaking items, retractions, corrections)."""
     if ability not in ABILITIES.get(actor.role, set()):
-        need = "admin" if ability == "sources" else "editor or admin"
+        need = "editor or admin" if ability == "desk" else "admin"
         raise Forbidden(f"{actor.name} is a {actor.role}; this needs the {need} role")
 
 
@@ -163,10 +176,13 @@ def edit_source(actor: Actor, key: str, changes: Any, config: Config, when: date
         columns.update(etag=None, last_modified=None, content_hash=None)  # file everything again
     if state.enabled != sc.enabled and sc.enabled:
         columns["next_due_at"] = None  # enabled again: due now
+    topics: set[str] = set()
     with store.write_transaction():
         store.update_source(state.id, columns)
+        if state.settings.get("rights", "everyone") != after["rights"]:
+            topics = store.bump_source_topics(state.id, config.taxonomy.parents)  # who may see its copy changed
         store.audit(actor.name, actor.via, action, f"source:{key}", state.settings, after, when)
-    return Done(source(key))
+    return Done(source(key), topics)
 
 
 def set_enabled(actor: Actor, key: str, enabled: bool, config: Config, when: datetime) -> Done:
@@ -457,8 +473,9 @@ def correct(actor: Actor, entry_id: int, changes: Any, config: Config, when: dat
 
 
 def push_breaking(actor: Actor, headline: Any, config: Config, when: datetime, link: Any = None,
-                  body: Any = None, edition: Any = None) -> Done:
-    """The desk pushes a breaking item: in the breaking feeds on the very next request."""
+                  body: Any = None, edition: Any = None, embargo_until: Any = None) -> Done:
+    """The desk pushes a breaking item: in the breaking feeds on the very next request, or, with
+    ``embargo_until`` (aware, or RFC 3339 text), in no feed before that instant."""
     require(actor, "desk")
     problems = []
     if not isinstance(headline, str) or not headline.strip():
@@ -472,13 +489,21 @@ def push_breaking(actor: Actor, headline: Any, config: Config, when: datetime, l
     edition = config.site.default_edition if edition is None else edition
     if not isinstance(edition, str) or edition not in config.editions:
         problems.append(("edition", f"unknown edition {edition!r}; expected one of: {', '.join(config.editions)}"))
+    embargo = _instant(embargo_until, "embargo_until", problems)
+    if embargo is not None and embargo <= store.aware(when):
+        problems.append(("embargo_until", "must be in the future"))
+    elif embargo is not None and embargo > store.aware(when) + timedelta(days=config.collect.embargo_days):
+        problems.append(("embargo_until", f"must be within {config.collect.embargo_days} days ([collect] "
+                                          "embargo_days)"))
     if problems:
         raise Invalid(problems)
     assert isinstance(headline, str) and isinstance(edition, str)
-    desk = SourceConfig(id=DESK_KEY, name="Newsroom desk", url=config.site.link, edition=edition, breaking=True)
+    desk = SourceConfig(id=DESK_KEY, name="Newsroom desk", url=config.site.link, edition=edition, breaking=True,
+                        embargo=True)
     ctx = Context.from_config(config)
+    published = embargo or store.aware(when)
     raw = RawEntry(guid=f"desk-{uuid.uuid4().hex}", link=link, title=headline.strip(), title_is_html=False,
-                   summary=body, summary_is_html=False, content=None, published=when, updated=when,
+                   summary=body, summary_is_html=False, content=None, published=published, updated=published,
                    language=config.editions[edition].language)
     normal = normalize_entry(raw, RawFeed(format="desk", link=config.site.link), desk, ctx, store.stored(when))
     with store.write_transaction():
@@ -489,9 +514,26 @@ def push_breaking(actor: Actor, headline: Any, config: Config, when: datetime, l
                               consecutive_failures=0, settings=None)
         saved = store.save_entries(row, [normal], store.stored(when), config.taxonomy.parents)
         entry_id = store.entry_ids(source_id, [normal.guid])[0]
-        item = {"headline": normal.title, "link": normal.link, "body": normal.summary or None, "edition": edition}
+        item = {"headline": normal.title, "link": normal.link, "body": normal.summary or None, "edition": edition,
+                "embargo_until": embargo.isoformat() if embargo else None}
         store.audit(actor.name, actor.via, "breaking.push", f"entry:{entry_id}", None, item, when)
     return Done(entry(entry_id), set(saved.topics))
+
+
+def _instant(value: Any, name: str, problems: list[tuple[str, str]]) -> datetime | None:
+    """An aware instant from a datetime or RFC 3339 text (with a zone), or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            problems.append((name, f"must be an RFC 3339 date-time such as 2026-11-28T12:00:00Z, got {value!r}"))
+            return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        problems.append((name, "must be a date-time with a time zone, e.g. 2026-11-28T12:00:00Z"))
+        return None
+    return value.astimezone(timezone.utc)
 
 
 def take_off_ticker(actor: Actor, entry_id: int, config: Config, when: datetime) -> Done:
@@ -504,6 +546,143 @@ def take_off_ticker(actor: Actor, entry_id: int, config: Config, when: datetime)
     if found.source == DESK_KEY:
         return retract(actor, entry_id, "taken off the breaking ticker", config, when)
     return correct(actor, entry_id, {"breaking": False}, config, when)
+
+
+# --- partners ---------------------------------------------------------------------------------
+
+#: partner statuses: a suspended partner's keys answer 401 until it is active again
+PARTNER_STATUSES = ("active", "suspended")
+
+
+def profiles(config: Config) -> dict[str, PartnerProfile]:
+    """Every profile: config.toml's, and the API's (which win over config's of the same name).
+    A stored profile that a reloaded taxonomy no longer fits is left out (config's, if any,
+    applies), and its partners' feeds say so rather than serve the wrong copy."""
+    out = dict(config.partner_profiles)
+    for name, settings in store.stored_profiles().items():
+        try:
+            out[name] = check_profile(name, settings, config)
+        except ConfigError:
+            log.warning("the API's profile %r no longer fits %s; it is not used", name, config.path.name)
+    return out
+
+
+def profile(name: str, config: Config) -> PartnerProfile:
+    found = profiles(config).get(name)
+    if found is None:
+        raise NotFound(f"no partner profile {name!r}; profiles: {', '.join(sorted(profiles(config))) or 'none'}")
+    return found
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= 63 or not name.replace("-", "").replace("_", "").isalnum() \
+            or not name.isascii():
+        raise Invalid([("name", "must be 1-63 ASCII letters, digits, '-' or '_'")])
+    return name
+
+
+def add_partner(actor: Actor, name: Any, profile_name: Any, contact: Any, config: Config, when: datetime) -> Done:
+    """A new partner with its first key; the key is in the result, shown once, never stored."""
+    from .auth import new_partner_key, token_digest
+
+    require(actor, "partners")
+    _check_name(name)
+    if not isinstance(contact, str) or len(contact) > 300:
+        raise Invalid([("contact", "must be a string of at most 300 characters")])
+    if not isinstance(profile_name, str) or profile_name not in profiles(config):
+        raise Invalid([("profile", f"unknown profile {profile_name!r}; profiles: "
+                                   f"{', '.join(sorted(profiles(config))) or 'none (add [partners.profiles.NAME])'}")])
+    key = new_partner_key()
+    with store.write_transaction():
+        info = store.add_partner(name, contact, profile_name, token_digest(key), when)
+        store.audit(actor.name, actor.via, "partner.add", f"partner:{name}", None,
+                    {"name": name, "profile": profile_name, "contact": contact}, when)
+    return Done((info, key))
+
+
+def edit_partner(actor: Actor, name: str, changes: Any, config: Config, when: datetime) -> Done:
+    """Change a partner's contact, profile or status."""
+    require(actor, "partners")
+    before = store.partner(name)
+    if not isinstance(changes, dict) or not changes:
+        raise Invalid([("body", "must be a JSON object with contact, profile or status")])
+    problems = [(k, "unknown field; a partner has contact, profile and status") for k in changes
+                if k not in ("contact", "profile", "status")]
+    if "profile" in changes and changes["profile"] not in profiles(config):
+        problems.append(("profile", f"unknown profile {changes['profile']!r}"))
+    if "status" in changes and changes["status"] not in PARTNER_STATUSES:
+        problems.append(("status", f"must be one of {', '.join(PARTNER_STATUSES)}"))
+    if "contact" in changes and (not isinstance(changes["contact"], str) or len(changes["contact"]) > 300):
+        problems.append(("contact", "must be a string of at most 300 characters"))
+    if problems:
+        raise Invalid(problems)
+    view = {"contact": before.contact, "profile": before.profile, "status": before.status}
+    with store.write_transaction():
+        store.update_partner(before.id, dict(changes))
+        store.audit(actor.name, actor.via, "partner.edit", f"partner:{name}", view, {**view, **changes}, when)
+    return Done(store.partner(name))
+
+
+def rotate_key(actor: Actor, name: str, overlap_hours: Any, when: datetime) -> Done:
+    """A new key for a partner; its other keys keep working for ``overlap_hours`` (so the
+    partner can switch without a gap), then stop. The new key is in the result, shown once."""
+    from datetime import timedelta
+
+    from .auth import new_partner_key, token_digest
+
+    require(actor, "partners")
+    if not isinstance(overlap_hours, int) or isinstance(overlap_hours, bool) or not 0 <= overlap_hours <= 24 * 90:
+        raise Invalid([("overlap_hours", "must be a whole number of hours from 0 to 2160")])
+    info = store.partner(name)
+    key = new_partner_key()
+    with store.write_transaction():
+        key_id = store.add_key(info.id, token_digest(key), when, when + timedelta(hours=overlap_hours))
+        store.audit(actor.name, actor.via, "partner.rotate", f"partner:{name}", None,
+                    {"key_id": key_id, "others_expire_in_hours": overlap_hours}, when)
+    return Done((store.partner(name), key))
+
+
+def revoke_partner_key(actor: Actor, name: str, key_id: int, when: datetime) -> Done:
+    require(actor, "partners")
+    info = store.partner(name)
+    with store.write_transaction():
+        revoked = store.revoke_key(info.id, key_id, when)
+        if revoked:
+            store.audit(actor.name, actor.via, "partner.revoke", f"partner:{name}", {"key_id": key_id},
+                        {"key_id": key_id, "revoked": True}, when)
+    return Done(store.partner(name))
+
+
+def put_profile(actor: Actor, name: str, data: Any, config: Config, when: datetime) -> Done:
+    """Set a profile through the API (it wins over config.toml's of the same name)."""
+    require(actor, "partners")
+    try:
+        p = check_profile(name, data, config)
+    except ConfigError as e:
+        raise _problems(e) from None
+    before = profiles(config).get(name)
+    with store.write_transaction():
+        store.put_profile(name, profile_settings(p), when)
+        store.audit(actor.name, actor.via, "profile.put", f"profile:{name}",
+                    profile_settings(before) if before else None, profile_settings(p), when)
+    return Done(p)
+
+
+def delete_profile(actor: Actor, name: str, config: Config, when: datetime) -> Done:
+    """Drop the API's copy of a profile: config.toml's applies again (if it has one)."""
+    require(actor, "partners")
+    before = profiles(config).get(name)
+    if name not in store.stored_profiles():
+        raise NotFound(f"profile {name!r} was not set through the API" + (
+            f"; it is {config.path.name}'s" if name in config.partner_profiles else ""))
+    users = store.profile_in_use(name)
+    if name not in config.partner_profiles and users:
+        raise Conflict(f"partners {', '.join(users)} use profile {name!r}; move them to another one first")
+    with store.write_transaction():
+        store.delete_profile(name)
+        store.audit(actor.name, actor.via, "profile.delete", f"profile:{name}",
+                    profile_settings(before) if before else None, None, when)
+    return Done({"name": name, "deleted": True, "config_applies": name in config.partner_profiles})
 
 
 def audit_log(limit: int, before: int | None = None, target: str | None = None,

@@ -26,6 +26,8 @@ ROLES: dict[str, str] = {
 MIN_PASSWORD = 10
 #: what every token starts with, so one found in a log or a paste is recognisable
 TOKEN_PREFIX = "fh_"
+#: partner keys look different from API tokens, so one is never mistaken for the other
+PARTNER_KEY_PREFIX = "pk_"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -67,3 +69,8 @@ def new_token() -> str:
 def token_digest(token: str) -> str:
     """What the store keeps of a token, and looks tokens up by."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_partner_key() -> str:
+    """A new partner key: 256 random bits, URL-safe (it is part of the partner's feed URLs)."""
+    return PARTNER_KEY_PREFIX + secrets.token_urlsafe(32)

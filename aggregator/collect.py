@@ -728,11 +728,27 @@ class Collector:
     def _recent_dates(self, row: store.SourceRow) -> list[datetime]:
         return store.recent_published(row.id, 20)
 
+    def lift_embargoes(self, since: datetime, until: datetime) -> set[str]:
+        """Tell the hubs (on_topics) about feeds whose embargoed entries came out since the last
+        look; returns those feeds."""
+        def lift() -> set[str]:
+            with self._writing():
+                return store.lift_embargoes(list(self.config.editions), since, until, self.parents)
+        topics: set[str] = self._store_call(lift)
+        if topics and self.on_topics:
+            self.on_topics(topics)
+        return topics
+
     def run_forever(self, stop: threading.Event, tick: float = 5.0,
                     progress: Callable[[SourceOutcome], None] | None = None) -> None:
-        """Collect due sources until ``stop`` is set; sleeps in short ticks so stop is prompt."""
+        """Collect due sources until ``stop`` is set; sleeps in short ticks so stop is prompt.
+        Each tick also announces the feeds whose embargoed entries came out meanwhile."""
+        looked = store.aware(self.clock())
         while not stop.is_set():
             try:
+                now = store.aware(self.clock())
+                self.lift_embargoes(looked, now)
+                looked = now
                 summary = self.collect(only_due=True, progress=progress)
                 if summary.outcomes:
                     log.info("collected %d source(s): %d new, %d updated, %d failed",

@@ -24,6 +24,9 @@ from .errors import ConfigError
 DEFAULT_CONFIG = "config.toml"
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SOURCE_KINDS = ("cms", "wire", "partner")
+#: who may redistribute a source's copy, narrowest first: our own sites only (partner
+#: profiles marked own_property), partners too, or everyone (the public feeds too)
+RIGHTS = ("own", "partners", "everyone")
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,13 @@ class SourceConfig:
     rules: tuple[Rule, ...] = ()
     #: absolute path for local sample files, None for http(s) sources
     local_path: Path | None = None
+    #: who may redistribute its copy: "own" (our own sites), "partners", "everyone" (see RIGHTS)
+    rights: str = "everyone"
+    #: the rights statement every item of this source carries ("" : the site's)
+    rights_statement: str = ""
+    #: a future date from this source is an embargo: the entry is in no feed before it
+    #: (within [collect] embargo_days; further ahead it is a clock error, and clamped)
+    embargo: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,14 @@ class ServerConfig:
     threads: int = 8
     #: seconds between SQLite integrity checks made for /healthz (each reads every page once)
     integrity_check_every: int = 300
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Shared state of several web processes beyond the store."""
+
+    #: Redis for partner request limits ("redis://127.0.0.1:6379/0"); empty: kept in the store
+    redis_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,6 +230,8 @@ class CollectConfig:
     redirect_confirmations: int = 3
     #: changes an entry may receive; later ones are ignored (a feed rewriting itself cannot churn)
     max_revisions: int = 50
+    #: how far ahead an embargo source's future dates are believed (days); beyond, clamped
+    embargo_days: int = 14
     #: networks (CIDR) and host names sources may reach besides public addresses
     allow_networks: tuple[str, ...] = ()
     fetch_log_keep: int = 200
@@ -254,6 +274,45 @@ class WebSubConfig:
 
 
 @dataclass(frozen=True)
+class PartnerProfile:
+    """What a partner's feeds hold and how (``[partners.profiles.NAME]``, or the API's copy)."""
+
+    name: str
+    #: editions, sections (with their subsections), regions and source kinds included; empty: all
+    editions: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    source_kinds: tuple[str, ...] = ()
+    #: the whole body, or the summary only
+    full_text: bool = False
+    #: images (and other media) included, and from which sources (empty: every source)
+    images: bool = True
+    image_sources: tuple[str, ...] = ()
+    #: items reach the partner this many minutes after publication
+    delay_minutes: int = 0
+    #: entries per page (a request's limit is capped to it); pages stay under 2 MB
+    page_size: int = 50
+    #: a line (and link) appended to every item, and a licence link at feed level
+    attribution: str = ""
+    attribution_link: str = ""
+    licence: str = ""
+    #: requests a minute per key (a token bucket refilled at this rate), bursts of up to
+    #: ``burst``; 0: no limit
+    rate_limit: int = 120
+    burst: int = 60
+    #: the partner is one of our own sites: copy licensed for our own sites only is included
+    own_property: bool = False
+
+
+#: a profile's keys, as config.toml and the API spell them, with their types and defaults
+PROFILE_SPEC: dict[str, tuple[type, Any]] = {
+    "editions": (list, []), "sections": (list, []), "regions": (list, []), "source_kinds": (list, []),
+    "full_text": (bool, False), "images": (bool, True), "image_sources": (list, []), "delay_minutes": (int, 0),
+    "page_size": (int, 50), "attribution": (str, ""), "attribution_link": (str, ""), "licence": (str, ""),
+    "rate_limit": (int, 120), "burst": (int, 60), "own_property": (bool, False)}
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration; passed explicitly, never global."""
 
@@ -267,6 +326,8 @@ class Config:
     sources: tuple[SourceConfig, ...]
     websub: WebSubConfig = field(default_factory=WebSubConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    partner_profiles: dict[str, PartnerProfile] = field(default_factory=dict)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with that id (KeyError if none)."""
@@ -379,6 +440,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
         "database": (dict, {}), "server": (dict, {}), "site": (dict, {}), "collect": (dict, {}),
         "editions": (dict, _REQUIRED), "sections": (dict, _REQUIRED), "regions": (dict, {}),
         "sources": (list, []), "websub": (dict, {}), "coverage": (dict, {}), "admin": (dict, {}),
+        "partners": (dict, {}), "cache": (dict, {}),
     })
 
     db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
@@ -433,11 +495,12 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
         "samples_dir": (str, "samples"), "workers": (int, d.workers), "per_host": (int, d.per_host),
         "parse_workers": (int, d.parse_workers), "parse_timeout": (float, d.parse_timeout),
         "lease_seconds": (int, d.lease_seconds), "redirect_confirmations": (int, d.redirect_confirmations),
-        "max_revisions": (int, d.max_revisions),
+        "max_revisions": (int, d.max_revisions), "embargo_days": (int, d.embargo_days),
         "allow_networks": (list, []), "fetch_log_keep": (int, d.fetch_log_keep),
         "breaking_prefixes": (dict, {}), **{k: (int, getattr(d.caps, f)) for k, f in CAP_KEYS.items()}})
     for key in ("interval", "min_interval", "max_interval", "max_backoff", "max_bytes", "workers",
                 "per_host", "lease_seconds", "redirect_confirmations", "max_revisions", "fetch_log_keep",
+                "embargo_days",
                 *CAP_KEYS):
         if col[key] is not None and col[key] < 1:
             c.problem(f"collect.{key}", f"must be a positive integer, got {col[key]}")
@@ -475,12 +538,62 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     taxonomy = Taxonomy(sections=taxonomy.sections, regions=taxonomy.regions,
                         coverage=_coverage(top["coverage"], c))
     sources = _sources(top["sources"], c, base, collect.samples_dir, editions, taxonomy)
+    cache = c.table(top["cache"], "cache", {"redis_url": (str, "")})
+    if cache["redis_url"] and urlsplit(cache["redis_url"]).scheme not in ("redis", "rediss", "unix"):
+        c.problem("cache.redis_url", f"must be a redis://, rediss:// or unix:// URL, got {cache['redis_url']!r}")
+    partners = c.table(top["partners"], "partners", {"profiles": (dict, {})})
+    profiles = {name: _profile(name, data, f"partners.profiles.{name}", c, editions, taxonomy)
+                for name, data in (partners["profiles"] or {}).items()}
 
     if c.problems:
         raise ConfigError(str(path), c.problems)
     return Config(path=path, database_url=db_url, server=server, site=site, collect=collect,
                   editions=editions, taxonomy=taxonomy, sources=sources, websub=websub,
-                  admin=AdminConfig(enabled=adm["enabled"] is not False, bind=adm["bind"] or ""))
+                  admin=AdminConfig(enabled=adm["enabled"] is not False, bind=adm["bind"] or ""),
+                  partner_profiles=profiles, cache=CacheConfig(redis_url=cache["redis_url"] or ""))
+
+
+# (C901: one check per profile key, in order)
+def _profile(name: str, data: Any, key: str, c: _Checker, editions: dict[str, Edition],  # noqa: C901
+             taxonomy: Taxonomy) -> PartnerProfile:
+    if not SLUG_RE.match(name):
+        c.problem(key or "name", "profile names are lowercase words joined by '-', e.g. 'regional-papers'")
+    d = c.table(data, key, PROFILE_SPEC)
+    choices: dict[str, Any] = {"editions": editions, "sections": taxonomy.sections, "regions": taxonomy.regions,
+                               "source_kinds": SOURCE_KINDS}
+    for field_name, allowed in choices.items():
+        values = d[field_name] or []
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or v not in allowed:
+                c.problem(_field(key, f"{field_name}[{i}]"), f"unknown {field_name.rstrip('s').replace('_', ' ')} "
+                          f"{v!r}; " + _one_of(str(v), allowed))
+    if not all(isinstance(v, str) for v in d["image_sources"] or []):
+        c.problem(_field(key, "image_sources"), "must be a list of source ids")
+    for name_, low, high in (("delay_minutes", 0, 7 * 24 * 60), ("page_size", 1, 200), ("rate_limit", 0, 100_000),
+                             ("burst", 1, 100_000)):
+        if d[name_] is not None and not low <= d[name_] <= high:
+            c.problem(_field(key, name_), f"must be from {low} to {high}, got {d[name_]}")
+    for name_ in ("attribution_link", "licence"):
+        if d[name_] and urlsplit(d[name_]).scheme not in ("http", "https"):
+            c.problem(_field(key, name_), f"must be an absolute http(s) URL, got {d[name_]!r}")
+    if d["attribution"] and (len(d["attribution"]) > 300 or not _one_line(d["attribution"])):
+        c.problem(_field(key, "attribution"), "must be one line of at most 300 characters")
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if v is not None}
+    return PartnerProfile(name=name, **fields)
+
+
+def check_profile(name: str, data: Any, config: Config) -> PartnerProfile:
+    """Validate one profile table (from the admin API) with config.toml's messages."""
+    c = _Checker(config.path)
+    profile = _profile(name, data, "", c, config.editions, config.taxonomy)
+    if c.problems:
+        raise ConfigError("profile", c.problems)
+    return profile
+
+
+def profile_settings(p: PartnerProfile) -> dict[str, Any]:
+    """A profile as config.toml spells it."""
+    return {k: list(getattr(p, k)) if isinstance(getattr(p, k), tuple) else getattr(p, k) for k in PROFILE_SPEC}
 
 
 def _websub(raw: dict[str, Any], server: ServerConfig, c: _Checker) -> WebSubConfig:
@@ -652,6 +765,7 @@ _SOURCE_SPEC: dict[str, tuple[type, Any]] = {
     "kind": (str, "cms"), "edition": (str, "en"), "section": (str, ""), "region": (str, ""),
     "tags": (list, []), "origin": (str, ""), "breaking": (bool, False), "interval": (int, 0),
     "enabled": (bool, True), "ignore_updates": (bool, False), "mirrors": (list, []), "rules": (list, []),
+    "rights": (str, "everyone"), "rights_statement": (str, ""), "embargo": (bool, False),
 }
 
 _RULE_SPEC: dict[str, tuple[type, Any]] = {
@@ -775,12 +889,19 @@ def _source(data: Any, key: str, c: _Checker, base: Path, samples_dir: Path,  # 
         mirrors = []
     if d["interval"] and d["interval"] < 1:
         c.problem(_field(key, "interval"), "must be a positive number of seconds")
+    if d["rights"] not in RIGHTS:
+        c.problem(_field(key, "rights"), f"must be one of {', '.join(RIGHTS)} (who may redistribute its copy), "
+                  f"got {d['rights']!r}")
+    if d["rights_statement"] and (len(d["rights_statement"]) > 300 or not _one_line(d["rights_statement"])):
+        c.problem(_field(key, "rights_statement"), "must be one line of at most 300 characters")
     return SourceConfig(
         id=sid or "source", name=d["name"] or "", url=url or "", kind=d["kind"] or "cms",
         edition=d["edition"] or "en", section=d["section"] or None, region=d["region"] or None,
         tags=tuple(tags), origin=d["origin"] or None, breaking=bool(d["breaking"]),
         interval=d["interval"] or None, enabled=d["enabled"] is not False,
-        ignore_updates=bool(d["ignore_updates"]), mirrors=tuple(mirrors), rules=rules, local_path=local_path)
+        ignore_updates=bool(d["ignore_updates"]), mirrors=tuple(mirrors), rules=rules, local_path=local_path,
+        rights=d["rights"] if d["rights"] in RIGHTS else "everyone", rights_statement=d["rights_statement"] or "",
+        embargo=bool(d["embargo"]))
 
 
 #: the fields of a source, as config.toml and the admin API spell them
@@ -806,7 +927,8 @@ def source_settings(sc: SourceConfig) -> dict[str, Any]:
                            "section": sc.section or "", "region": sc.region or "", "tags": list(sc.tags),
                            "origin": sc.origin or "", "breaking": sc.breaking, "interval": sc.interval or 0,
                            "enabled": sc.enabled, "ignore_updates": sc.ignore_updates, "mirrors": list(sc.mirrors),
-                           "rules": [rule_settings(r) for r in sc.rules]}
+                           "rules": [rule_settings(r) for r in sc.rules], "rights": sc.rights,
+                           "rights_statement": sc.rights_statement, "embargo": sc.embargo}
     return out
 
 

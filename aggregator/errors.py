@@ -107,6 +107,16 @@ class Forbidden(RequestError):
     status = 403
 
 
+class TooManyRequests(RequestError):
+    """Past a request limit; ``retry_after``: whole seconds to wait."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float):
+        self.retry_after = max(1, int(retry_after + 0.999))
+        super().__init__(message)
+
+
 class Conflict(RequestError):
     """The request clashes with what is stored (a taken id or URL, a source config.toml owns)."""
 

@@ -67,6 +67,8 @@ class Context:
     section_by_title: dict[str, str] = field(default_factory=dict)
     region_by_title: dict[str, str] = field(default_factory=dict)
     caps: Caps = field(default_factory=Caps)
+    #: how far ahead an embargo source's dates are believed
+    embargo: timedelta = timedelta(days=14)
 
     def __post_init__(self) -> None:
         if not self.section_by_title:
@@ -78,7 +80,8 @@ class Context:
     def from_config(cls, config: Config) -> "Context":
         return cls(taxonomy=config.taxonomy, editions=config.editions,
                    id_authority=config.site.id_authority,
-                   breaking_prefixes=config.collect.breaking_prefixes, caps=config.collect.caps)
+                   breaking_prefixes=config.collect.breaking_prefixes, caps=config.collect.caps,
+                   embargo=timedelta(days=config.collect.embargo_days))
 
 
 # --- text ------------------------------------------------------------------------
@@ -374,13 +377,14 @@ class Dates:
     clamped: bool  # beyond FUTURE_TOLERANCE in the future: now used
 
 
-def entry_dates(raw: RawEntry, now: datetime) -> Dates:
-    """Published and updated in naive UTC; a missing date is ``now`` (first seen), a future one clamped."""
+def entry_dates(raw: RawEntry, now: datetime, embargo: timedelta | None = None) -> Dates:
+    """Published and updated in naive UTC; a missing date is ``now`` (first seen), a future one
+    clamped, unless ``embargo`` says how far ahead a date is an embargo time (then kept)."""
     published = raw.published or raw.updated
     missing = published is None
     pub = now if published is None else to_naive_utc(published)
     upd = to_naive_utc(raw.updated) if raw.updated else pub
-    limit = now + FUTURE_TOLERANCE
+    limit = now + max(FUTURE_TOLERANCE, embargo or FUTURE_TOLERANCE)
     clamped = pub > limit or upd > limit
     # A date beyond the tolerance is a source's clock or typo, not news from the future.
     if pub > limit:
@@ -695,7 +699,7 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
     source_edition = ctx.editions.get(source.edition)
     language = (raw.language or feed.language or
                 (source_edition.language if source_edition else None) or "en").strip().lower()
-    dates = entry_dates(raw, now)
+    dates = entry_dates(raw, now, ctx.embargo if source.embargo else None)
     guid = entry_guid(raw, link, title, id_rule)
     section, regions, tags, breaking_cat = classify(raw, source, ctx)
     filed = apply_rules(source.rules, raw, title, summary, Filed(

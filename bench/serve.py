@@ -6,6 +6,11 @@ differences dilute the ratios):
 - hot: requests/s for /feeds/latest.atom served from the render cache, against
   a bare Flask endpoint returning the same bytes (target >= 0.8x);
 - 304: requests/s for the same feed with If-None-Match;
+- usage counting: the hot feed asked by an aggregator whose User-Agent reports subscribers
+  (each such request is counted, written in batches off the request path), and a partner's
+  copy of the feed (a key, its profile, its usage counted; with no request limit, with the
+  limit's token bucket in the store, and in Redis when one answers on 127.0.0.1:6379),
+  each against the plain hot feed measured in the same run;
 - cold render: one 50-entry feed selected from the store and written as Atom
   and as RSS, against feedgen alone building the same feed from data already
   in memory (target <= 1.5x). Measured twice: as it happens when a collect adds
@@ -114,6 +119,41 @@ def after_new_entry(select: Callable[[], FeedDoc], doc: FeedDoc, fmt: str, repea
     return best
 
 
+def usage_figures(app: Flask, cfg, client, window: float) -> dict[str, float]:
+    """Requests/s with usage counting on: an aggregator reporting subscribers on the hot feed, and
+    a partner's feed (no limit; the limit's bucket in the store; in Redis if one answers)."""
+    from aggregator import admin
+    from web.limits import RedisBuckets, StoreBuckets
+
+    agent = {"User-Agent": "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 42 subscribers)"}
+    out = {"hot_counting_subscribers": rate(lambda: client.get("/feeds/latest.atom", headers=agent), window)}
+    print(f"  ... with subscribers counted:       {out['hot_counting_subscribers']:8.0f} requests/s", flush=True)
+    actor = admin.Actor("bench", "admin", "cli")
+    open_key = admin.add_partner(actor, "bench-open", "open", "", cfg, store.utcnow()).result[1]
+    limited_key = admin.add_partner(actor, "bench-limited", "limited", "", cfg, store.utcnow()).result[1]
+    path = f"/partner/{open_key}/feeds/latest.atom"
+    out["partner"] = rate(lambda: client.get(path), window)
+    print(f"  partner feed, usage counted:        {out['partner']:8.0f} requests/s", flush=True)
+    etag = client.get(path).headers["ETag"]
+    out["partner_304"] = rate(lambda: client.get(path, headers={"If-None-Match": etag}), window)
+    print(f"  partner feed, 304:                  {out['partner_304']:8.0f} requests/s", flush=True)
+    limited = f"/partner/{limited_key}/feeds/latest.atom"
+    app.extensions["feedhub.buckets"] = StoreBuckets()
+    out["partner_limited_store"] = rate(lambda: client.get(limited), window)
+    print(f"  partner feed, limit kept in the store: {out['partner_limited_store']:5.0f} requests/s", flush=True)
+    try:
+        redis_buckets = RedisBuckets("redis://127.0.0.1:6379/15")
+        redis_buckets.client.ping()
+    except Exception as e:  # no Redis here: say so rather than guess
+        print(f"  partner feed, limit kept in Redis:  (no Redis on 127.0.0.1:6379: {e})", flush=True)
+    else:
+        app.extensions["feedhub.buckets"] = redis_buckets
+        out["partner_limited_redis"] = rate(lambda: client.get(limited), window)
+        print(f"  partner feed, limit kept in Redis:  {out['partner_limited_redis']:8.0f} requests/s", flush=True)
+    app.extensions["feedhub.usage"].close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="shorter measuring windows")
@@ -126,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         text = text.replace('url = "sqlite:///var/feedhub.db"', f'url = "sqlite:///{tmp}/serve.db"')
         text = text.replace('samples_dir = "samples"', f'samples_dir = "{ROOT / "samples"}"')
         text = text.replace('url = "samples/', f'url = "{ROOT / "samples"}/')
+        text += ("\n[partners.profiles.open]\nfull_text = true\nrate_limit = 0\n"
+                 "[partners.profiles.limited]\nfull_text = true\nrate_limit = 100000000\nburst = 100000\n")
         (Path(tmp) / "config.toml").write_text(text, encoding="utf-8")
         cfg = load_config(Path(tmp) / "config.toml", environ={})
         store.init_db(cfg.database_url)
@@ -150,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  feedhub, hot feed (render cache):  {r_hot:8.0f} requests/s", flush=True)
         r_304 = rate(lambda: client.get("/feeds/latest.atom", headers={"If-None-Match": etag}), window)
         print(f"  feedhub, 304 Not Modified:         {r_304:8.0f} requests/s", flush=True)
+        usage = usage_figures(app, cfg, client, window)
 
         with app.app_context():
             req = parse_request(cfg, "latest", None, None, {})
@@ -170,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         "bare_rps": round(r_bare), "hot_rps": round(r_hot), "not_modified_rps": round(r_304),
         "hot_vs_bare": round(r_hot / r_bare, 2),
     }
+    for name, value in usage.items():
+        figures[f"{name}_rps"] = round(value)
+        figures[f"{name}_vs_hot"] = round(value / r_hot, 2)
     for fmt, (ours, alone, scratch) in figures_render.items():
         figures.update({
             f"cold_{fmt}_ms": round(ours * 1000, 2), f"feedgen_{fmt}_ms": round(alone * 1000, 2),
@@ -179,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ratios: hot feed {figures['hot_vs_bare']}x a bare endpoint (target >= 0.8); cold render after a "
           f"new entry {figures['cold_vs_feedgen_atom']}x (Atom) / {figures['cold_vs_feedgen_rss']}x (RSS) "
           f"feedgen alone (target <= 1.5); from nothing {figures['scratch_vs_feedgen_atom']}x / "
-          f"{figures['scratch_vs_feedgen_rss']}x")
+          f"{figures['scratch_vs_feedgen_rss']}x; with usage counted: subscribers "
+          f"{figures['hot_counting_subscribers_vs_hot']}x the hot feed, a partner's feed {figures['partner_vs_hot']}x "
+          f"(304 {figures['partner_304_vs_hot']}x), limited in the store {figures['partner_limited_store_vs_hot']}x"
+          + (f", in Redis {figures['partner_limited_redis_vs_hot']}x" if "partner_limited_redis_vs_hot" in figures
+             else ""))
     print(json.dumps(figures))
     return 0
 

@@ -63,6 +63,8 @@ class FeedItem:
     coverage: tuple[str, ...] = ()
     #: best first
     related: tuple[RelatedRef, ...] = ()
+    #: the item's rights statement (its source's, else the site's)
+    rights: str | None = None
     #: what the item was made of, as read from the store (plain tuples, cheap to hash and
     #: compare): equal fingerprints make equal items, so rendered entries are looked up
     #: by it (feeds.render.Fragments). None: look them up by the item itself.
@@ -160,8 +162,11 @@ class FeedDoc:
     next_url: str | None = None
     previous_url: str | None = None
     tombstones: tuple[Tombstone, ...] = ()
-    #: when the content changes by itself (breaking items ageing out); None: only on writes
+    #: when the content changes by itself (breaking items ageing out, an embargo lifting);
+    #: None: only on writes
     expires: datetime | None = None
+    #: a licence link at feed level (a partner profile's)
+    licence: str = ""
 
     @property
     def ttl_minutes(self) -> int:

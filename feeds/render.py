@@ -127,8 +127,10 @@ class _Namespaces(BaseExtension):
 
 
 def _feed_links(doc: FeedDoc) -> list[tuple[str, str]]:
-    """RFC 5005 paging links and WebSub hubs, in the order feeds usually give them."""
+    """RFC 5005 paging links, WebSub hubs and a licence (RFC 4946), in the order feeds usually give them."""
     links = [("hub", hub) for hub in doc.hubs]
+    if doc.licence:
+        links.append(("license", doc.licence))
     for rel, href in (("first", doc.first_url), ("previous", doc.previous_url), ("next", doc.next_url)):
         if href:
             links.append((rel, href))
@@ -151,6 +153,8 @@ class _ItemExtras(BaseEntryExtension):
                              type=enclosure.type or "application/octet-stream")
         if item.source and (item.source.url or item.source.link):
             _sub(el, "source", item.source.title, url=item.source.url or item.source.link or "")
+        if item.rights:
+            _sub(el, f"{{{DC_NS}}}rights", item.rights)
         _media(el, item)
         return el
 
@@ -183,6 +187,8 @@ class _ItemExtras(BaseEntryExtension):
             # atom:source needs an updated date; the entry's own is stable across
             # fetches (the source's fetch time would change every feed every poll).
             _sub(src, "updated", item.updated.isoformat())
+        if item.rights:
+            _sub(el, "rights", item.rights)
         _media(el, item)
         return el
 
@@ -391,6 +397,8 @@ def json_item(item: FeedItem) -> dict[str, Any]:
         ext["source"] = {"title": item.source.title, "url": item.source.url or item.source.link}
     if item.related:
         ext["related"] = [{"id": r.id, "title": r.title, **({"url": r.url} if r.url else {})} for r in item.related]
+    if item.rights:
+        ext["rights"] = item.rights
     out["_feedhub"] = {k: v for k, v in ext.items() if v is not None}
     return out
 
@@ -411,4 +419,6 @@ def render_json(doc: FeedDoc) -> bytes:
         feed["hubs"] = [{"type": "WebSub", "url": hub} for hub in doc.hubs]
     if doc.next_url:
         feed["next_url"] = doc.next_url
+    if doc.licence:
+        feed["_feedhub"] = {"licence": doc.licence}
     return json.dumps(feed, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import html
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -10,10 +12,11 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aggregator import store
-from aggregator.config import Config
+from aggregator.config import Config, PartnerProfile
 from aggregator.errors import BadRequest, NotFound
 from aggregator.model import Author, Media
 
+from . import clock
 from .model import FeedDoc, FeedItem, LazyItems, RelatedRef, SourceRef, Term, Tombstone
 
 FEED_KINDS = ("latest", "section", "region", "tag", "author", "coverage", "breaking")
@@ -66,6 +69,8 @@ class FeedRequest:
     default_edition: str = "en"
     #: the page: this entry and older ones; None for the first page
     page: Cursor | None = None
+    #: a partner's profile (what its feeds hold, and how); None for the public feeds
+    profile: PartnerProfile | None = None
 
     @property
     def path(self) -> str:
@@ -192,9 +197,27 @@ def feed_query(req: FeedRequest, config: Config) -> store.FeedQuery:
         elif kind == "since":
             criteria.append(("since", _since(value)))
     breaking = req.kind == "breaking"
-    since = datetime.now(timezone.utc) - timedelta(hours=config.site.breaking_hours) \
-        if breaking and config.site.breaking_hours else None
-    return store.FeedQuery(req.edition, tuple(criteria), breaking, since)
+    now = clock.now()
+    since = now - timedelta(hours=config.site.breaking_hours) if breaking and config.site.breaking_hours else None
+    profile = req.profile
+    # An entry published in the future (an embargo) is in no feed before its time; a partner's
+    # delay holds items back further. Rights: public feeds carry copy anyone may redistribute;
+    # partners also what partners may; our own properties everything.
+    if profile is None:
+        return store.FeedQuery(req.edition, tuple(criteria), breaking, since, until=now,
+                               exclude_sources=store.sources_outside(PUBLIC_RIGHTS))
+    rights = OWN_RIGHTS if profile.own_property else PARTNER_RIGHTS
+    sections = tuple(s for p in profile.sections for s in config.taxonomy.section_family(p))
+    return store.FeedQuery(req.edition, tuple(criteria), breaking, since,
+                           until=now - timedelta(minutes=profile.delay_minutes),
+                           exclude_sources=store.sources_outside(rights, profile.source_kinds),
+                           sections_any=sections, regions_any=profile.regions)
+
+
+#: what each audience may be given, by a source's rights (config.RIGHTS)
+PUBLIC_RIGHTS = ("everyone",)
+PARTNER_RIGHTS = ("partners", "everyone")
+OWN_RIGHTS = ("own", "partners", "everyone")
 
 
 @dataclass
@@ -205,6 +228,8 @@ class Page:
     next: Cursor | None
     previous: Cursor | None
     has_previous: bool
+    #: the store query the page was read with
+    query: store.FeedQuery | None = None
 
 
 def select_page(req: FeedRequest, config: Config, take: int | None = None) -> Page:
@@ -213,7 +238,8 @@ def select_page(req: FeedRequest, config: Config, take: int | None = None) -> Pa
     ``take`` (at most the request's limit) makes the page hold fewer entries than asked,
     its next link starting right after them: for a page that would be too large to send.
     """
-    size = req.limit if take is None else max(1, min(take, req.limit))
+    limit = min(req.limit, req.profile.page_size) if req.profile else req.limit
+    size = limit if take is None else max(1, min(take, limit))
     query = feed_query(req, config)
     start = (req.page.published, req.page.entry_id) if req.page else None
     rows = store.page_rows(query, start, size + 1)
@@ -221,17 +247,18 @@ def select_page(req: FeedRequest, config: Config, take: int | None = None) -> Pa
     rows = rows[:size]
     previous, has_previous = None, False
     if req.page and rows:
-        newer = store.newer_rows(query, rows[0], req.limit + 1)
+        newer = store.newer_rows(query, rows[0], limit + 1)
         has_previous = bool(newer)
         # The previous page is the `limit` entries just newer than this one; it starts at
         # the newest of them, unless nothing is newer still: then it is page one itself.
-        if len(newer) > req.limit:
-            top_id, top_published = newer[req.limit - 1]
+        if len(newer) > limit:
+            top_id, top_published = newer[limit - 1]
             previous = Cursor(top_published, top_id)
-    return Page(rows=rows, next=nxt, previous=previous, has_previous=has_previous)
+    return Page(rows=rows, next=nxt, previous=previous, has_previous=has_previous, query=query)
 
 
-def load_items(rows: list[store.PageRow], req: FeedRequest, config: Config, base_url: str) -> LazyItems:
+def load_items(rows: list[store.PageRow], req: FeedRequest, config: Config, base_url: str,
+               query: store.FeedQuery | None = None) -> LazyItems:
     """Entries with authors, terms, media and related entries: four plain queries for a whole page.
 
     The store reads what items are made of for the whole page at once (store.item_rows).
@@ -240,15 +267,52 @@ def load_items(rows: list[store.PageRow], req: FeedRequest, config: Config, base
     """
     if not rows:
         return LazyItems((), _no_item)
-    raw = store.item_rows([r.id for r in rows])
+    query = query or feed_query(req, config)
+    raw = store.item_rows([r.id for r in rows], query.until, query.exclude_sources)
     sources = store.feed_sources(sorted({r.source for r in rows}))
     refs = {key: _source_ref(src, config) for key, src in sources.items()}
     terms = _Terms(req, config, base_url)
+    shape = _Shape.of(req.profile, config.site.rights)
     # The rest of an item comes from the config (taxonomy titles, id authority), fixed for
-    # the life of an app and so of the render cache's entries, and from the scheme prefix.
-    fingerprints = tuple((r, tuple(raw[r.id]), sources[r.source], terms.scheme) for r in rows)
-    return LazyItems(fingerprints, lambda i: _item(rows[i], refs[rows[i].source], raw[rows[i].id], terms,
-                                                   fingerprints[i]))
+    # the life of an app and so of the render cache's entries, the scheme prefix, and the
+    # partner's shaping (a partner's summary-only item must never be a public item's twin).
+    fingerprints = tuple((r, tuple(raw[r.id]), sources[r.source], terms.scheme, shape) for r in rows)
+    return LazyItems(fingerprints, lambda i: shape.apply(
+        _item(rows[i], refs[rows[i].source], raw[rows[i].id], terms, fingerprints[i]), sources[rows[i].source]))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How a profile shapes items (the public feeds: not at all, beyond the rights statement)."""
+
+    site_rights: str
+    full_text: bool = True
+    images: bool = True
+    image_sources: tuple[str, ...] = ()
+    attribution: str = ""
+    attribution_link: str = ""
+
+    @classmethod
+    def of(cls, profile: PartnerProfile | None, site_rights: str) -> "_Shape":
+        if profile is None:
+            return cls(site_rights)
+        return cls(site_rights, profile.full_text, profile.images, profile.image_sources, profile.attribution,
+                   profile.attribution_link)
+
+    def apply(self, item: FeedItem, source: store.FeedSource) -> FeedItem:
+        changes: dict[str, Any] = {"rights": source.rights_statement or self.site_rights or None}
+        if not self.full_text:
+            changes["content"] = ""
+        if not self.images or (self.image_sources and source.key not in self.image_sources):
+            changes["media"] = ()
+        if self.attribution:
+            line = html.escape(self.attribution)
+            if self.attribution_link:
+                line = f'<a href="{html.escape(self.attribution_link, quote=True)}">{line}</a>'
+            changes["summary"] = f"{item.summary} — {self.attribution}" if item.summary else self.attribution
+            if self.full_text and item.content:
+                changes["content"] = f"{item.content}<p>{line}</p>"
+        return dataclasses.replace(item, **changes)
 
 
 def _no_item(index: int) -> FeedItem:
@@ -262,7 +326,7 @@ def select_items(req: FeedRequest, config: Config, base_url: str) -> list[FeedIt
 
 def select_tombstones(req: FeedRequest, config: Config) -> list[Tombstone]:
     """Entries of this feed retracted within the configured period (for Atom's at:deleted-entry)."""
-    window = datetime.now(timezone.utc) - timedelta(days=config.site.tombstone_days)
+    window = clock.now() - timedelta(days=config.site.tombstone_days)
     return [Tombstone(id=public_id, when=when, reason=reason)
             for public_id, when, reason in store.tombstone_rows(feed_query(req, config), window, MAX_LIMIT)]
 
@@ -377,7 +441,7 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     """Select a feed's page and describe the feed; ``formats`` maps format -> file suffix.
     ``take``: hold at most that many entries (see select_page)."""
     page = select_page(req, config, take)
-    items = load_items(page.rows, req, config, base_url)
+    items = load_items(page.rows, req, config, base_url, page.query)
     tombstones = select_tombstones(req, config) if fmt == "atom" and req.page is None else []
 
     def url(f: str, cursor: Cursor | None = None, first: bool = False) -> str:
@@ -390,12 +454,20 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     changes = [r.updated for r in page.rows] + [t.when for t in tombstones]
     updated = max(changes) if changes else newest_change(req, config)
     feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
+    if req.profile is not None:  # another document than the public feed: its own id
+        feed_key = f"partner-profile/{req.profile.name}/{feed_key}"
     about = config.taxonomy.coverage[req.slug or ""].description if req.kind == "coverage" else ""
     expires = None
     if req.kind == "breaking" and config.site.breaking_hours and page.rows:
         # The ticker changes with the clock too: it is valid until its oldest item leaves.
         oldest = min(r.published for r in page.rows)
         expires = oldest + timedelta(hours=config.site.breaking_hours)
+    if req.page is None and page.query is not None:
+        # ... and when the next held-back entry (an embargo, a partner's delay) comes out.
+        held = store.next_visible(page.query)
+        if held is not None:
+            delay = timedelta(minutes=req.profile.delay_minutes) if req.profile else timedelta(0)
+            expires = min(expires, held + delay) if expires else held + delay
     return FeedDoc(
         id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),
         description=f"{feed_title(req, config)}. {about or config.site.description}",
@@ -407,4 +479,5 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
         next_url=url(fmt, page.next) if page.next else None,
         previous_url=(url(fmt, page.previous) if page.previous else url(fmt, first=True))
         if page.has_previous else None,
-        tombstones=tuple(tombstones), expires=expires)
+        tombstones=tuple(tombstones), expires=expires,
+        licence=req.profile.licence if req.profile else "")

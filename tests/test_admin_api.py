@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,13 @@ ITEM = ("<item><title>{title}</title><link>https://outlet.example.org/{n}</link>
 
 def rss(title: str, stories: list[tuple[int, str]]) -> str:
     return RSS.format(title=title, items="".join(ITEM.format(n=n, title=t) for n, t in stories))
+
+
+PROFILES = """
+[partners.profiles.standard]
+sections = ["news"]
+full_text = false
+"""
 
 
 @dataclass
@@ -105,7 +113,7 @@ def make_users(roles: tuple[str, ...] = ROLES) -> dict[str, str]:
 def api(tmp_path: Path, db_url: str, samples_dir: Path) -> Iterator[Api]:
     (samples_dir / "desk-copy.rss").write_text(rss("Outlet", [(1, "Budget vote"), (2, "Port strike")]),
                                                encoding="utf-8")
-    cfg = load_config(write_config(tmp_path, db_url, collect=LOOPBACK), environ={})
+    cfg = load_config(write_config(tmp_path, db_url, collect=LOOPBACK, extra=PROFILES), environ={})
     store.init_db(cfg.database_url)
     store.sync_sources(cfg)
     tokens = make_users()
@@ -164,6 +172,18 @@ def _removable(a: Api) -> str:
     return key
 
 
+def _spare_profile(a: Api) -> str:
+    from aggregator import admin
+
+    name = f"spare-{len(store.stored_profiles())}"
+    admin.put_profile(admin.Actor("setup", "admin", "cli"), name, {"full_text": True}, a.config, store.utcnow())
+    return name
+
+
+def _live_key(a: Api) -> int:
+    return next(k.id for k in store.partner("gazette").keys if k.revoked_at is None)
+
+
 OPML = b"""<?xml version="1.0"?><opml version="2.0"><head><title>t</title></head><body>
 <outline text="Local"><outline type="rss" text="Town paper" xmlUrl="https://town.example.org/feed.xml"/></outline>
 </body></opml>"""
@@ -193,6 +213,17 @@ ENDPOINTS: list[tuple[str, Any, Any, str, int]] = [
     ("PATCH", lambda a: f"/api/v1/entries/{entry_ids(a, source='outlet')[0]}", {"section": "politics"}, "editor", 200),
     ("POST", "/api/v1/breaking", {"headline": "Storm reaches the coast"}, "editor", 201),
     ("DELETE", lambda a: f"/api/v1/breaking/{_desk_item(a)}", None, "editor", 200),
+    ("GET", "/api/v1/partners", None, "viewer", 200),
+    ("POST", "/api/v1/partners", lambda a: {"name": f"p{len(store.partners())}", "profile": "standard"}, "admin", 201),
+    ("GET", "/api/v1/partners/gazette", None, "viewer", 200),
+    ("PATCH", "/api/v1/partners/gazette", {"contact": "desk@gazette.example"}, "admin", 200),
+    ("POST", "/api/v1/partners/gazette/keys", {"overlap_hours": 1}, "admin", 201),
+    ("DELETE", lambda a: f"/api/v1/partners/gazette/keys/{_live_key(a)}", None, "admin", 200),
+    ("GET", "/api/v1/partners/gazette/usage?days=7", None, "viewer", 200),
+    ("GET", "/api/v1/feeds/subscribers", None, "viewer", 200),
+    ("GET", "/api/v1/partner-profiles", None, "viewer", 200),
+    ("PUT", "/api/v1/partner-profiles/custom", {"full_text": True, "delay_minutes": 5}, "admin", 200),
+    ("DELETE", lambda a: f"/api/v1/partner-profiles/{_spare_profile(a)}", None, "admin", 200),
     ("GET", "/api/v1/health", None, "viewer", 200),
     ("GET", "/api/v1/audit", None, "viewer", 200),
 ]
@@ -206,6 +237,7 @@ def test_every_endpoint_with_every_role_and_without_a_token(api: Api):
     add_local_source(api)
     collect_once(api.config, ["outlet"])
     api.call("POST", f"/api/v1/entries/{entry_ids(api, source='outlet')[0]}/retract", "admin", {"reason": "setup"})
+    assert api.call("POST", "/api/v1/partners", "admin", {"name": "gazette", "profile": "standard"})[0] == 201
     from web.app import create_app
 
     routes = create_app(api.config).url_map.bind("127.0.0.1")
@@ -248,7 +280,7 @@ def test_every_route_of_the_api_is_in_the_openapi_document_which_is_valid(api: A
     assert status == 200
     validate(doc)
     app = create_app(api.config)
-    routes = {(rule.rule.removeprefix("/api/v1").replace("<key>", "{key}").replace("<raw_id>", "{entry_id}"), method)
+    routes = {(re.sub(r"<(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1")), method)
               for rule in app.url_map.iter_rules() if rule.endpoint.startswith(blueprint.name + ".")
               for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {(p, m.upper()) for p, item in doc["paths"].items() for m in item if m != "parameters"}

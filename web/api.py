@@ -29,6 +29,7 @@ from aggregator.errors import (
     Invalid,
     ParseError,
     RequestError,
+    TooManyRequests,
     Unauthorized,
 )
 
@@ -83,12 +84,10 @@ class FailureLimiter:
                 self._failures.clear()
 
 
-class TooManyFailures(RequestError):
-    status = 429
-
+class TooManyFailures(TooManyRequests):
     def __init__(self, wait: float):
-        super().__init__(f"too many failed authentications from this address; try again in {int(wait) + 1} s")
-        self.wait = int(wait) + 1
+        super().__init__(f"too many failed authentications from this address; try again in {int(wait) + 1} s",
+                         wait)
 
 
 class TooLarge(RequestError):
@@ -116,9 +115,9 @@ def problem_for(e: Exception) -> Response:
     if isinstance(e, Conflict):
         extra = {"errors": [{"field": e.field, "message": str(e)}]} if e.field else {}
         return problem(409, str(e), **extra)
-    if isinstance(e, TooManyFailures):
+    if isinstance(e, TooManyRequests):
         resp = problem(429, str(e))
-        resp.headers["Retry-After"] = str(e.wait)
+        resp.headers["Retry-After"] = str(e.retry_after)
         return resp
     if isinstance(e, Unauthorized):
         resp = problem(401, str(e))
@@ -473,19 +472,19 @@ def list_entries() -> Response:
 
 def _entry_id(raw: str) -> int:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise BadRequest(f"an entry id is a number, got {raw!r}")
+        raise BadRequest(f"an id here is a whole number, got {raw!r}")
     return int(raw)
 
 
-@api.get("/entries/<raw_id>")
-def get_entry(raw_id: str) -> Response:
-    return _json(entry_view(admin.entry(_entry_id(raw_id))))
+@api.get("/entries/<entry_id>")
+def get_entry(entry_id: str) -> Response:
+    return _json(entry_view(admin.entry(_entry_id(entry_id))))
 
 
-@api.patch("/entries/<raw_id>")
-def correct_entry(raw_id: str) -> Response:
+@api.patch("/entries/<entry_id>")
+def correct_entry(entry_id: str) -> Response:
     data = _body()
-    done = _publish(admin.correct(_actor(), _entry_id(raw_id), data, _config(), _now()))
+    done = _publish(admin.correct(_actor(), _entry_id(entry_id), data, _config(), _now()))
     return _json(entry_view(done.result))
 
 
@@ -495,35 +494,139 @@ def _reason(required: bool) -> str:
     return _str_field(data, "reason")
 
 
-@api.post("/entries/<raw_id>/retract")
-def retract_entry(raw_id: str) -> Response:
-    entry_id = _entry_id(raw_id)
-    done = _publish(admin.retract(_actor(), entry_id, _reason(True), _config(), _now()))
+@api.post("/entries/<entry_id>/retract")
+def retract_entry(entry_id: str) -> Response:
+    number = _entry_id(entry_id)  # checked before the body, so a bad id is the first thing said
+    done = _publish(admin.retract(_actor(), number, _reason(True), _config(), _now()))
     return _json(entry_view(done.result))
 
 
-@api.post("/entries/<raw_id>/unretract")
-def unretract_entry(raw_id: str) -> Response:
-    entry_id = _entry_id(raw_id)
-    done = _publish(admin.unretract(_actor(), entry_id, _reason(True), _config(), _now()))
+@api.post("/entries/<entry_id>/unretract")
+def unretract_entry(entry_id: str) -> Response:
+    number = _entry_id(entry_id)  # checked before the body, so a bad id is the first thing said
+    done = _publish(admin.unretract(_actor(), number, _reason(True), _config(), _now()))
     return _json(entry_view(done.result))
 
 
 @api.post("/breaking")
 def push_breaking() -> Response:
     data = _body()
-    _fields(data, ("headline", "link", "body", "edition"), required=("headline",))
+    _fields(data, ("headline", "link", "body", "edition", "embargo_until"), required=("headline",))
     done = _publish(admin.push_breaking(_actor(), data["headline"], _config(), _now(), link=data.get("link"),
-                                        body=data.get("body"), edition=data.get("edition")))
+                                        body=data.get("body"), edition=data.get("edition"),
+                                        embargo_until=data.get("embargo_until")))
     resp = _json(entry_view(done.result), status=201)
     resp.headers["Location"] = f"/api/v1/entries/{done.result.id}"
     return resp
 
 
-@api.delete("/breaking/<raw_id>")
-def take_off_ticker(raw_id: str) -> Response:
-    done = _publish(admin.take_off_ticker(_actor(), _entry_id(raw_id), _config(), _now()))
+@api.delete("/breaking/<entry_id>")
+def take_off_ticker(entry_id: str) -> Response:
+    done = _publish(admin.take_off_ticker(_actor(), _entry_id(entry_id), _config(), _now()))
     return _json(entry_view(done.result))
+
+
+# --- partners ------------------------------------------------------------------------------
+
+def partner_view(p: store.PartnerInfo, key: str | None = None) -> dict[str, Any]:
+    now = _now()
+    out: dict[str, Any] = {
+        "name": p.name, "contact": p.contact, "profile": p.profile, "status": p.status, "created_at": p.created_at,
+        "keys": [{"id": k.id, "created_at": k.created_at, "expires_at": k.expires_at, "revoked_at": k.revoked_at,
+                  "last_used_at": k.last_used_at,
+                  "live": k.revoked_at is None and (k.expires_at is None or k.expires_at > store.aware(now))}
+                 for k in p.keys]}
+    if key is not None:
+        base = _config().server.base_url or request.host_url.rstrip("/")
+        out["key"] = key  # shown once: only its hash is kept
+        out["urls"] = {"page": f"{base}/partner/{key}/", "latest": f"{base}/partner/{key}/feeds/latest.atom",
+                       "bearer": f"{base}/partner/feeds/latest.atom"}
+    return out
+
+
+@api.get("/partners")
+def list_partners() -> Response:
+    limit, after = _limit(), request.args.get("cursor")
+    found = [p for p in store.partners() if after is None or p.name > after]
+    return _page(found[:limit + 1], limit, lambda p: p.name, partner_view)
+
+
+@api.post("/partners")
+def add_partner() -> Response:
+    data = _body()
+    _fields(data, ("name", "profile", "contact"), required=("name", "profile"))
+    info, key = admin.add_partner(_actor(), data["name"], data["profile"], data.get("contact", ""), _config(),
+                                  _now()).result
+    resp = _json(partner_view(info, key), status=201)
+    resp.headers["Location"] = f"/api/v1/partners/{info.name}"
+    return resp
+
+
+@api.get("/partners/<name>")
+def get_partner(name: str) -> Response:
+    return _json(partner_view(store.partner(name)))
+
+
+@api.patch("/partners/<name>")
+def edit_partner(name: str) -> Response:
+    return _json(partner_view(admin.edit_partner(_actor(), name, _body(), _config(), _now()).result))
+
+
+@api.post("/partners/<name>/keys")
+def rotate_partner_key(name: str) -> Response:
+    data = _body() if request.get_data(cache=True) else {}
+    _fields(data, ("overlap_hours",))
+    info, key = admin.rotate_key(_actor(), name, data.get("overlap_hours", 24), _now()).result
+    return _json(partner_view(info, key), status=201)
+
+
+@api.delete("/partners/<name>/keys/<key_id>")
+def revoke_partner_key(name: str, key_id: str) -> Response:
+    return _json(partner_view(admin.revoke_partner_key(_actor(), name, _entry_id(key_id), _now()).result))
+
+
+@api.get("/partners/<name>/usage")
+def partner_usage(name: str) -> Response:
+    from datetime import timedelta
+
+    days = request.args.get("days", "30")
+    if not days.isascii() or not days.isdigit() or not 1 <= int(days) <= 366:
+        raise BadRequest(f"days must be a whole number from 1 to 366, got {days!r}")
+    info = store.partner(name)
+    since = store.utcnow().date() - timedelta(days=int(days) - 1)
+    return _json({"partner": name, "since": since.isoformat(), "days": [
+        {"day": u.day.isoformat(), "feed": u.feed, "requests": u.requests, "ok": u.ok,
+         "not_modified": u.not_modified, "limited": u.limited, "bytes": u.bytes, "last_seen": u.last_seen}
+        for u in store.partner_usage(info.id, since)],
+        "user_agents": store.partner_agents(info.id, since)})
+
+
+@api.get("/feeds/subscribers")
+def subscribers() -> Response:
+    day = store.utcnow().date()
+    return _json({"day": day.isoformat(), "feeds": store.feed_subscribers(day)})
+
+
+@api.get("/partner-profiles")
+def list_profiles() -> Response:
+    from aggregator.config import profile_settings
+
+    stored = store.stored_profiles()
+    return _json({"items": [{"name": name, "set_through": "api" if name in stored else "config",
+                             **profile_settings(p)} for name, p in sorted(admin.profiles(_config()).items())]})
+
+
+@api.put("/partner-profiles/<name>")
+def put_profile(name: str) -> Response:
+    from aggregator.config import profile_settings
+
+    p = admin.put_profile(_actor(), name, _body(), _config(), _now()).result
+    return _json({"name": name, "set_through": "api", **profile_settings(p)})
+
+
+@api.delete("/partner-profiles/<name>")
+def delete_profile(name: str) -> Response:
+    return _json(admin.delete_profile(_actor(), name, _config(), _now()).result)
 
 
 # --- health and audit -----------------------------------------------------------------------

@@ -11,8 +11,11 @@ from .api import api
 from .cache import RenderCache
 from .errors import register_error_handlers
 from .hot import HotFeeds
+from .limits import buckets_for
 from .metrics import metrics
+from .partner import partner
 from .public import public
+from .usage import UsageRecorder
 from .websub import HubPublisher
 
 #: what an app serves: everything, the public side only, or the admin API only (for a
@@ -48,9 +51,13 @@ def create_app(config: Config, parts: str = "all") -> Flask:
     app.extensions["feedhub.cache"] = RenderCache()
     app.extensions["feedhub.fragments"] = Fragments()
     revisions = app.extensions["feedhub.revisions"] = store.TopicRevisions(database)
-    app.wsgi_app = app.extensions["feedhub.hot"] = HotFeeds(app.wsgi_app, revisions)  # type: ignore[method-assign]
+    usage = app.extensions["feedhub.usage"] = UsageRecorder()
+    app.extensions["feedhub.buckets"] = buckets_for(config.cache.redis_url)
+    app.wsgi_app = app.extensions["feedhub.hot"] = HotFeeds(  # type: ignore[method-assign]
+        app.wsgi_app, revisions, on_subscribers=usage.public)
     if parts != "admin":
         app.register_blueprint(public)
+        app.register_blueprint(partner)
         app.register_blueprint(metrics)
     if config.admin.enabled and (parts == "admin" or (parts == "all" and not config.admin.bind)):
         app.register_blueprint(api)
@@ -60,7 +67,7 @@ def create_app(config: Config, parts: str = "all") -> Flask:
 
 
 #: settings a running server cannot take from a reloaded file (they need a restart)
-RESTART_ONLY = ("database_url", "server", "admin")
+RESTART_ONLY = ("database_url", "server", "admin", "cache")
 
 
 def reload_app(app: Flask, config: Config) -> list[str]:

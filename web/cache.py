@@ -13,10 +13,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from werkzeug.datastructures import Headers
 from werkzeug.http import http_date
+
+from feeds import clock
 
 #: bodies smaller than this are not worth compressing
 GZIP_MIN = 512
@@ -69,7 +71,7 @@ class Rendered:
         return self.gzip_headers if gzipped and self.gzip_headers is not None else self.headers
 
     def valid(self, revision: int) -> bool:
-        return self.revision == revision and (self.expires is None or datetime.now(timezone.utc) < self.expires)
+        return self.revision == revision and (self.expires is None or clock.now() < self.expires)
 
 
 class RenderCache:

@@ -160,6 +160,32 @@ def build_parser() -> argparse.ArgumentParser:
     sx = src_sub.add_parser("export-opml", help="print every source as OPML 2.0",
                             description="Write every http(s) source as OPML 2.0 to standard output (or FILE).")
     sx.add_argument("file", metavar="FILE", nargs="?")
+    prt = sub.add_parser("partners", help="partner sites: add them, rotate and revoke their keys, suspend them",
+                         description="Partners pull feeds under a profile's terms with a key. Without an action: "
+                                     "list them with their keys (never the keys themselves).")
+    prt_sub = prt.add_subparsers(dest="partners_command", metavar="ACTION")
+    pa = prt_sub.add_parser("add", help="add a partner; its key is printed once, as the last line",
+                            description="Add a partner with a profile ([partners.profiles.NAME] in config.toml, "
+                                        "or set through the API). Its key is printed once, as the last line; only "
+                                        "its hash is stored.")
+    pa.add_argument("name", metavar="NAME")
+    pa.add_argument("--profile", required=True, help="the profile deciding what its feeds hold")
+    pa.add_argument("--contact", default="", help="who to call about it (an e-mail address, say)")
+    pr = prt_sub.add_parser("rotate", help="a new key (last line); the others keep working for the overlap",
+                            description="Make a new key for NAME, printed once as the last line. Its other keys "
+                                        "keep working for --overlap-hours (default 24), then stop.")
+    pr.add_argument("name", metavar="NAME")
+    pr.add_argument("--overlap-hours", type=int, default=24)
+    pv = prt_sub.add_parser("revoke", help="revoke one key now", description="Revoke a partner's key now, by the "
+                                                                            "id `feedhub partners` shows.")
+    pv.add_argument("name", metavar="NAME")
+    pv.add_argument("key_id", metavar="KEY_ID", type=int)
+    for action, text in (("suspend", "suspend a partner: every key answers 401 until it is resumed"),
+                         ("resume", "resume a suspended partner")):
+        prt_sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".").add_argument(
+            "name", metavar="NAME")
+    prt_sub.add_parser("profiles", help="list the partner profiles", description="Every partner profile, "
+                                                                               "config.toml's and the API's.")
     brk = sub.add_parser("breaking", help="the breaking desk: push an item to the ticker, or take one off",
                          description="Breaking items pushed from the desk are in /feeds/breaking at once.")
     brk_sub = brk.add_subparsers(dest="breaking_command", metavar="ACTION", required=True)
@@ -469,6 +495,8 @@ def _serve(config: Config, host: str, port: int) -> None:
         _reloaders.remove(reload)
         if admin_server is not None:
             admin_server.close()
+        for a in apps:
+            a.extensions["feedhub.usage"].close()  # what was counted and not yet written
     _raise_if_signalled()
 
 
@@ -729,6 +757,54 @@ SOURCE_ACTIONS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "export-opml": _source_export}
 
 
+def cmd_partners(config: Config, args: argparse.Namespace) -> int:
+    store.init_db(config.database_url)
+    actor, now, action = admin.cli_actor(), store.utcnow(), args.partners_command
+    if action is None:
+        rows: list[tuple[str, ...]] = [("NAME", "PROFILE", "STATUS", "CONTACT", "KEYS (ID: STATE, LAST USED)")]
+        for partner in store.partners():
+            keys = "; ".join(f"{k.id}: {_key_state(k, now)}, {_when(k.last_used_at)}" for k in partner.keys)
+            rows.append((partner.name, partner.profile, partner.status, partner.contact or "-", keys or "-"))
+        print(format_table(rows))
+        return 0
+    if action == "profiles":
+        stored = store.stored_profiles()
+        rows = [("PROFILE", "SET IN", "EDITIONS", "SECTIONS", "TEXT", "DELAY", "LIMIT")]
+        for name, p in sorted(admin.profiles(config).items()):
+            rows.append((name, "api" if name in stored else config.path.name, ",".join(p.editions) or "all",
+                         ",".join(p.sections) or "all", "full" if p.full_text else "summary",
+                         f"{p.delay_minutes} min", f"{p.rate_limit}/min" if p.rate_limit else "none"))
+        print(format_table(rows))
+        return 0
+    if action == "add":
+        info, key = admin.add_partner(actor, args.name, args.profile, args.contact, config, now).result
+        print(f"added partner {info.name} ({info.profile}); its key is shown only now, store it safely. Its feeds: "
+              f"{config.server.base_url or ''}/partner/KEY/feeds/latest.atom, its page: /partner/KEY/")
+        print(key)
+        return 0
+    if action == "rotate":
+        info, key = admin.rotate_key(actor, args.name, args.overlap_hours, now).result
+        print(f"new key for {info.name}; its other keys stop in {args.overlap_hours} h. Shown only now:")
+        print(key)
+        return 0
+    if action == "revoke":
+        admin.revoke_partner_key(actor, args.name, args.key_id, now)
+        print(f"key {args.key_id} of {args.name} revoked")
+        return 0
+    status = "suspended" if action == "suspend" else "active"
+    admin.edit_partner(actor, args.name, {"status": status}, config, now)
+    print(f"partner {args.name} is {status}")
+    return 0
+
+
+def _key_state(k: store.KeyInfo, now: datetime) -> str:
+    if k.revoked_at is not None:
+        return "revoked"
+    if k.expires_at is not None:
+        return "expired" if k.expires_at <= store.aware(now) else f"expires {_when(k.expires_at)}"
+    return "live"
+
+
 def cmd_breaking(config: Config, args: argparse.Namespace) -> int:
     store.init_db(config.database_url)
     actor, now = admin.cli_actor(), store.utcnow()
@@ -755,7 +831,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
-            "unretract": cmd_unretract, "users": cmd_users, "breaking": cmd_breaking,
+            "unretract": cmd_unretract, "users": cmd_users, "breaking": cmd_breaking, "partners": cmd_partners,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
 
 if __name__ == "__main__":

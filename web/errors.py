@@ -11,7 +11,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from aggregator import store
-from aggregator.errors import RequestError
+from aggregator.errors import RequestError, TooManyRequests
 
 log = logging.getLogger("feedhub.web")
 
@@ -63,7 +63,12 @@ def register_error_handlers(app: Flask) -> None:
             from .api import problem_for
 
             return problem_for(e)
-        return error_response(e.status, str(e))
+        resp = error_response(e.status, str(e))
+        if e.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="feedhub partners"'
+        if isinstance(e, TooManyRequests):
+            resp.headers["Retry-After"] = str(e.retry_after)
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Response | HTTPException:

@@ -59,6 +59,7 @@ _PAGING = [_q("limit", "items per page, 1-200 (default 50)", {"type": "integer",
            _q("cursor", "the next_cursor of the previous page")]
 _KEY = {"name": "key", "in": "path", "required": True, "description": "the source's id", "schema": _STR}
 _ENTRY = {"name": "entry_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": _STR}
 _JSON_BODY = "application/json"
 
 
@@ -114,13 +115,34 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "Reason": {"type": "object", "additionalProperties": False, "required": ["reason"],
                    "properties": {"reason": _STR}},
         "BreakingInput": {"type": "object", "additionalProperties": False, "required": ["headline"], "properties": {
-            "headline": _STR, "link": _STR, "body": _STR, "edition": {"enum": sorted(config.editions)}}},
+            "headline": _STR, "link": _STR, "body": _STR, "edition": {"enum": sorted(config.editions)},
+            "embargo_until": {"type": "string", "format": "date-time",
+                              "description": "in no feed before this instant"}}},
         "AuditRow": {"type": "object", "properties": {
             "id": {"type": "integer"}, "at": _INSTANT, "actor": _STR, "via": {"enum": ["api", "cli"]},
             "action": _STR, "target": _STR, "before": {}, "after": {}}},
         "ImportResult": {"type": "object", "properties": {
             "dry_run": {"type": "boolean"}, "added": {"type": "integer"}, "would_add": {"type": "integer"},
             "skipped": {"type": "integer"}, "outlines": {"type": "array", "items": {"type": "object"}}}},
+        "Partner": {"type": "object", "properties": {
+            "name": _STR, "contact": _STR, "profile": _STR, "status": {"enum": ["active", "suspended"]},
+            "created_at": _INSTANT, "keys": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "created_at": _INSTANT, "expires_at": _INSTANT, "revoked_at": _INSTANT,
+                "last_used_at": _INSTANT, "live": {"type": "boolean"}}}},
+            "key": {"type": "string", "description": "only when a key is made: shown once, never stored"},
+            "urls": {"type": "object"}}},
+        "PartnerInput": {"type": "object", "additionalProperties": False, "required": ["name", "profile"],
+                         "properties": {"name": _STR, "profile": _STR, "contact": _STR}},
+        "PartnerPatch": {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+            "profile": _STR, "contact": _STR, "status": {"enum": ["active", "suspended"]}}},
+        "Profile": {"type": "object", "additionalProperties": False, "properties": {
+            "editions": {"type": "array", "items": _STR}, "sections": {"type": "array", "items": _STR},
+            "regions": {"type": "array", "items": _STR}, "source_kinds": {"type": "array", "items": _STR},
+            "full_text": {"type": "boolean"}, "images": {"type": "boolean"},
+            "image_sources": {"type": "array", "items": _STR}, "delay_minutes": {"type": "integer", "minimum": 0},
+            "page_size": {"type": "integer", "minimum": 1, "maximum": 200}, "attribution": _STR,
+            "attribution_link": _STR, "licence": _STR, "rate_limit": {"type": "integer", "minimum": 0},
+            "burst": {"type": "integer", "minimum": 1}, "own_property": {"type": "boolean"}}},
         "RuleTrial": {"type": "object", "properties": {
             "entries": {"type": "array", "items": {"type": "object"}}, "kept": {"type": "integer"},
             "dropped": {"type": "integer"}, "written": {"const": False}}},
@@ -194,6 +216,44 @@ def openapi_document(config: Config) -> dict[str, Any]:
                                   {"201": entry}, role="editor", body={j: {"schema": _ref("BreakingInput")}})},
         "/breaking/{entry_id}": {"parameters": [_ENTRY], "delete": _op(
             "Take an item off the ticker now", {"200": entry, "404": _problem("not on the ticker")}, role="editor")},
+        "/partners": {
+            "get": _op("Partners with their keys (never the keys themselves)",
+                       {"200": _json(_page("Partner"), "a page of partners")}, params=_PAGING),
+            "post": _op("Add a partner; its first key is in the answer, once", {
+                "201": _json(_ref("Partner"), "the partner and its key"), "409": _problem("the name is taken")},
+                role="admin", body={j: {"schema": _ref("PartnerInput")}})},
+        "/partners/{name}": {
+            "parameters": [_NAME],
+            "get": _op("One partner", {"200": _json(_ref("Partner"), "the partner"),
+                                       "404": _problem("no such partner")}),
+            "patch": _op("Change a partner's contact, profile or status (suspended: its keys answer 401)", {
+                "200": _json(_ref("Partner"), "the partner"), "404": _problem("no such partner")}, role="admin",
+                body={j: {"schema": _ref("PartnerPatch")}})},
+        "/partners/{name}/keys": {"parameters": [_NAME], "post": _op(
+            "Rotate: a new key (in the answer, once); the others keep working for overlap_hours (default 24)",
+            {"201": _json(_ref("Partner"), "the partner and its new key"), "404": _problem("no such partner")},
+            role="admin", body={j: {"schema": {"type": "object", "properties": {
+                "overlap_hours": {"type": "integer", "minimum": 0, "maximum": 2160}}}}})},
+        "/partners/{name}/keys/{key_id}": {"parameters": [_NAME, {
+            "name": "key_id", "in": "path", "required": True, "schema": {"type": "integer"}}], "delete": _op(
+            "Revoke a key now", {"200": _json(_ref("Partner"), "the partner"), "404": _problem("no such key")},
+            role="admin")},
+        "/partners/{name}/usage": {"parameters": [_NAME], "get": _op(
+            "A partner's requests per feed and day (requests, 200s, 304s, 429s, bytes, last seen) and User-Agents",
+            {"200": _json({"type": "object"}, "usage"), "404": _problem("no such partner")},
+            params=[_q("days", "how many days back, 1-366 (default 30)", {"type": "integer"})])},
+        "/feeds/subscribers": {"get": _op(
+            "Today's subscribers per public feed, as aggregators report them in their User-Agent (each once)",
+            {"200": _json({"type": "object"}, "subscribers per feed path")})},
+        "/partner-profiles": {"get": _op("Every partner profile: config.toml's and the API's", {
+            "200": _json({"type": "object"}, "the profiles")})},
+        "/partner-profiles/{name}": {
+            "parameters": [_NAME],
+            "put": _op("Set a profile (it wins over config.toml's of the same name)", {
+                "200": _json(_ref("Profile"), "the profile")}, role="admin", body={j: {"schema": _ref("Profile")}}),
+            "delete": _op("Drop the API's copy of a profile (config.toml's applies again)", {
+                "200": _json({"type": "object"}, "dropped"), "404": _problem("not set through the API"),
+                "409": _problem("partners use it and config.toml has none")}, role="admin")},
         "/health": {"get": _op("Health of every source, in summary, and the last collect runs",
                                {"200": _json({"type": "object"}, "health")})},
         "/audit": {"get": _op("Every change made through the API or the CLI, newest first",

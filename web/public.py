@@ -13,6 +13,7 @@ from lxml import etree
 from aggregator import store
 from aggregator.config import Config
 from aggregator.errors import NotFound, StoreDamaged
+from feeds import clock
 from feeds.render import CONTENT_TYPES, SUFFIXES, render
 from feeds.select import FeedRequest, build_feed, feed_path, parse_request
 
@@ -80,9 +81,18 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
             target += "?" + request.query_string.decode("latin-1")
         return redirect(target, code=308)
     req: FeedRequest = parse_request(config, kind, slug, edition, request.args.to_dict())
-    base = base_url()
+    return respond_feed(req, base_url(), fmt)
+
+
+def respond_feed(req: FeedRequest, base: str, fmt: str, audience: tuple[object, ...] = ()) -> Response:
+    """The feed answer for ``req`` with its links under ``base``: rendered once per revision
+    (and per ``audience``: a partner's key and profile), conditional GET by the RFCs. Only the
+    public feeds (no audience) are offered to the hot layer, which answers without Flask: a
+    partner's every request must be counted and limited."""
+    config = _config()
     # The date is part of the key because tombstones leave Atom feeds as days pass.
-    key = (req.path, req.query_string(req.page), fmt, base, datetime.now(timezone.utc).date())
+    today = datetime.now(timezone.utc).date()
+    key = (req.path, req.query_string(req.page), fmt, base, today, *audience)
     revision = current_app.extensions["feedhub.revisions"].get(req.topic)
     cache: RenderCache = current_app.extensions["feedhub.cache"]
     rendered = cache.get(key, revision, lambda: _render(req, config, base, fmt, revision))
@@ -92,11 +102,19 @@ def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> Respon
     body = rendered.gzipped if gzipped else rendered.body
     etag = headers["ETag"]
     answer = replay_kind(environ, etag)
-    if answer is None:
+    if answer is None or audience:
         # werkzeug answers the rest (lists, weak tags, dates, 412) by the RFCs
-        return Response(body, headers=headers.copy()).make_conditional(request)
+        resp = Response(body, headers=headers.copy())
+        resp.make_conditional(request)
+        if audience:
+            resp.cache_control.public = False
+            resp.cache_control.private = True  # a partner's copy, not for shared caches
+            if resp.status_code == 304:
+                for name in REPRESENTATION_ONLY:
+                    resp.headers.pop(name, None)
+        return resp
     # The two answers the hot path (web.hot) may replay while this rendering is current.
-    offer(environ, Replayable(req.topic, rendered, key[-1], gzipped, etag, answer))
+    offer(environ, Replayable(req.topic, rendered, today, gzipped, etag, answer))
     if answer == "304":
         # The common poll: the exact ETag we sent, nothing else conditional. RFC 9110 15.4.5:
         # a 304 carries the validators and caching fields, not the representation's metadata.
@@ -128,9 +146,12 @@ def _render(req: FeedRequest, config: Config, base: str, fmt: str, revision: int
     links = [(doc.self_url, "self"), *((hub, "hub") for hub in doc.hubs)]
     links += [(url, rel) for url, rel in ((doc.first_url, "first"), (doc.previous_url, "previous"),
                                          (doc.next_url, "next")) if url]
+    max_age = doc.max_age
+    if doc.expires is not None:  # nobody should keep it past the moment it changes by itself
+        max_age = max(1, min(max_age, int((doc.expires - clock.now()).total_seconds())))
     return Rendered.make(revision, body, hashlib.sha256(body).hexdigest()[:32], doc.updated,
                          ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links), CONTENT_TYPES[fmt],
-                         doc.max_age, doc.expires)
+                         max_age, doc.expires)
 
 
 class FeedLinks(TypedDict):

@@ -59,6 +59,7 @@ from .entries import (
                          edition_tags,
                          entry_ids,
                          find_entries,
+                         lift_embargoes,
                          newest_change,
                          previous_ids,
                          recent_published,
@@ -81,6 +82,24 @@ from .health import (
                          status_counts,
 )
 from .integrity import IntegrityWatch, backup_sqlite, check_integrity, diagnose
+from .limits import take_tokens
+from .partners import (
+                         KeyHolder,
+                         KeyInfo,
+                         PartnerInfo,
+                         add_key,
+                         add_partner,
+                         delete_profile,
+                         key_holder,
+                         note_key_use,
+                         partner,
+                         partners,
+                         profile_in_use,
+                         put_profile,
+                         revoke_key,
+                         stored_profiles,
+                         update_partner,
+)
 from .reads import (
                          FeedQuery,
                          FeedSource,
@@ -90,7 +109,9 @@ from .reads import (
                          item_rows,
                          newer_rows,
                          newest_update,
+                         next_visible,
                          page_rows,
+                         sources_outside,
                          tag_name,
                          tombstone_rows,
 )
@@ -108,13 +129,20 @@ from .schema import (
                          EntryRegion,
                          EntrySource,
                          EntryTag,
+                         FeedSubscribers,
                          FetchLog,
                          Media,
                          MetaInfo,
                          Metric,
+                         Partner,
+                         PartnerAgent,
+                         PartnerKey,
+                         PartnerUsage,
+                         RateBucket,
                          Related,
                          Source,
                          SourceUrlHistory,
+                         StoredProfile,
                          Tag,
                          Topic,
                          User,
@@ -125,6 +153,7 @@ from .sources import (
                          FETCH_LOG_COLUMNS,
                          SourceRow,
                          bump_metrics,
+                         bump_source_topics,
                          claim_sources,
                          classification_digest,
                          holds_claim,
@@ -149,6 +178,7 @@ from .topics import (
                          stored_topics,
                          topic_revision,
 )
+from .usage import UsageCount, add_usage, feed_subscribers, partner_agents, partner_usage
 from .users import (
                          NoSuchUser,
                          TokenInfo,
@@ -164,6 +194,12 @@ from .users import (
 )
 
 __all__ = [
+    "UsageCount", "add_usage", "feed_subscribers", "partner_agents", "partner_usage", "PartnerAgent",
+    "bump_source_topics", "lift_embargoes", "next_visible", "sources_outside", "take_tokens", "RateBucket",
+    "PartnerUsage", "FeedSubscribers",
+    "KeyHolder", "KeyInfo", "PartnerInfo", "add_key", "add_partner", "delete_profile", "key_holder", "note_key_use",
+    "partner", "partners", "profile_in_use", "put_profile", "revoke_key", "stored_profiles", "update_partner",
+    "Partner", "PartnerKey", "StoredProfile",
     "ENTRY_STATUSES", "AuditRow", "EntryInfo", "FetchLogRow", "SourceState", "audit", "audit_rows", "create_source",
     "desk_source", "entry_infos", "fetch_log", "list_entries", "live_entry_ids", "live_source_urls",
     "remove_source", "request_refresh", "set_filing", "source_state", "update_source", "moved_fields",

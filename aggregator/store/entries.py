@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 import peewee as pw
 
 from .. import model
-from .connection import aware, db, insert_rows, placeholders
+from .connection import aware, db, insert_rows, placeholders, stored
 from .schema import (
     Author,
     BaseModel,
@@ -336,6 +336,20 @@ def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str
     topics = stored_topics(live + _relating_to(live), parents)
     Entry.update(retracted_at=when, retraction_reason=reason, stored_at=when).where(Entry.id.in_(live)).execute()
     bump_topics(topics, when)
+    return topics
+
+
+def lift_embargoes(editions: list[str], since: datetime, until: datetime, parents: dict[str, str]) -> set[str]:
+    """The feeds whose held-back entries (stored before their publication time: an embargo)
+    came out between ``since`` and ``until`` (aware UTC): their revisions are bumped, so every
+    cache renders them anew, and they are returned for the hubs."""
+    held = [i for (i,) in Entry.select(Entry.id).where(
+        Entry.edition.in_(editions), Entry.published > stored(since), Entry.published <= stored(until),
+        Entry.first_seen < Entry.published, Entry.retracted_at.is_null()).tuples()]
+    if not held:
+        return set()
+    topics = stored_topics(held, parents)
+    bump_topics(topics, stored(until))
     return topics
 
 

@@ -32,6 +32,13 @@ class FeedQuery:
     criteria: tuple[tuple[str, Any], ...] = ()
     breaking: bool = False
     breaking_since: datetime | None = None
+    #: entries published after this instant are not shown yet (an embargo, a partner's delay)
+    until: datetime | None = None
+    #: sources whose copy this feed may not carry (their rights, a profile's source kinds)
+    exclude_sources: tuple[int, ...] = ()
+    #: a partner profile's scope: any of these sections (families expanded) and regions
+    sections_any: tuple[str, ...] = ()
+    regions_any: tuple[str, ...] = ()
 
 
 class PageRow(NamedTuple):
@@ -63,6 +70,8 @@ class FeedSource(NamedTuple):
     name: str
     feed_title: str | None
     feed_link: str | None
+    rights: str = "everyone"
+    rights_statement: str = ""
 
 
 # What a feed shows of an entry (PageRow's columns).
@@ -98,7 +107,36 @@ def _conditions(q: FeedQuery) -> list[pw.Expression]:
             conds.append(_contains(E.title, value) | _contains(E.summary, value))
         elif kind == "since":
             conds.append(E.updated >= stored(value))
+    if q.until is not None:
+        conds.append(E.published <= stored(q.until))
+    if q.exclude_sources:
+        conds.append(E.source.not_in(list(q.exclude_sources)))
+    if q.sections_any:
+        conds.append(E.section.in_(list(q.sections_any)))
+    if q.regions_any:
+        conds.append(E.id.in_(EntryRegion.select(EntryRegion.entry).where(EntryRegion.region.in_(list(q.regions_any)))))
     return conds
+
+
+def next_visible(q: FeedQuery) -> datetime | None:
+    """When the next of the feed's entries held back by ``q.until`` (an embargo, a delay) was
+    published; None if none is held back. The feed changes when that moment is reached."""
+    if q.until is None:
+        return None
+    held = FeedQuery(q.edition, q.criteria, q.breaking, q.breaking_since, None, q.exclude_sources,
+                     q.sections_any, q.regions_any)
+    first = E.select(pw.fn.MIN(E.published)).where(*_conditions(held), E.retracted_at.is_null(),
+                                                     E.published > stored(q.until)).scalar()
+    return aware(first) if first else None
+
+
+def sources_outside(rights: tuple[str, ...], kinds: tuple[str, ...] = ()) -> tuple[int, ...]:
+    """Ids of the sources whose copy a feed may not carry: rights not among ``rights``, or (when
+    ``kinds`` is given) a kind not among them."""
+    cond = Source.rights.not_in(list(rights))
+    if kinds:
+        cond = cond | Source.kind.not_in(list(kinds))
+    return tuple(i for (i,) in Source.select(Source.id).where(cond).order_by(Source.id).tuples())
 
 
 def page_rows(q: FeedQuery, start: tuple[datetime, int] | None, count: int) -> list[PageRow]:
@@ -126,7 +164,8 @@ def newer_rows(q: FeedQuery, first: PageRow, count: int) -> list[tuple[int, date
             .order_by(E.published.asc(), E.id.asc()).limit(count)]
 
 
-def item_rows(ids: list[int]) -> dict[int, list[tuple[Any, ...]]]:
+def item_rows(ids: list[int], until: datetime | None = None,
+              exclude_sources: tuple[int, ...] = ()) -> dict[int, list[tuple[Any, ...]]]:
     """Every row an entry's item is made of besides its own, in a total order (the rows are
     the entry's fingerprint, so the order must be stable): authors ('a'), tags ('t'), regions
     ('r'), coverage ('c'), media ('m') and its best live related entries ('l'). Four
@@ -155,10 +194,19 @@ def item_rows(ids: list[int]) -> dict[int, list[tuple[Any, ...]]]:
             f"FROM {t[Media]} WHERE entry_id IN {marks} ORDER BY entry_id, position", ids):
         raw[row[1]].append(row)
     shown: Counter[int] = Counter()
+    # A related entry the feed may not show yet (embargo, delay) or at all (rights) is left out.
+    hidden, hidden_args = "", list[object]()
+    if until is not None:
+        hidden += f" AND o.published <= {database.param}"
+        hidden_args.append(stored(until))
+    if exclude_sources:
+        hidden += f" AND o.source_id NOT IN ({placeholders(len(exclude_sources))})"
+        hidden_args += list(exclude_sources)
     for row in database.execute_sql(
             f"SELECT 'l', r.entry_id, o.public_id, o.title, o.link FROM {t[Related]} r "
             f"JOIN {t[Entry]} o ON o.id = r.related_id WHERE r.entry_id IN {marks} "
-            f"AND o.retracted_at IS NULL ORDER BY r.entry_id, r.score DESC, o.published DESC, o.id DESC", ids):
+            f"AND o.retracted_at IS NULL{hidden} ORDER BY r.entry_id, r.score DESC, o.published DESC, o.id DESC",
+            [*ids, *hidden_args]):
         if shown[row[1]] < RELATED_KEEP:
             shown[row[1]] += 1
             raw[row[1]].append(row)
@@ -170,7 +218,8 @@ def feed_sources(ids: list[int]) -> dict[int, FeedSource]:
     if not ids:
         return {}
     return {row[0]: FeedSource(*row) for row in db.obj.execute_sql(
-        f"SELECT id, key, kind, url, name, feed_title, feed_link FROM {Source._meta.table_name} "
+        f"SELECT id, key, kind, url, name, feed_title, feed_link, rights, rights_statement "
+        f"FROM {Source._meta.table_name} "
         f"WHERE id IN ({placeholders(len(ids))})", ids)}
 
 

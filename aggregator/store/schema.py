@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class BaseModel(pw.Model):
@@ -78,6 +78,9 @@ class Source(BaseModel):
     #: set when an admin removed the source: it is never collected, its entries stay (or were
     #: retracted), and it leaves the API's lists
     removed_at = pw.DateTimeField(null=True)
+    #: who may redistribute its copy (config.RIGHTS) and the statement its items carry
+    rights = pw.CharField(max_length=16, default="everyone")
+    rights_statement = pw.TextField(default="")
 
 
 class Entry(BaseModel):
@@ -305,6 +308,91 @@ class Audit(BaseModel):
     after = pw.TextField(null=True)
 
 
+class Partner(BaseModel):
+    """A partner site pulling our feeds under the terms of a profile."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    name = pw.CharField(unique=True, max_length=63)
+    contact = pw.TextField(default="")
+    profile = pw.CharField(max_length=63)
+    status = pw.CharField(max_length=16, default="active")  # active | suspended
+    created_at = pw.DateTimeField()
+
+
+class PartnerKey(BaseModel):
+    """A partner's key: only its SHA-256 is kept. A rotated-out key works until expires_at."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    partner = pw.ForeignKeyField(Partner, backref="keys", on_delete="CASCADE")
+    key_hash = pw.CharField(unique=True, max_length=64)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+    last_used_at = pw.DateTimeField(null=True)
+
+
+class StoredProfile(BaseModel):
+    """A partner profile set through the admin API (JSON, config.toml's spelling); it wins over
+    config.toml's profile of the same name until deleted."""
+
+    name = pw.CharField(primary_key=True, max_length=63)
+    settings = pw.TextField()
+    updated_at = pw.DateTimeField()
+
+
+class RateBucket(BaseModel):
+    """A token bucket (a partner key's request allowance), shared by every web process."""
+
+    key = pw.CharField(primary_key=True, max_length=100)
+    # Double precision: PostgreSQL's REAL (what FloatField makes there) cannot hold an epoch
+    # timestamp to the second.
+    tokens = pw.DoubleField()
+    updated = pw.DoubleField()  # seconds since the epoch
+
+
+class PartnerUsage(BaseModel):
+    """Requests of a partner for one feed on one day (UTC), added up from every web process."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    partner = pw.ForeignKeyField(Partner, backref="usage", on_delete="CASCADE")
+    feed = pw.CharField(max_length=300)
+    day = pw.DateField()
+    requests = pw.IntegerField(default=0)
+    ok = pw.IntegerField(default=0)
+    not_modified = pw.IntegerField(default=0)
+    limited = pw.IntegerField(default=0)
+    bytes = pw.BigIntegerField(default=0)
+    last_seen = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("partner", "feed", "day"), True),)
+
+
+class PartnerAgent(BaseModel):
+    """A User-Agent a partner's requests came with, per day."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    partner = pw.ForeignKeyField(Partner, backref="agents", on_delete="CASCADE")
+    day = pw.DateField()
+    agent = pw.CharField(max_length=200)
+
+    class Meta:
+        indexes = ((("partner", "day", "agent"), True),)
+
+
+class FeedSubscribers(BaseModel):
+    """Subscribers an aggregator reports for a public feed in its User-Agent, per day."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    feed = pw.CharField(max_length=300)
+    day = pw.DateField()
+    aggregator = pw.CharField(max_length=200)
+    subscribers = pw.IntegerField()
+
+    class Meta:
+        indexes = ((("feed", "day", "aggregator"), True),)
+
+
 class CollectRun(BaseModel):
     """One collect run of one collector: when, how many sources, with what result."""
 
@@ -321,7 +409,8 @@ class CollectRun(BaseModel):
 MODELS: tuple[type[BaseModel], ...] = (
     MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
     Related, FetchLog,
-    SourceUrlHistory, Metric, Topic, User, ApiToken, Audit, CollectRun)
+    SourceUrlHistory, Metric, Topic, User, ApiToken, Audit, CollectRun, Partner, PartnerKey,
+    StoredProfile, RateBucket, PartnerUsage, PartnerAgent, FeedSubscribers)
 
 
 def init_db(url: str) -> pw.Database:
@@ -430,9 +519,17 @@ def _to_v7(database: pw.Database) -> None:
                   for name in names if name not in have])
 
 
+def _to_v8(database: pw.Database) -> None:
+    """v8: rights on sources; partners, their keys and stored profiles (new tables)."""
+    have = {c.name for c in database.get_columns(Source._meta.table_name)}
+    migrator = SchemaMigrator.from_database(database)
+    migrate(*[migrator.add_column(Source._meta.table_name, name, Source._meta.fields[name])
+              for name in ("rights", "rights_statement") if name not in have])
+
+
 # version -> function that upgrades a store from version-1 to version
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6,
-                                                             7: _to_v7}
+                                                             7: _to_v7, 8: _to_v8}
 
 
 def schema_version() -> int:

@@ -13,7 +13,8 @@ import peewee as pw
 
 from ..config import Config, SourceConfig, source_settings
 from .connection import db, insert_rows, placeholders, utcnow, write_transaction
-from .schema import FetchLog, MetaInfo, Metric, Source, SourceUrlHistory
+from .schema import Entry, FetchLog, MetaInfo, Metric, Source, SourceUrlHistory
+from .topics import bump_topics, stored_topics
 
 
 def sync_sources(config: Config) -> int:
@@ -29,6 +30,7 @@ def sync_sources(config: Config) -> int:
         rows = {s.key: s for s in Source.select()}
         wanted = {s.id for s in config.sources}
         new: list[dict[str, object]] = []
+        rights_changed: list[int] = []
         for sc in config.sources:
             fields = _source_fields(sc, config)
             row = rows.get(sc.id)
@@ -37,6 +39,8 @@ def sync_sources(config: Config) -> int:
                 continue
             fields.update(moved_fields(row.url, sc.url))
             if any(getattr(row, k) != v for k, v in fields.items()):
+                if row.rights != fields["rights"]:
+                    rights_changed.append(row.id)
                 Source.update(**fields).where(Source.id == row.id).execute()
                 rows[sc.id] = Source.get_by_id(row.id)
         if new:
@@ -47,7 +51,20 @@ def sync_sources(config: Config) -> int:
         for key, row in rows.items():
             if key not in wanted and row.enabled and row.managed == "config":
                 Source.update(enabled=False).where(Source.id == row.id).execute()
+        for source_id in rights_changed:
+            bump_source_topics(source_id, config.taxonomy.parents)
     return len(rows)
+
+
+def bump_source_topics(source_id: int, parents: dict[str, str]) -> set[str]:
+    """Bump every feed holding one of the source's entries (its rights changed: the feeds that
+    may carry its copy change without any entry changing)."""
+    ids = [i for (i,) in Entry.select(Entry.id).where(Entry.source == source_id).tuples()]
+    topics: set[str] = set()
+    for chunk in pw.chunked(ids, 500):
+        topics |= stored_topics(list(chunk), parents)
+    bump_topics(topics, utcnow())
+    return topics
 
 
 @dataclass(frozen=True)
@@ -161,7 +178,7 @@ def classification_digest(config: Config) -> str:
     basis = repr((sorted((k, v) for k, v in config.taxonomy.sections.items()),
                   sorted(config.taxonomy.regions.items()), sorted(config.taxonomy.coverage.items()),
                   sorted(config.collect.breaking_prefixes.items()),
-                  sorted((s.id, s.edition, s.section, s.region, s.tags, s.origin, s.breaking, s.rules)
+                  sorted((s.id, s.edition, s.section, s.region, s.tags, s.origin, s.breaking, s.rules, s.embargo)
                          for s in config.sources)))
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()
 
@@ -191,7 +208,8 @@ def source_columns(sc: SourceConfig, default_interval: int) -> dict[str, object]
     """The source row's columns that its settings decide."""
     return {"url": sc.url, "name": sc.name, "kind": sc.kind, "edition": sc.edition,
             "enabled": sc.enabled, "breaking": sc.breaking,
-            "interval": sc.interval or default_interval,
+            "interval": sc.interval or default_interval, "rights": sc.rights,
+            "rights_statement": sc.rights_statement,
             "settings": json.dumps(source_settings(sc), ensure_ascii=False, sort_keys=True)}
 
 
