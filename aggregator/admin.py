@@ -559,12 +559,25 @@ def profiles(config: Config) -> dict[str, PartnerProfile]:
     A stored profile that a reloaded taxonomy no longer fits is left out (config's, if any,
     applies), and its partners' feeds say so rather than serve the wrong copy."""
     out = dict(config.partner_profiles)
-    for name, settings in store.stored_profiles().items():
-        try:
-            out[name] = check_profile(name, settings, config)
-        except ConfigError:
-            log.warning("the API's profile %r no longer fits %s; it is not used", name, config.path.name)
+    for name, text in store.stored_profile_texts().items():
+        cached = _checked_profiles.get((name, text, id(config)))
+        # (the entry holds its config, so the id cannot be another config's meanwhile)
+        checked = cached[1] if cached is not None and cached[0] is config else None
+        if checked is None:
+            try:
+                checked = check_profile(name, json.loads(text), config)
+            except (ConfigError, ValueError):
+                log.warning("the API's profile %r no longer fits %s; it is not used", name, config.path.name)
+                continue
+            if len(_checked_profiles) > 1000:
+                _checked_profiles.clear()
+            _checked_profiles[(name, text, id(config))] = (config, checked)
+        out[name] = checked
     return out
+
+
+#: stored profiles already checked against a config: every partner request asks for its profile
+_checked_profiles: dict[tuple[str, str, int], tuple[Config, PartnerProfile]] = {}
 
 
 def profile(name: str, config: Config) -> PartnerProfile:

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         text = text.replace('samples_dir = "samples"', f'samples_dir = "{ROOT / "samples"}"')
         text = text.replace('url = "samples/', f'url = "{ROOT / "samples"}/')
         text += ("\n[partners.profiles.open]\nfull_text = true\nrate_limit = 0\n"
-                 "[partners.profiles.limited]\nfull_text = true\nrate_limit = 100000000\nburst = 100000\n")
+                 "[partners.profiles.limited]\nfull_text = true\nrate_limit = 100000\nburst = 100000\n")
         (Path(tmp) / "config.toml").write_text(text, encoding="utf-8")
         cfg = load_config(Path(tmp) / "config.toml", environ={})
         store.init_db(cfg.database_url)

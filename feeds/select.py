@@ -204,13 +204,12 @@ def feed_query(req: FeedRequest, config: Config) -> store.FeedQuery:
     # delay holds items back further. Rights: public feeds carry copy anyone may redistribute;
     # partners also what partners may; our own properties everything.
     if profile is None:
-        return store.FeedQuery(req.edition, tuple(criteria), breaking, since, until=now,
-                               exclude_sources=store.sources_outside(PUBLIC_RIGHTS))
+        return store.FeedQuery(req.edition, tuple(criteria), breaking, since, until=now, rights=PUBLIC_RIGHTS)
     rights = OWN_RIGHTS if profile.own_property else PARTNER_RIGHTS
     sections = tuple(s for p in profile.sections for s in config.taxonomy.section_family(p))
     return store.FeedQuery(req.edition, tuple(criteria), breaking, since,
                            until=now - timedelta(minutes=profile.delay_minutes),
-                           exclude_sources=store.sources_outside(rights, profile.source_kinds),
+                           rights=rights, source_kinds=profile.source_kinds,
                            sections_any=sections, regions_any=profile.regions)
 
 
@@ -268,7 +267,7 @@ def load_items(rows: list[store.PageRow], req: FeedRequest, config: Config, base
     if not rows:
         return LazyItems((), _no_item)
     query = query or feed_query(req, config)
-    raw = store.item_rows([r.id for r in rows], query.until, query.exclude_sources)
+    raw = store.item_rows([r.id for r in rows], query.until, query.rights)
     sources = store.feed_sources(sorted({r.source for r in rows}))
     refs = {key: _source_ref(src, config) for key, src in sources.items()}
     terms = _Terms(req, config, base_url)
@@ -462,9 +461,9 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
         # The ticker changes with the clock too: it is valid until its oldest item leaves.
         oldest = min(r.published for r in page.rows)
         expires = oldest + timedelta(hours=config.site.breaking_hours)
-    if req.page is None and page.query is not None:
+    if req.page is None and page.query is not None and page.query.until is not None:
         # ... and when the next held-back entry (an embargo, a partner's delay) comes out.
-        held = store.next_visible(page.query)
+        held = store.next_visible(page.query) if req.profile else store.next_held(req.edition, page.query.until)
         if held is not None:
             delay = timedelta(minutes=req.profile.delay_minutes) if req.profile else timedelta(0)
             expires = min(expires, held + delay) if expires else held + delay

@@ -36,6 +36,8 @@ class UsageRecorder:
         self._agents: set[tuple[int, date, str]] = set()
         self._subscribers: dict[tuple[str, date, str], int] = {}
         self._keys: dict[int, datetime] = {}
+        #: User-Agent -> (aggregator, subscribers), or ("", 0) for one that reports none
+        self._parsed: dict[str, tuple[str, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,13 +62,19 @@ class UsageRecorder:
 
     def public(self, feed: str, agent: str) -> None:
         """Note the subscribers an aggregator reports in its User-Agent for a public feed."""
-        found = _SUBSCRIBERS.search(agent)
-        if found is None:
+        parsed = self._parsed.get(agent)
+        if parsed is None:  # an aggregator polls with one User-Agent: read it once
+            found = _SUBSCRIBERS.search(agent)
+            parsed = (aggregator_name(agent), int(found.group(1))) if found else ("", 0)
+            if len(self._parsed) > 10_000:
+                self._parsed.clear()
+            self._parsed[agent] = parsed
+        if not parsed[0]:
             return
-        day = datetime.now(timezone.utc).date()
-        key = (feed[:300], day, aggregator_name(agent))
+        key = (feed[:300], datetime.now(timezone.utc).date(), parsed[0])
         with self._lock:
-            self._subscribers[key] = max(self._subscribers.get(key, 0), int(found.group(1)))
+            if self._subscribers.get(key, -1) < parsed[1]:
+                self._subscribers[key] = parsed[1]
         self._start()
 
     def _start(self) -> None:

@@ -97,6 +97,7 @@ from .partners import (
                          profile_in_use,
                          put_profile,
                          revoke_key,
+                         stored_profile_texts,
                          stored_profiles,
                          update_partner,
 )
@@ -109,9 +110,9 @@ from .reads import (
                          item_rows,
                          newer_rows,
                          newest_update,
+                         next_held,
                          next_visible,
                          page_rows,
-                         sources_outside,
                          tag_name,
                          tombstone_rows,
 )
@@ -195,10 +196,11 @@ from .users import (
 
 __all__ = [
     "UsageCount", "add_usage", "feed_subscribers", "partner_agents", "partner_usage", "PartnerAgent",
-    "bump_source_topics", "lift_embargoes", "next_visible", "sources_outside", "take_tokens", "RateBucket",
+    "bump_source_topics", "lift_embargoes", "next_held", "next_visible", "take_tokens", "RateBucket",
     "PartnerUsage", "FeedSubscribers",
     "KeyHolder", "KeyInfo", "PartnerInfo", "add_key", "add_partner", "delete_profile", "key_holder", "note_key_use",
-    "partner", "partners", "profile_in_use", "put_profile", "revoke_key", "stored_profiles", "update_partner",
+    "partner", "partners", "profile_in_use", "put_profile",
+    "revoke_key", "stored_profile_texts", "stored_profiles", "update_partner",
     "Partner", "PartnerKey", "StoredProfile",
     "ENTRY_STATUSES", "AuditRow", "EntryInfo", "FetchLogRow", "SourceState", "audit", "audit_rows", "create_source",
     "desk_source", "entry_infos", "fetch_log", "list_entries", "live_entry_ids", "live_source_urls",

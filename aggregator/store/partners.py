@@ -9,7 +9,7 @@ from typing import Any
 import peewee as pw
 
 from ..errors import Conflict, NotFound
-from .connection import aware, savepoint, stored
+from .connection import aware, db, savepoint, stored
 from .schema import Partner, PartnerKey, StoredProfile
 
 
@@ -109,10 +109,13 @@ class KeyHolder:
 
 def key_holder(digest: str, when: datetime) -> KeyHolder | None:
     """The active partner a live key belongs to (not revoked, not past its overlap), or None."""
-    now = stored(when)
-    row = (PartnerKey.select(PartnerKey.id, Partner.id, Partner.name, Partner.profile).join(Partner)
-           .where(PartnerKey.key_hash == digest, PartnerKey.revoked_at.is_null(), Partner.status == "active",
-                  PartnerKey.expires_at.is_null() | (PartnerKey.expires_at > now)).tuples().first())
+    # Plain SQL: asked on every partner request, and building it through peewee cost more than
+    # the indexed lookup itself.
+    k, p, param = PartnerKey._meta.table_name, Partner._meta.table_name, db.obj.param
+    row = db.obj.execute_sql(
+        f"SELECT k.id, p.id, p.name, p.profile FROM {k} k JOIN {p} p ON p.id = k.partner_id "
+        f"WHERE k.key_hash = {param} AND k.revoked_at IS NULL AND p.status = 'active' "
+        f"AND (k.expires_at IS NULL OR k.expires_at > {param})", (digest, stored(when))).fetchone()
     return KeyHolder(*row) if row else None
 
 
@@ -124,7 +127,13 @@ def note_key_use(key_ids: list[int], when: datetime) -> None:
 
 def stored_profiles() -> dict[str, dict[str, Any]]:
     """Profiles set through the API: name -> settings."""
-    return {p.name: json.loads(p.settings) for p in StoredProfile.select()}
+    return {name: json.loads(text) for name, text in stored_profile_texts().items()}
+
+
+def stored_profile_texts() -> dict[str, str]:
+    """Profiles set through the API: name -> settings as stored (JSON text), in one plain query
+    (asked on every partner request)."""
+    return dict(db.obj.execute_sql(f"SELECT name, settings FROM {StoredProfile._meta.table_name}").fetchall())
 
 
 def put_profile(name: str, settings: dict[str, Any], when: datetime) -> None:

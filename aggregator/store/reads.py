@@ -34,8 +34,9 @@ class FeedQuery:
     breaking_since: datetime | None = None
     #: entries published after this instant are not shown yet (an embargo, a partner's delay)
     until: datetime | None = None
-    #: sources whose copy this feed may not carry (their rights, a profile's source kinds)
-    exclude_sources: tuple[int, ...] = ()
+    #: the sources' rights this feed may carry (config.RIGHTS; empty: any), and their kinds
+    rights: tuple[str, ...] = ()
+    source_kinds: tuple[str, ...] = ()
     #: a partner profile's scope: any of these sections (families expanded) and regions
     sections_any: tuple[str, ...] = ()
     regions_any: tuple[str, ...] = ()
@@ -109,8 +110,10 @@ def _conditions(q: FeedQuery) -> list[pw.Expression]:
             conds.append(E.updated >= stored(value))
     if q.until is not None:
         conds.append(E.published <= stored(q.until))
-    if q.exclude_sources:
-        conds.append(E.source.not_in(list(q.exclude_sources)))
+    if q.rights or q.source_kinds:
+        # A subquery on the small source table, read once per statement: no round trip of its
+        # own. Written as one SQL node: as peewee nodes it cost more to build than to run.
+        conds.append(_allowed_sources(q.rights, q.source_kinds))
     if q.sections_any:
         conds.append(E.section.in_(list(q.sections_any)))
     if q.regions_any:
@@ -123,20 +126,35 @@ def next_visible(q: FeedQuery) -> datetime | None:
     published; None if none is held back. The feed changes when that moment is reached."""
     if q.until is None:
         return None
-    held = FeedQuery(q.edition, q.criteria, q.breaking, q.breaking_since, None, q.exclude_sources,
+    held = FeedQuery(q.edition, q.criteria, q.breaking, q.breaking_since, None, q.rights, q.source_kinds,
                      q.sections_any, q.regions_any)
     first = E.select(pw.fn.MIN(E.published)).where(*_conditions(held), E.retracted_at.is_null(),
                                                      E.published > stored(q.until)).scalar()
     return aware(first) if first else None
 
 
-def sources_outside(rights: tuple[str, ...], kinds: tuple[str, ...] = ()) -> tuple[int, ...]:
-    """Ids of the sources whose copy a feed may not carry: rights not among ``rights``, or (when
-    ``kinds`` is given) a kind not among them."""
-    cond = Source.rights.not_in(list(rights))
+def _allowed_sources(rights: tuple[str, ...], kinds: tuple[str, ...]) -> pw.Node:
+    """Entries whose source's copy may be carried: rights among ``rights`` and (when ``kinds``
+    is given) a kind among them."""
+    param, where, params = db.obj.param, [], list[object]()
+    if rights:
+        where.append(f"rights IN ({', '.join([param] * len(rights))})")
+        params += rights
     if kinds:
-        cond = cond | Source.kind.not_in(list(kinds))
-    return tuple(i for (i,) in Source.select(Source.id).where(cond).order_by(Source.id).tuples())
+        where.append(f"kind IN ({', '.join([param] * len(kinds))})")
+        params += kinds
+    return pw.SQL(f'source_id IN (SELECT id FROM {Source._meta.table_name} WHERE {" AND ".join(where)})',
+                  params)
+
+
+def next_held(edition: str, until: datetime) -> datetime | None:
+    """When the edition's next held-back entry (an embargo) comes out, whatever feed holds it:
+    one index seek, so every public rendering can afford it. A feed that does not hold that
+    entry renders once more then, for nothing; none ever shows an embargoed entry late."""
+    row = db.obj.execute_sql(
+        f"SELECT MIN(published) FROM {Entry._meta.table_name} WHERE edition = {db.obj.param} "
+        f"AND published > {db.obj.param} AND retracted_at IS NULL", (edition, stored(until))).fetchone()
+    return aware(row[0]) if row and row[0] else None
 
 
 def page_rows(q: FeedQuery, start: tuple[datetime, int] | None, count: int) -> list[PageRow]:
@@ -165,7 +183,7 @@ def newer_rows(q: FeedQuery, first: PageRow, count: int) -> list[tuple[int, date
 
 
 def item_rows(ids: list[int], until: datetime | None = None,
-              exclude_sources: tuple[int, ...] = ()) -> dict[int, list[tuple[Any, ...]]]:
+              rights: tuple[str, ...] = ()) -> dict[int, list[tuple[Any, ...]]]:
     """Every row an entry's item is made of besides its own, in a total order (the rows are
     the entry's fingerprint, so the order must be stable): authors ('a'), tags ('t'), regions
     ('r'), coverage ('c'), media ('m') and its best live related entries ('l'). Four
@@ -199,9 +217,10 @@ def item_rows(ids: list[int], until: datetime | None = None,
     if until is not None:
         hidden += f" AND o.published <= {database.param}"
         hidden_args.append(stored(until))
-    if exclude_sources:
-        hidden += f" AND o.source_id NOT IN ({placeholders(len(exclude_sources))})"
-        hidden_args += list(exclude_sources)
+    if rights:
+        hidden += (f" AND o.source_id IN (SELECT id FROM {Source._meta.table_name} "
+                   f"WHERE rights IN ({placeholders(len(rights))}))")
+        hidden_args += list(rights)
     for row in database.execute_sql(
             f"SELECT 'l', r.entry_id, o.public_id, o.title, o.link FROM {t[Related]} r "
             f"JOIN {t[Entry]} o ON o.id = r.related_id WHERE r.entry_id IN {marks} "
