@@ -70,3 +70,31 @@ def test_sources_add_lists_the_feeds_of_a_page_that_has_several(tmp_path: Path, 
     result = feedhub("--config", str(cfg), "sources", "add", httpserver.url_for("/"), cwd=tmp_path)
     assert result.returncode == 2
     assert httpserver.url_for("/news.rss") in result.stderr and httpserver.url_for("/feed.json") in result.stderr
+
+
+def test_partners_from_the_command_line(tmp_path: Path, db_url: str):
+    cfg = write_config(tmp_path, db_url, extra='\n[partners.profiles.regional]\nsections = ["news"]\n')
+
+    def run(*args: str, ok: int = 0) -> str:
+        result = feedhub("--config", str(cfg), "partners", *args, cwd=tmp_path)
+        assert result.returncode == ok, (args, result.stdout, result.stderr)
+        return result.stdout + result.stderr
+
+    added = run("add", "gazette", "--profile", "regional", "--contact", "desk@gazette.example")
+    key = added.strip().splitlines()[-1]
+    assert key.startswith("pk_") and len(key) > 40
+    assert "unknown profile 'nope'" in run("add", "other", "--profile", "nope", ok=1)
+    assert "exists already" in run("add", "gazette", "--profile", "regional", ok=1)
+    listed = run()
+    assert listed.splitlines()[1].split()[:3] == ["gazette", "regional", "active"] and key not in listed
+    new = run("rotate", "gazette", "--overlap-hours", "0").strip().splitlines()[-1]
+    assert new.startswith("pk_") and new != key
+    assert "revoked" in run("revoke", "gazette", "2")
+    assert "is suspended" in run("suspend", "gazette") and "is active" in run("resume", "gazette")
+    assert "regional" in run("profiles")
+    store.init_db(load_config(cfg, environ={}).database_url)
+    info = store.partner("gazette")
+    assert info.contact == "desk@gazette.example" and [k.revoked_at is not None for k in info.keys] == [True, False]
+    assert [a.action for a in reversed(store.audit_rows(20))] == [
+        "partner.add", "partner.rotate", "partner.revoke", "partner.edit", "partner.edit"]
+    close_store()

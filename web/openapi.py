@@ -71,7 +71,9 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "tags": {"type": "array", "items": _STR}, "origin": _STR, "breaking": {"type": "boolean"},
         "interval": {"type": "integer", "minimum": 0}, "enabled": {"type": "boolean"},
         "ignore_updates": {"type": "boolean"}, "mirrors": {"type": "array", "items": _STR},
-        "rules": {"type": "array", "items": _ref("Rule")}}
+        "rules": {"type": "array", "items": _ref("Rule")},
+        "rights": {"enum": ["own", "partners", "everyone"], "description": "who may redistribute its copy"},
+        "rights_statement": _STR, "embargo": {"type": "boolean", "description": "future dates are embargoes"}}
     schemas: dict[str, Any] = {
         "Problem": {"type": "object", "description": "RFC 9457 problem details", "properties": {
             "type": _STR, "title": _STR, "status": {"type": "integer"}, "detail": _STR, "instance": _STR,
