@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test check collect serve sources clean
+.PHONY: run test check browser collect serve sources clean
 
 # setuptools explains editable installs at length on every install; the explanation is for
 # package authors, not for someone running the quickstart.
@@ -25,7 +25,22 @@ check: $(STAMP)
 	$(VENV)/bin/ruff check aggregator feeds web
 	$(VENV)/bin/mypy
 
-test: check
+# The console's browser tests drive Debian's chromium with Playwright and check each page with
+# axe-core from npm: both are installed here (chromium with apt-get, when running as root).
+BROWSER_STAMP := tests/browser/node_modules/.installed-stamp
+
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	touch $(BROWSER_STAMP)
+
+browser: $(BROWSER_STAMP)
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "make: the console's browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
+
+test: check browser
 	$(VENV)/bin/python -m pytest -q
 
 collect: $(STAMP)
@@ -38,4 +53,4 @@ sources: $(STAMP)
 	$(VENV)/bin/feedhub sources
 
 clean:
-	rm -rf $(VENV) var/ *.egg-info .pytest_cache
+	rm -rf $(VENV) var/ *.egg-info .pytest_cache tests/browser/node_modules

@@ -213,7 +213,7 @@ def refresh_source(actor: Actor, key: str, when: datetime) -> Done:
     require(actor, "sources")
     state = _live(key)
     with store.write_transaction():
-        store.request_refresh(state.id)
+        store.request_refresh(state.id, when)
         store.audit(actor.name, actor.via, "source.refresh", f"source:{key}", None, {"queued": True}, when)
     return Done({"id": key, "queued": True})
 

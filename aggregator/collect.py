@@ -101,6 +101,7 @@ class _Record:
         for owner in {rec.owner for rec in records}:
             store.update_sources([(rec.row.id, rec.fields) for rec in records if rec.fields and rec.owner == owner],
                                  owner)
+        store.keep_refreshes([rec.row.id for rec in records if rec.fields])
         store.insert_fetch_log([rec.log[0] for rec in records])
         store.trim_fetch_log([rec.row.id for rec in records], keep)
         store.bump_metrics(deltas)
@@ -591,6 +592,7 @@ class Collector:
                 # row and metrics go with the batch's once this has committed.
                 record.settle()
                 store.update_sources([(row.id, record.fields)], self.owner)
+                store.keep_refreshes([row.id])
                 logs.append(record.log_only())
                 return dataclasses.replace(outcome, topics=frozenset(topics))
 

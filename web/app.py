@@ -1,7 +1,8 @@
 """The Flask app factory: wires config, the store and the blueprints together."""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 
 from aggregator import store
 from aggregator.config import Config
@@ -9,6 +10,7 @@ from feeds.render import Fragments
 
 from .api import api
 from .cache import RenderCache
+from .console import console
 from .errors import register_error_handlers
 from .hot import HotFeeds
 from .limits import buckets_for
@@ -54,16 +56,30 @@ def create_app(config: Config, parts: str = "all") -> Flask:
     usage = app.extensions["feedhub.usage"] = UsageRecorder()
     app.extensions["feedhub.buckets"] = buckets_for(config.cache.redis_url)
     app.wsgi_app = app.extensions["feedhub.hot"] = HotFeeds(  # type: ignore[method-assign]
-        app.wsgi_app, revisions, on_subscribers=usage.public)
+        app.wsgi_app, revisions, on_feed_request=usage.public)
     if parts != "admin":
         app.register_blueprint(public)
         app.register_blueprint(partner)
         app.register_blueprint(metrics)
     if config.admin.enabled and (parts == "admin" or (parts == "all" and not config.admin.bind)):
         app.register_blueprint(api)
+        app.register_blueprint(console)
         app.extensions["feedhub.publisher"] = HubPublisher(config)
+        # Console sessions: signed with a secret the store keeps, so every web process accepts
+        # them; HttpOnly and SameSite=Lax always, Secure when the request came over HTTPS.
+        app.secret_key = store.session_secret()
+        app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                          SESSION_COOKIE_NAME="feedhub_session", PERMANENT_SESSION_LIFETIME=12 * 3600)
+        app.session_interface = _SecureWhenHttps()
     register_error_handlers(app)
     return app
+
+
+class _SecureWhenHttps(SecureCookieSessionInterface):
+    """The session cookie is Secure exactly when the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
 
 
 #: settings a running server cannot take from a reloaded file (they need a restart)

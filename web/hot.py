@@ -94,10 +94,10 @@ class HotFeeds:
     """WSGI middleware replaying feed answers while their rendering is current."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], revisions: TopicRevisions, max_entries: int = 4096,
-                 on_subscribers: Callable[[str, str], None] | None = None):
+                 on_feed_request: Callable[[str, str], None] | None = None):
         self.app = app
-        #: told (path, User-Agent) of every feed request whose agent reports subscribers
-        self.on_subscribers = on_subscribers
+        #: told (path, User-Agent) of every request for a public feed, hot or not
+        self.on_feed_request = on_feed_request
         self.revisions = revisions
         self.max_entries = max_entries
         self._hot: OrderedDict[tuple[str, ...], _Hot] = OrderedDict()
@@ -113,13 +113,10 @@ class HotFeeds:
         method = environ.get("REQUEST_METHOD")
         if method != "GET" and method != "HEAD":
             return self.app(environ, start_response)
-        if self.on_subscribers is not None:
-            agent = environ.get("HTTP_USER_AGENT", "")
-            # A cheap test first: this runs for every request the hot path answers.
-            if "ubscriber" in agent or "eader" in agent:
-                path = environ.get("PATH_INFO", "")
-                if path.startswith(("/feeds/", "/feeds.")) or "/feeds/" in path[:8]:
-                    self.on_subscribers(path, agent)
+        if self.on_feed_request is not None:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith("/feeds/") or path[3:10] == "/feeds/":  # /feeds/..., /ar/feeds/...
+                self.on_feed_request(path, environ.get("HTTP_USER_AGENT", ""))
         key = (environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), environ.get("HTTP_HOST", ""),
                environ.get("wsgi.url_scheme", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
         hot = self._hot.get(key)

@@ -121,7 +121,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
             "embargo_until": {"type": "string", "format": "date-time",
                               "description": "in no feed before this instant"}}},
         "AuditRow": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "at": _INSTANT, "actor": _STR, "via": {"enum": ["api", "cli"]},
+            "id": {"type": "integer"}, "at": _INSTANT, "actor": _STR, "via": {"enum": ["api", "cli", "console"]},
             "action": _STR, "target": _STR, "before": {}, "after": {}}},
         "ImportResult": {"type": "object", "properties": {
             "dry_run": {"type": "boolean"}, "added": {"type": "integer"}, "would_add": {"type": "integer"},

@@ -36,6 +36,7 @@ class UsageRecorder:
         self._agents: set[tuple[int, date, str]] = set()
         self._subscribers: dict[tuple[str, date, str], int] = {}
         self._keys: dict[int, datetime] = {}
+        self._requests: dict[tuple[str, date], int] = {}
         #: User-Agent -> (aggregator, subscribers), or ("", 0) for one that reports none
         self._parsed: dict[str, tuple[str, int]] = {}
         self._stop = threading.Event()
@@ -61,7 +62,12 @@ class UsageRecorder:
         self._start()
 
     def public(self, feed: str, agent: str) -> None:
-        """Note the subscribers an aggregator reports in its User-Agent for a public feed."""
+        """Count a request for a public feed, and the subscribers an aggregator reports in its
+        User-Agent."""
+        day = datetime.now(timezone.utc).date()
+        with self._lock:
+            key = (feed[:300], day)
+            self._requests[key] = self._requests.get(key, 0) + 1
         parsed = self._parsed.get(agent)
         if parsed is None:  # an aggregator polls with one User-Agent: read it once
             found = _SUBSCRIBERS.search(agent)
@@ -69,12 +75,11 @@ class UsageRecorder:
             if len(self._parsed) > 10_000:
                 self._parsed.clear()
             self._parsed[agent] = parsed
-        if not parsed[0]:
-            return
-        key = (feed[:300], datetime.now(timezone.utc).date(), parsed[0])
-        with self._lock:
-            if self._subscribers.get(key, -1) < parsed[1]:
-                self._subscribers[key] = parsed[1]
+        if parsed[0]:
+            seen = (feed[:300], day, parsed[0])
+            with self._lock:
+                if self._subscribers.get(seen, -1) < parsed[1]:
+                    self._subscribers[seen] = parsed[1]
         self._start()
 
     def _start(self) -> None:
@@ -94,12 +99,13 @@ class UsageRecorder:
             counts, agents = list(self._counts.values()), sorted(self._agents)
             subscribers = [(*k, v) for k, v in self._subscribers.items()]
             keys = dict(self._keys)
-            self._counts, self._agents, self._subscribers, self._keys = {}, set(), {}, {}
-        if not (counts or agents or subscribers or keys):
+            requests = [(*k, v) for k, v in self._requests.items()]
+            self._counts, self._agents, self._subscribers, self._keys, self._requests = {}, set(), {}, {}, {}
+        if not (counts or agents or subscribers or keys or requests):
             return
         try:
             store.connect()
-            store.add_usage(counts, agents, subscribers, keys)
+            store.add_usage(counts, agents, subscribers, keys, requests)
         except Exception as e:
             failure = store.diagnose(e)
             if failure is None:
@@ -122,6 +128,8 @@ class UsageRecorder:
                     self._subscribers[(feed, day, agg)] = max(self._subscribers.get((feed, day, agg), 0), n)
                 for k, when in keys.items():
                     self._keys[k] = max(self._keys.get(k, when), when)
+                for feed, day, n in requests:
+                    self._requests[(feed, day)] = self._requests.get((feed, day), 0) + n
 
     def close(self) -> None:
         self._stop.set()

@@ -75,8 +75,10 @@ from .health import (
                          SourceHealth,
                          entry_count,
                          health_summary,
+                         ingest_by_hour,
                          recent_runs,
                          record_run,
+                         session_secret,
                          source_status,
                          sources_health,
                          status_counts,
@@ -159,6 +161,7 @@ from .sources import (
                          classification_digest,
                          holds_claim,
                          insert_fetch_log,
+                         keep_refreshes,
                          metric_rows,
                          moved_fields,
                          new_owner_id,
@@ -179,7 +182,7 @@ from .topics import (
                          stored_topics,
                          topic_revision,
 )
-from .usage import UsageCount, add_usage, feed_subscribers, partner_agents, partner_usage
+from .usage import UsageCount, add_usage, feed_requests, feed_subscribers, partner_agents, partner_usage
 from .users import (
                          NoSuchUser,
                          TokenInfo,
@@ -191,12 +194,14 @@ from .users import (
                          list_users,
                          password_hash,
                          revoke_token,
+                         set_password,
                          token_user,
 )
 
 __all__ = [
+    "ingest_by_hour", "session_secret", "FeedRequests", "feed_requests",
     "UsageCount", "add_usage", "feed_subscribers", "partner_agents", "partner_usage", "PartnerAgent",
-    "bump_source_topics", "lift_embargoes", "next_held", "next_visible", "take_tokens", "RateBucket",
+    "keep_refreshes", "bump_source_topics", "lift_embargoes", "next_held", "next_visible", "take_tokens", "RateBucket",
     "PartnerUsage", "FeedSubscribers",
     "KeyHolder", "KeyInfo", "PartnerInfo", "add_key", "add_partner", "delete_profile", "key_holder", "note_key_use",
     "partner", "partners", "profile_in_use", "put_profile",
@@ -207,7 +212,7 @@ __all__ = [
     "remove_source", "request_refresh", "set_filing", "source_state", "update_source", "moved_fields",
     "source_columns", "source_mirrors", "Audit", "recent_runs", "record_run", "CollectRun",
     "ApiToken", "User", "NoSuchUser", "TokenInfo", "UserExists", "UserInfo", "add_token", "add_user", "list_tokens",
-    "list_users", "password_hash", "revoke_token", "token_user",
+    "list_users", "password_hash", "revoke_token", "token_user", "set_password",
     "stored",
     "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
     "page_rows", "tag_name", "tombstone_rows",

@@ -81,10 +81,11 @@ def live_entry_ids(source_id: int) -> list[int]:
                                                         Entry.retracted_at.is_null()).tuples()]
 
 
-def request_refresh(source_id: int) -> None:
+def request_refresh(source_id: int, when: datetime) -> None:
     """Make a source due now: the next claim of any running collector takes it (NULL sorts
-    first among due sources)."""
-    Source.update(next_due_at=None).where(Source.id == source_id).execute()
+    first among due sources). A fetch already in flight does not use the request up (see
+    sources.keep_refreshes)."""
+    Source.update(next_due_at=None, refresh_requested_at=stored(when)).where(Source.id == source_id).execute()
 
 
 @dataclass(frozen=True)

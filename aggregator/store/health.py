@@ -10,8 +10,8 @@ from typing import Any
 
 import peewee as pw
 
-from .connection import aware, stored, write_transaction
-from .schema import CollectRun, Entry, Source, schema_version
+from .connection import aware, db, stored, write_transaction
+from .schema import CollectRun, Entry, MetaInfo, Source, schema_version
 
 #: every source status, and what it means (the README's table is this one)
 STATUSES: dict[str, str] = {
@@ -124,3 +124,29 @@ def recent_runs(count: int) -> list[dict[str, Any]]:
     return [{"collector": r.owner, "started_at": aware(r.started_at), "finished_at": aware(r.finished_at),
              "sources": r.sources, "new": r.new, "updated": r.updated, "failed": r.failed}
             for r in CollectRun.select().order_by(CollectRun.id.desc()).limit(count)]
+
+
+def ingest_by_hour(since: datetime) -> list[tuple[str, str, int]]:
+    """Entries first seen per hour since ``since`` (aware UTC), per source kind:
+    ("YYYY-MM-DD HH", kind, count), oldest first."""
+    e, src = Entry._meta.table_name, Source._meta.table_name
+    if isinstance(db.obj, pw.PostgresqlDatabase):
+        hour = "to_char(date_trunc('hour', e.first_seen), 'YYYY-MM-DD HH24')"
+    else:
+        hour = "strftime('%Y-%m-%d %H', e.first_seen)"
+    rows = db.obj.execute_sql(
+        f"SELECT {hour} AS h, s.kind, COUNT(*) FROM {e} e JOIN {src} s ON s.id = e.source_id "
+        f"WHERE e.first_seen >= {db.obj.param} GROUP BY h, s.kind ORDER BY h", (stored(since),))
+    return [(str(h), str(kind), int(n)) for h, kind, n in rows]
+
+
+def session_secret() -> str:
+    """The secret that signs console sessions, made once and shared by every web process."""
+    import secrets
+
+    row = MetaInfo.get_or_none(MetaInfo.key == "session_secret")
+    if row is not None:
+        return str(row.value)
+    with write_transaction():
+        MetaInfo.insert(key="session_secret", value=secrets.token_hex(32)).on_conflict_ignore().execute()
+    return str(MetaInfo.get(MetaInfo.key == "session_secret").value)

@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class BaseModel(pw.Model):
@@ -81,6 +81,9 @@ class Source(BaseModel):
     #: who may redistribute its copy (config.RIGHTS) and the statement its items carry
     rights = pw.CharField(max_length=16, default="everyone")
     rights_statement = pw.TextField(default="")
+    #: when an admin last asked for a fetch now: a fetch that started before it does not
+    #: consume it (the request came while that fetch was in flight)
+    refresh_requested_at = pw.DateTimeField(null=True)
 
 
 class Entry(BaseModel):
@@ -393,6 +396,19 @@ class FeedSubscribers(BaseModel):
         indexes = ((("feed", "day", "aggregator"), True),)
 
 
+class FeedRequests(BaseModel):
+    """Requests for a public feed per day, added up from every web process (the console's "most
+    requested feeds")."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    feed = pw.CharField(max_length=300)
+    day = pw.DateField()
+    requests = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("feed", "day"), True),)
+
+
 class CollectRun(BaseModel):
     """One collect run of one collector: when, how many sources, with what result."""
 
@@ -410,7 +426,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
     Related, FetchLog,
     SourceUrlHistory, Metric, Topic, User, ApiToken, Audit, CollectRun, Partner, PartnerKey,
-    StoredProfile, RateBucket, PartnerUsage, PartnerAgent, FeedSubscribers)
+    StoredProfile, RateBucket, PartnerUsage, PartnerAgent, FeedSubscribers, FeedRequests)
 
 
 def init_db(url: str) -> pw.Database:
@@ -527,9 +543,18 @@ def _to_v8(database: pw.Database) -> None:
               for name in ("rights", "rights_statement") if name not in have])
 
 
+def _to_v9(database: pw.Database) -> None:
+    """v9: refresh requests that an in-flight fetch does not use up; feed request counts (a new
+    table, created with the other missing tables)."""
+    have = {c.name for c in database.get_columns(Source._meta.table_name)}
+    if "refresh_requested_at" not in have:
+        migrate(SchemaMigrator.from_database(database).add_column(
+            Source._meta.table_name, "refresh_requested_at", Source._meta.fields["refresh_requested_at"]))
+
+
 # version -> function that upgrades a store from version-1 to version
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6,
-                                                             7: _to_v7, 8: _to_v8}
+                                                             7: _to_v7, 8: _to_v8, 9: _to_v9}
 
 
 def schema_version() -> int:

@@ -252,6 +252,16 @@ def update_sources(changes: list[tuple[int, dict[str, object]]], owner: str | No
             database.execute_sql(sql, row)
 
 
+def keep_refreshes(source_ids: list[int]) -> None:
+    """After a fetch's record was written (inside its transaction): a source whose refresh was
+    asked for while that fetch was in flight is due now again."""
+    if source_ids:
+        t = Source._meta.table_name
+        db.obj.execute_sql(f"UPDATE {t} SET next_due_at = NULL WHERE id IN ({placeholders(len(source_ids))}) "
+                           f"AND refresh_requested_at IS NOT NULL AND refresh_requested_at > last_fetched_at",
+                           list(source_ids))
+
+
 def metric_rows() -> list[tuple[str, str, float]]:
     """Every shared counter as (name, labels, value); labels are "k=v,k=v"."""
     return list(Metric.select(Metric.name, Metric.labels, Metric.value).tuples())

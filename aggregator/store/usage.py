@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import peewee as pw
+
 from .connection import aware, insert_rows, stored, write_transaction
-from .schema import FeedSubscribers, PartnerAgent, PartnerKey, PartnerUsage
+from .schema import FeedRequests, FeedSubscribers, PartnerAgent, PartnerKey, PartnerUsage
 
 
 @dataclass
@@ -25,7 +27,8 @@ class UsageCount:
 
 
 def add_usage(counts: list[UsageCount], agents: list[tuple[int, date, str]],
-              subscribers: list[tuple[str, date, str, int]], key_uses: dict[int, datetime]) -> None:
+              subscribers: list[tuple[str, date, str, int]], key_uses: dict[int, datetime],
+              requests: list[tuple[str, date, int]] | None = None) -> None:
     """Add a batch in one transaction: counters add up, agents and keys' last use are noted,
     and an aggregator's subscriber count for a feed and day keeps its largest report."""
     table = PartnerUsage._meta.table_name
@@ -45,6 +48,9 @@ def add_usage(counts: list[UsageCount], agents: list[tuple[int, date, str]],
                     f' ON CONFLICT (feed, "day", aggregator) DO UPDATE SET subscribers = '
                     f'CASE WHEN excluded.subscribers > "{sub_table}".subscribers THEN excluded.subscribers '
                     f'ELSE "{sub_table}".subscribers END')
+        req_table = FeedRequests._meta.table_name
+        insert_rows(FeedRequests, ("feed", "day", "requests"), sorted(requests or []),
+                    f' ON CONFLICT (feed, "day") DO UPDATE SET requests = "{req_table}".requests + excluded.requests')
         for key_id, when in sorted(key_uses.items()):
             PartnerKey.update(last_used_at=stored(when)).where(PartnerKey.id == key_id).execute()
 
@@ -70,3 +76,10 @@ def feed_subscribers(day: date) -> dict[str, int]:
             FeedSubscribers.day == day).tuples():
         out[feed] = out.get(feed, 0) + n
     return out
+
+
+def feed_requests(since: date, limit: int) -> list[tuple[str, int]]:
+    """The most requested public feeds since ``since``: (path, requests), most first."""
+    total = FeedRequests.select(FeedRequests.feed, pw.fn.SUM(FeedRequests.requests).alias("n")).where(
+        FeedRequests.day >= since).group_by(FeedRequests.feed)
+    return [(f, int(n)) for f, n in total.order_by(pw.SQL("n").desc(), FeedRequests.feed).limit(limit).tuples()]

@@ -100,3 +100,10 @@ def password_hash(name: str) -> str | None:
     """A user's stored password hash, or None for an unknown user."""
     row = User.get_or_none(User.name == name)
     return row.password_hash if row else None
+
+
+def set_password(name: str, password_hash: str) -> None:
+    """Replace a user's password hash (NoSuchUser if there is none)."""
+    with write_transaction():
+        if User.update(password_hash=password_hash).where(User.name == name).execute() == 0:
+            raise NoSuchUser(f"no user named {name!r}")
