@@ -166,6 +166,7 @@ def test_add_a_source_by_its_page_refresh_it_and_see_its_entries(browser: Browse
     try:
         page = browser.new_page()
         login(page, console, "ann")
+        cms_before = int(re.search(r"cms: (\d+)", page.locator("figure .legend").inner_text()).group(1))
         page.get_by_role("link", name="Sources").click()
         axe_check(page, console, "sources")
         page.get_by_role("link", name="Add a source").click()
@@ -181,8 +182,10 @@ def test_add_a_source_by_its_page_refresh_it_and_see_its_entries(browser: Browse
         titles = [i["title"] for i in feeds_json(console, "/feeds/latest.json?limit=200")["items"]]
         assert "Lighthouse keeper retires after forty years" in titles and "Harbour gets a new pier" in titles
         page.get_by_role("link", name="Dashboard").click()
-        expect(page.locator("figure .legend")).to_contain_text("cms:")
+        expect(page.locator("figure .legend")).to_contain_text(f"cms: {cms_before + 2}")  # its two entries
         assert page.locator("svg.chart rect").count() > 0
+        page.get_by_role("link", name="Sources").click()
+        expect(page.get_by_role("row").filter(has_text="coast-courier")).to_contain_text("the console and API")
     finally:
         stop.set()
         worker.join(timeout=30)
@@ -212,17 +215,31 @@ def test_push_breaking_then_see_it_in_the_breaking_feed_and_retract_an_entry(bro
     expect(page.get_by_role("status")).to_contain_text("pushed to the ar ticker")
     assert feeds_json(console, "/ar/feeds/breaking.json")["items"][0]["title"] == "Bridge closed after collision"
     axe_check(page, console, "desk")
+    page.get_by_role("button", name="Take off the ticker: Bridge closed after collision").click()
+    expect(page.get_by_role("status")).to_contain_text("taken off the ticker")
+    assert "Bridge closed after collision" not in [
+        i["title"] for i in feeds_json(console, "/ar/feeds/breaking.json")["items"]]
     rss_before = feed_text(console, "/feeds/latest.rss?limit=200")
     entry = store.list_entries(1, source="cms-news", status="published")[0]
     assert entry.title in rss_before
     page.get_by_label("Search").fill(entry.title[:30])
     page.get_by_role("button", name="Search").click()
-    row = page.get_by_role("row").filter(has_text=entry.title)
+    row = page.get_by_role("row").filter(has_text=f"#{entry.id} ")
     row.locator("summary", has_text="Retract").click()
     row.get_by_label("Reason").fill("figures were wrong")
     row.get_by_role("button", name="Retract").click()
     expect(page.get_by_role("status")).to_contain_text(f"retracted entry {entry.id}")
     assert entry.title not in feed_text(console, "/feeds/latest.rss?limit=200")
+    # Correct another entry's filing: it moves to the region's feed.
+    other = store.list_entries(1, source="cms-news", status="published")[0]
+    page.get_by_label("Search").fill(other.title[:30])
+    page.get_by_role("button", name="Search").click()
+    row = page.get_by_role("row").filter(has_text=f"#{other.id} ")
+    row.locator("summary", has_text="Correct filing").click()
+    row.get_by_label("Palestine").check()
+    row.get_by_role("button", name="File anew").click()
+    expect(page.get_by_role("status")).to_contain_text(f"filed entry {other.id} anew")
+    assert other.title in [i["title"] for i in feeds_json(console, "/feeds/region/palestine.json?limit=200")["items"]]
 
 
 def test_a_viewer_cannot_edit_in_the_page_or_by_posting_the_form(browser: Browser, console: Console):
@@ -256,3 +273,67 @@ def test_every_other_page_passes_axe_and_reads_at_375_px(browser: Browser, conso
         # Nothing wider than the screen but the tables' own scrolling boxes.
         overflow = page.evaluate("document.documentElement.scrollWidth")
         assert overflow <= 375 + 1, (name, overflow)
+
+
+def test_password_change_and_login_limits(browser: Browser, console: Console):
+    page = browser.new_page()
+    login(page, console, "eddie")
+    page.get_by_role("link", name="Password").click()
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password (at least 10 characters)").fill("a brand new passphrase")
+    page.get_by_label("New password, again").fill("a brand new passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status")).to_contain_text("password changed")
+    page.get_by_role("button", name="Log out").click()
+    other = browser.new_page()
+    for _ in range(5):
+        other.goto(console.url("/admin/login"))
+        other.get_by_label("Name").fill("eddie")
+        other.get_by_label("Password").fill(PASSWORD)  # the old one
+        other.get_by_role("button", name="Log in").click()
+        expect(other.get_by_role("alert")).to_contain_text("wrong name or password")
+    other.get_by_label("Name").fill("eddie")
+    other.get_by_label("Password").fill("a brand new passphrase")  # right, but too late
+    other.get_by_role("button", name="Log in").click()
+    expect(other.get_by_role("alert")).to_contain_text("too many failed logins")
+
+
+def test_a_partner_is_added_with_its_key_shown_once_and_revoked(browser: Browser, console: Console):
+    page = browser.new_page()
+    login(page, console, "ann")
+    page.get_by_role("link", name="Partners").click()
+    page.get_by_label("Name").fill("gazette")
+    page.get_by_label("Contact").fill("desk@gazette.example")
+    page.get_by_role("button", name="Add and show its key").click()
+    key = page.locator("code.key").first.inner_text()
+    assert key.startswith("pk_")
+    assert feeds_json(console, f"/partner/{key}/feeds/latest.json")["items"]
+    page.goto(console.url("/admin/partners"))
+    expect(page.locator("code.key")).to_have_count(0)  # shown only once
+    page.get_by_role("button", name=re.compile("Revoke key .* of gazette")).click()
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(console.url(f"/partner/{key}/feeds/latest.json"), timeout=30)
+    assert refused.value.code == 401
+
+
+def test_a_page_with_several_feeds_lets_the_admin_pick_one(browser: Browser, console: Console,
+                                                           httpserver: HTTPServer):
+    httpserver.expect_request("/news.rss").respond_with_data(rss("Valley News", [(3, "Dam repaired")]),
+                                                             content_type="application/rss+xml")
+    httpserver.expect_request("/").respond_with_data(
+        '<html><head><link rel="alternate" type="application/rss+xml" title="News" href="/news.rss">'
+        '<link rel="alternate" type="application/atom+xml" title="Sport" href="/sport.atom"></head></html>',
+        content_type="text/html")
+    page = browser.new_page()
+    login(page, console, "ann")
+    page.goto(console.url("/admin/sources/new"))
+    page.get_by_label("Feed or page URL").fill(httpserver.url_for("/"))
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("announces 2 feeds")
+    axe_check(page, console, "source-candidates")
+    page.get_by_role("button", name="Add News").click()
+    expect(page.get_by_role("heading", name=re.compile("Source"))).to_contain_text("valley-news")
+    assert store.sources_health(["valley-news"])[0].url == httpserver.url_for("/news.rss")

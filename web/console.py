@@ -174,7 +174,9 @@ def home() -> ResponseReturnValue:
     breaking = store.list_entries(20, status="breaking", now=store.stored(now))
     live_breaking = [e for e in breaking if e.published <= store.aware(now)]
     top = store.feed_requests(store.aware(now).date() - timedelta(days=6), 10)
+    subscribers = store.feed_subscribers(store.aware(now).date())
     return render_template("console/dashboard.html", troubled=troubled, runs=store.recent_runs(8),
+                           subscribers=sorted(subscribers.items(), key=lambda kv: -kv[1])[:10],
                            chart=ingest_chart(hours, store.aware(now)), breaking=live_breaking, top=top,
                            counts=store.status_counts(), total=len(health))
 
