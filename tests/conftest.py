@@ -10,9 +10,12 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg2
@@ -175,3 +178,26 @@ def client(newsroom: Config):
     app.testing = True
     with app.test_client() as c:
         yield c
+
+
+@contextmanager
+def serving_app(app: Any, threads: int = 4) -> Iterator[int]:
+    """A WSGI app under waitress on 127.0.0.1, as `feedhub serve` runs it; yields the port. On
+    exit the server's threads end too, and their store connections with them."""
+    import waitress
+
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:  # close() from the test's thread pulls the socket from under select()
+            pass
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield server.effective_port
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown()
+        thread.join(timeout=10)

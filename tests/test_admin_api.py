@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import waitress
 from pytest_httpserver import HTTPServer
 
 from aggregator import auth, store
 from aggregator.collect import Collector
 from aggregator.config import Config, load_config
 
-from .conftest import LOOPBACK, close_store, write_config
+from .conftest import LOOPBACK, close_store, serving_app, write_config
 
 ROLES = ("viewer", "editor", "admin")
 
@@ -84,20 +83,8 @@ class Api:
 def serving(cfg: Config, parts: str = "all") -> Iterator[int]:
     from web.app import create_app
 
-    server = waitress.create_server(create_app(cfg, parts), host="127.0.0.1", port=0, threads=4)
-    def run() -> None:
-        try:
-            server.run()
-        except OSError:  # close() from the test's thread pulls the socket from under select()
-            pass
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield server.effective_port
-    finally:
-        server.close()
-        server.task_dispatcher.shutdown()  # its threads end, and their store connections with them
-        thread.join(timeout=10)
+    with serving_app(create_app(cfg, parts)) as port:
+        yield port
 
 
 def make_users(roles: tuple[str, ...] = ROLES) -> dict[str, str]:

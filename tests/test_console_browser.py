@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import waitress
 from pytest_httpserver import HTTPServer
 
 from aggregator import auth, store
 from aggregator.collect import Collector
 from aggregator.config import Config, load_config
 
-from .conftest import LOOPBACK, ROOT, close_store, write_config
+from .conftest import LOOPBACK, ROOT, close_store, serving_app, write_config
 from .test_admin_api import rss
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,25 +67,12 @@ def console(tmp_path: Path, db_url: str, tmp_path_factory: pytest.TempPathFactor
     from web.app import create_app
 
     app = create_app(cfg)
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=6)
-
-    def run() -> None:
-        try:
-            server.run()
-        except OSError:
-            pass
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
     shots = tmp_path_factory.getbasetemp() / "screenshots"
     shots.mkdir(exist_ok=True)
-    try:
-        yield Console(f"http://127.0.0.1:{server.effective_port}", cfg, tmp_path, shots)
-    finally:
-        server.close()
-        server.task_dispatcher.shutdown()
-        thread.join(timeout=10)
-        app.extensions["feedhub.usage"].close()
-        close_store()
+    with serving_app(app, threads=6) as port:
+        yield Console(f"http://127.0.0.1:{port}", cfg, tmp_path, shots)
+    app.extensions["feedhub.usage"].close()
+    close_store()
 
 
 def login(page: Page, c: Console, name: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import waitress
 
 from aggregator import store
 from aggregator.collect import Collector
 from aggregator.config import Config, load_config
 
-from .conftest import PG_URL, LOOPBACK, PgSchema, close_store, write_config
+from .conftest import PG_URL, PgSchema, close_store, serving_app, write_config
 from .faults import TcpProxy, terminate_backends, via_proxy, with_application_name
 
 pytestmark = pytest.mark.postgres
@@ -53,20 +51,8 @@ def served(cfg: Config, threads: int = 4) -> Iterator[int]:
     """The app under waitress on 127.0.0.1, as `feedhub serve` runs it; yields the port."""
     from web import create_app
 
-    server = waitress.create_server(create_app(cfg), host="127.0.0.1", port=0, threads=threads)
-    def run() -> None:
-        try:
-            server.run()
-        except OSError:  # close() from the test's thread pulls the socket from under select()
-            pass
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield server.effective_port
-    finally:
-        server.close()
-        server.task_dispatcher.shutdown()  # its threads end, and their store connections with them
-        thread.join(timeout=10)
+    with serving_app(create_app(cfg), threads) as port:
+        yield port
 
 
 def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:

@@ -325,11 +325,16 @@ def openapi() -> Response:
     return _json(openapi_document(_config()))
 
 
+def _page_by_name(items: list[Any], name: Callable[[Any], str], view: Callable[[Any], Any]) -> Response:
+    """A page of a list sorted by a name: the cursor is the last name of the previous page."""
+    limit, after = _limit(), request.args.get("cursor")
+    found = [i for i in items if after is None or name(i) > after]
+    return _page(found[:limit + 1], limit, name, view)
+
+
 @api.get("/sources")
 def list_sources() -> Response:
-    limit, after = _limit(), request.args.get("cursor")
-    found = [h for h in admin.sources() if after is None or h.key > after]
-    return _page(found[:limit + 1], limit, lambda h: h.key, source_view)
+    return _page_by_name(admin.sources(), lambda h: h.key, source_view)
 
 
 @api.post("/sources")
@@ -546,9 +551,7 @@ def partner_view(p: store.PartnerInfo, key: str | None = None) -> dict[str, Any]
 
 @api.get("/partners")
 def list_partners() -> Response:
-    limit, after = _limit(), request.args.get("cursor")
-    found = [p for p in store.partners() if after is None or p.name > after]
-    return _page(found[:limit + 1], limit, lambda p: p.name, partner_view)
+    return _page_by_name(store.partners(), lambda p: p.name, partner_view)
 
 
 @api.post("/partners")
