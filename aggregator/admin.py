@@ -512,7 +512,8 @@ def push_breaking(actor: Actor, headline: Any, config: Config, when: datetime, l
                               interval=0, breaking=True, etag=None, last_modified=None, content_hash=None,
                               id_rule="guid", redirect_target=None, redirect_count=0, feed_ttl=None,
                               consecutive_failures=0, settings=None)
-        saved = store.save_entries(row, [normal], store.stored(when), config.taxonomy.parents)
+        saved = store.save_entries(row, [normal], store.stored(when), config.taxonomy.parents,
+                                   one_story_one_entry=False)
         entry_id = store.entry_ids(source_id, [normal.guid])[0]
         item = {"headline": normal.title, "link": normal.link, "body": normal.summary or None, "edition": edition,
                 "embargo_until": embargo.isoformat() if embargo else None}

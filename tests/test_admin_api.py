@@ -595,3 +595,21 @@ def test_admin_api_off_or_on_its_own_listener(tmp_path: Path, db_url: str):
         assert Api(admin_port, cfg, tokens, tmp_path).call("GET", "/api/v1/sources", "admin")[0] == 200
         assert Api(admin_port, cfg, tokens, tmp_path).call("GET", "/feeds/latest.json")[0] == 404
     close_store()
+
+
+def test_a_desk_item_linking_to_a_stored_story_is_an_entry_of_its_own(api: Api):
+    collect_once(api.config, ["cms-news"])
+    story = store.list_entries(1, source="cms-news", status="published")[0]
+    status, _, item = api.call("POST", "/api/v1/breaking", "editor", {"headline": "Update: " + story.title[:100],
+                                                                     "link": story.link})
+    assert status == 201, item
+    assert item["source"] == "_desk" and item["link"] == story.link and item["id"] != story.id
+    breaking = [i["title"] for i in api.call("GET", "/feeds/breaking.json?limit=200")[2]["items"]]
+    assert "Update: " + story.title[:100] in breaking
+
+
+def test_a_method_the_resource_lacks_is_405_with_allow(api: Api):
+    status, headers, problem = api.call("PUT", "/api/v1/feeds/subscribers", "viewer", {"x": 1})
+    assert status == 405 and problem["status"] == 405 and "GET" in headers["allow"]
+    status, headers, _ = api.call("DELETE", "/feeds/latest.rss")
+    assert status == 405 and "GET" in headers["allow"]

@@ -79,8 +79,14 @@ def register_error_handlers(app: Flask) -> None:
 
             if e.code == 404:
                 return problem_for(type(e)("no such API resource; the API is described at /api/v1/openapi.json"))
-            return problem_for(e)
-        return error_response(e.code or 500, e.description or e.name)
+            resp = problem_for(e)
+        else:
+            resp = error_response(e.code or 500, e.description or e.name)
+        # RFC 9110 15.5.6: a 405 says which methods the resource has.
+        for name, value in e.get_headers():
+            if name.lower() == "allow":
+                resp.headers["Allow"] = value
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception) -> Response:

@@ -76,7 +76,8 @@ def _same_stories(source: SourceRow, fresh: list[model.Entry], mirrors: list[int
 
 def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetime,
                  parents: dict[str, str] | None = None, max_revisions: int | None = None,
-                 ignore_updates: bool = False, mirrors: list[int] | None = None) -> SaveResult:
+                 ignore_updates: bool = False, mirrors: list[int] | None = None,
+                 one_story_one_entry: bool = True) -> SaveResult:
     """Upsert a source's entries; an entry whose fingerprint is unchanged is not written.
 
     Call inside a transaction: the caller commits entries and the source's new
@@ -113,8 +114,10 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     # One story, one entry: what another source brought first is only recorded as carried here.
     carried = {g for (g,) in database.execute_sql(f"SELECT guid FROM {EntrySource._meta.table_name} "
                                                   f"WHERE source_id = {database.param}", (source.id,))}
+    # (the desk's items are always their own entries: a headline pushed about a story is news
+    # of its own, even when it links to that story)
     same = _same_stories(source, [e for e in entries if e.guid not in existing and e.guid not in carried],
-                         mirrors or [])
+                         mirrors or []) if one_story_one_entry else {}
     merged = 0
     topics = stored_topics(changing, parents)
     for e in entries:
