@@ -311,3 +311,19 @@ def test_every_partner_feed_is_valid_json_feed_and_well_formed_xml(site: Site):
                 status, _, body = site.get(f"/partner/{k}{path}.{fmt}")
                 assert status == 200
                 etree.fromstring(body)
+
+
+def test_a_hostile_path_is_answered_but_never_poisons_the_usage_counts(site: Site):
+    """One request whose path holds NUL must not make every later batch fail (PostgreSQL refuses
+    NUL in text): it is answered, and simply not counted."""
+    key = site.partner("gazette", "full")
+    for path in ("/feeds/latest%00.rss", f"/partner/{key}/feeds/latest%00.rss", "/feeds/latest.rss",
+                 f"/partner/{key}/feeds/latest.rss"):
+        status = site.get(path, {"User-Agent": "Bot/1 (3 subscribers)"})[0]
+        assert status in (200, 400, 404), (path, status)
+    for recorder in _recorders():
+        recorder.flush()
+    day = store.utcnow().date()
+    assert dict(store.feed_requests(day, 10)) == {"/feeds/latest.rss": 1}
+    assert [(u.feed, u.requests) for u in store.partner_usage(store.partner("gazette").id, day)] == [
+        ("/feeds/latest.rss", 1)]

@@ -17,6 +17,15 @@ _SUBSCRIBERS = re.compile(r"(\d{1,9})\s+(?:subscribers?|readers?)\b", re.I)
 #: distinct User-Agents remembered per partner and day, in memory between writes
 MAX_AGENTS = 20
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _countable(text: str, limit: int = 300) -> str | None:
+    """``text`` as it may be stored (cut to ``limit``), or None for a path or agent carrying
+    control characters: a hostile request is answered, but never written, since one such value
+    would make every batch it is in fail (PostgreSQL refuses NUL in text)."""
+    return None if _UNPRINTABLE.search(text) else text[:limit]
+
 
 def aggregator_name(agent: str) -> str:
     """The aggregator in a User-Agent with a subscriber count: the agent without the counts and
@@ -44,6 +53,10 @@ class UsageRecorder:
 
     def partner(self, partner_id: int, key_id: int, feed: str, status: int, size: int, agent: str) -> None:
         """Count one partner request (any status: 200, 304, 429, ...)."""
+        clean = _countable(feed)
+        if clean is None:
+            return
+        feed, agent = clean, _countable(agent, 200) or ""
         now = datetime.now(timezone.utc)
         day = now.date()
         with self._lock:
@@ -64,13 +77,17 @@ class UsageRecorder:
     def public(self, feed: str, agent: str) -> None:
         """Count a request for a public feed, and the subscribers an aggregator reports in its
         User-Agent."""
+        clean = _countable(feed)
+        if clean is None:
+            return
+        feed = clean
         day = datetime.now(timezone.utc).date()
         with self._lock:
-            key = (feed[:300], day)
+            key = (feed, day)
             self._requests[key] = self._requests.get(key, 0) + 1
         parsed = self._parsed.get(agent)
         if parsed is None:  # an aggregator polls with one User-Agent: read it once
-            found = _SUBSCRIBERS.search(agent)
+            found = _SUBSCRIBERS.search(agent) if _countable(agent) is not None else None
             parsed = (aggregator_name(agent), int(found.group(1))) if found else ("", 0)
             if len(self._parsed) > 10_000:
                 self._parsed.clear()
@@ -109,10 +126,14 @@ class UsageRecorder:
         except Exception as e:
             failure = store.diagnose(e)
             if failure is None:
-                log.exception("could not write usage counts")
-            else:
-                store.reset_connection()
-                log.warning("could not write usage counts (kept for the next try): %s", failure)
+                # Not the store's fault: trying the same batch again would fail again. One line,
+                # no traceback: formatting one in this thread races the main thread's ast use on
+                # Python 3.11 (CPython gh-106905).
+                log.error("could not write usage counts, a batch of %d is dropped: %s: %s", len(counts),
+                          type(e).__name__, e)
+                return
+            store.reset_connection()
+            log.warning("could not write usage counts (kept for the next try): %s", failure)
             with self._lock:  # merge back, so nothing counted is lost
                 for c in counts:
                     mine = self._counts.setdefault((c.partner_id, c.feed, c.day),
