@@ -26,6 +26,7 @@ from .config import (
     check_source,
     profile_settings,
     rule_settings,
+    source_settings,
     source_url_key,
 )
 from .errors import ConfigError, Conflict, FeedhubError, Forbidden, Invalid, NotFound
@@ -131,7 +132,7 @@ def add_source(actor: Actor, data: Any, config: Config, when: datetime) -> Done:
     _check_unique(sc, config)
     with store.write_transaction():
         store.create_source(sc.id, store.source_columns(sc, config.collect.interval), "store", when)
-        store.audit(actor.name, actor.via, "source.add", f"source:{sc.id}", None, _settings(sc), when)
+        store.audit(actor.name, actor.via, "source.add", f"source:{sc.id}", None, source_settings(sc), when)
     return Done(source(sc.id))
 
 
@@ -143,12 +144,6 @@ def _key_for(name: str) -> str:
     while store.source_state(key) is not None:
         key, n = f"{base}-{n}", n + 1
     return key
-
-
-def _settings(sc: SourceConfig) -> dict[str, Any]:
-    from .config import source_settings
-
-    return source_settings(sc)
 
 
 def edit_source(actor: Actor, key: str, changes: Any, config: Config, when: datetime,
@@ -169,7 +164,7 @@ def edit_source(actor: Actor, key: str, changes: Any, config: Config, when: date
     except ConfigError as e:
         raise _problems(e) from None
     _check_unique(sc, config, except_key=key)
-    after = _settings(sc)
+    after = source_settings(sc)
     columns = store.source_columns(sc, config.collect.interval)
     columns.update(store.moved_fields(state.url, sc.url))
     if any(state.settings.get(f) != after.get(f) for f in FILING_FIELDS):
@@ -246,7 +241,7 @@ def source_config(key: str, config: Config, rules: Any = None) -> SourceConfig:
     try:
         return check_source(settings, config)
     except ConfigError as e:
-        raise Invalid([(p.partition(": ")[0], p.partition(": ")[2]) for p in e.problems]) from None
+        raise _problems(e) from None
 
 
 def rule_view(sc: SourceConfig) -> list[dict[str, Any]]:
@@ -358,7 +353,7 @@ def import_opml(actor: Actor, body: bytes, config: Config, when: datetime, dry_r
     with store.write_transaction():
         for sc in adds:
             store.create_source(sc.id, store.source_columns(sc, config.collect.interval), "store", when)
-            store.audit(actor.name, actor.via, "source.add", f"source:{sc.id}", None, _settings(sc), when)
+            store.audit(actor.name, actor.via, "source.add", f"source:{sc.id}", None, source_settings(sc), when)
         store.audit(actor.name, actor.via, "sources.import", "sources", None,
                     {"added": [sc.id for sc in adds], "skipped": summary["skipped"]}, when)
     return Done(summary)
