@@ -209,6 +209,20 @@ class CollectSummary:
         return set().union(*(o.topics for o in self.outcomes))
 
 
+#: how often run_forever prunes (retention) and refreshes the planner's statistics
+MAINTAIN_EVERY = timedelta(hours=1)
+
+
+def prune(config: Config, now: datetime, dry_run: bool = False) -> store.PruneReport | None:
+    """Retention as config.toml sets it ([store] keep_days, dossiers marked keep); None when
+    everything is kept. ``now`` is aware UTC."""
+    if not config.store.keep_days:
+        return None
+    cutoff = now - timedelta(days=config.store.keep_days)
+    keep = [slug for slug, cov in config.taxonomy.coverage.items() if cov.keep]
+    return store.prune(list(config.editions), cutoff, keep, config.taxonomy.parents, now, dry_run=dry_run)
+
+
 class Collector:
     """Collects configured sources into the store bound to ``store.db``."""
 
@@ -326,6 +340,9 @@ class Collector:
         self._apply_reload()
         if not self._synced:
             self._store_call(lambda: store.sync_sources(self.config))
+            # Entries are filed into the feed index under this taxonomy: re-file what an older
+            # feedhub or another taxonomy (a moved subsection) left.
+            self._store_call(lambda: store.prepare_index(self.parents))
             self._synced = True
         # Sources come from the store: config.toml's (provisioned above) and those made through
         # the API, each claim reading their current settings.
@@ -573,7 +590,8 @@ class Collector:
                     log.warning("%s: %s", sc.id, output.id_rule_reason)
                     rekeyed = store.rekey_source(row, output.id_rule, started, self.parents)
                     extra = dict(id_rule=output.id_rule, id_rule_reason=output.id_rule_reason)
-                saved = store.save_entries(row, output.entries, started, self.parents,
+                saved = store.save_entries(row, self._within_retention(output.entries, started), started,
+                                           self.parents,
                                            max_revisions=self.config.collect.max_revisions,
                                            ignore_updates=sc.ignore_updates, mirrors=self._mirror_ids(sc))
                 if saved.ignored:
@@ -727,6 +745,25 @@ class Collector:
             deltas[("entries", "kind=updated")] = updated
         return log_row, deltas
 
+    def _within_retention(self, entries: list[Any], now: datetime) -> list[Any]:
+        """The entries retention would not remove at once ([store] keep_days): an archive feed's
+        old items must not come back after every prune. Kept dossiers' entries are kept."""
+        if not self.config.store.keep_days:
+            return entries
+        cutoff = now - timedelta(days=self.config.store.keep_days)
+        keep = {slug for slug, cov in self.config.taxonomy.coverage.items() if cov.keep}
+        return [e for e in entries if e.published >= cutoff or keep.intersection(e.coverage)]
+
+    def maintain(self, now: datetime) -> store.PruneReport | None:
+        """Routine upkeep, hourly under run_forever: retention (when [store] keep_days is set),
+        then the planner's statistics."""
+        report = self._store_call(lambda: prune(self.config, now))
+        if report is not None and report.removed:
+            log.info("retention: removed %d entr(y/ies) published before %s (%d tombstones), %d kept by "
+                     "dossiers", report.removed, report.cutoff.isoformat(), report.tombstones, report.kept)
+        self._store_call(store.analyze)
+        return report
+
     def _recent_dates(self, row: store.SourceRow) -> list[datetime]:
         return store.recent_published(row.id, 20)
 
@@ -746,11 +783,15 @@ class Collector:
         """Collect due sources until ``stop`` is set; sleeps in short ticks so stop is prompt.
         Each tick also announces the feeds whose embargoed entries came out meanwhile."""
         looked = store.aware(self.clock())
+        maintained = None
         while not stop.is_set():
             try:
                 now = store.aware(self.clock())
                 self.lift_embargoes(looked, now)
                 looked = now
+                if maintained is None or now - maintained >= MAINTAIN_EVERY:
+                    maintained = now
+                    self.maintain(now)
                 summary = self.collect(only_due=True, progress=progress)
                 if summary.outcomes:
                     log.info("collected %d source(s): %d new, %d updated, %d failed",

@@ -59,6 +59,8 @@ class Coverage:
     #: tag slugs, and plain keywords found in title or summary (case-insensitive), that file an entry here
     tags: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    #: its entries are never removed by retention ([store] keep_days)
+    keep: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,17 @@ class CacheConfig:
 
     #: Redis for partner request limits ("redis://127.0.0.1:6379/0"); empty: kept in the store
     redis_url: str = ""
+    #: what each web process keeps of rendered feeds and written entries, in MiB (3/4 and 1/4)
+    memory_mb: int = 64
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How long the store keeps entries."""
+
+    #: entries published longer ago than this many days are removed (0: keep everything),
+    #: except those in a dossier marked keep
+    keep_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -328,6 +341,7 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     partner_profiles: dict[str, PartnerProfile] = field(default_factory=dict)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with that id (KeyError if none)."""
@@ -440,7 +454,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
         "database": (dict, {}), "server": (dict, {}), "site": (dict, {}), "collect": (dict, {}),
         "editions": (dict, _REQUIRED), "sections": (dict, _REQUIRED), "regions": (dict, {}),
         "sources": (list, []), "websub": (dict, {}), "coverage": (dict, {}), "admin": (dict, {}),
-        "partners": (dict, {}), "cache": (dict, {}),
+        "partners": (dict, {}), "cache": (dict, {}), "store": (dict, {}),
     })
 
     db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
@@ -538,7 +552,12 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     taxonomy = Taxonomy(sections=taxonomy.sections, regions=taxonomy.regions,
                         coverage=_coverage(top["coverage"], c))
     sources = _sources(top["sources"], c, base, collect.samples_dir, editions, taxonomy)
-    cache = c.table(top["cache"], "cache", {"redis_url": (str, "")})
+    cache = c.table(top["cache"], "cache", {"redis_url": (str, ""), "memory_mb": (int, CacheConfig.memory_mb)})
+    if cache["memory_mb"] is not None and cache["memory_mb"] < 4:
+        c.problem("cache.memory_mb", f"must be at least 4 (MiB), got {cache['memory_mb']}")
+    kept = c.table(top["store"], "store", {"keep_days": (int, 0)})
+    if kept["keep_days"] is not None and kept["keep_days"] < 0:
+        c.problem("store.keep_days", f"must be 0 (keep everything) or a number of days, got {kept['keep_days']}")
     if cache["redis_url"] and urlsplit(cache["redis_url"]).scheme not in ("redis", "rediss", "unix"):
         c.problem("cache.redis_url", f"must be a redis://, rediss:// or unix:// URL, got {cache['redis_url']!r}")
     partners = c.table(top["partners"], "partners", {"profiles": (dict, {})})
@@ -550,7 +569,9 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     return Config(path=path, database_url=db_url, server=server, site=site, collect=collect,
                   editions=editions, taxonomy=taxonomy, sources=sources, websub=websub,
                   admin=AdminConfig(enabled=adm["enabled"] is not False, bind=adm["bind"] or ""),
-                  partner_profiles=profiles, cache=CacheConfig(redis_url=cache["redis_url"] or ""))
+                  partner_profiles=profiles,
+                  cache=CacheConfig(redis_url=cache["redis_url"] or "", memory_mb=cache["memory_mb"]),
+                  store=StoreConfig(keep_days=kept["keep_days"] or 0))
 
 
 # (C901: one check per profile key, in order)
@@ -747,7 +768,7 @@ def _coverage(raw: dict[str, Any], c: _Checker) -> dict[str, Coverage]:
         if not SLUG_RE.match(slug):
             c.problem(key, "coverage slugs are lowercase words joined by '-', e.g. 'election-2026'")
         d = c.table(data, key, {"title": (str, _REQUIRED), "description": (str, ""), "tags": (list, []),
-                                "keywords": (list, [])})
+                                "keywords": (list, []), "keep": (bool, False)})
         for name in ("tags", "keywords"):
             if not all(isinstance(v, str) and v.strip() for v in d[name] or []):
                 c.problem(f"{key}.{name}", "must be a list of non-empty strings")
@@ -756,7 +777,7 @@ def _coverage(raw: dict[str, Any], c: _Checker) -> dict[str, Coverage]:
             c.problem(key, "needs tags or keywords, or no entry can ever join it")
         out[slug] = Coverage(slug=slug, title=d["title"] or slug, description=d["description"],
                              tags=tuple(slugify(t) for t in d["tags"]),
-                             keywords=tuple(k.strip().casefold() for k in d["keywords"]))
+                             keywords=tuple(k.strip().casefold() for k in d["keywords"]), keep=bool(d["keep"]))
     return out
 
 

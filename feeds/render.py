@@ -15,7 +15,9 @@ the entries no feed has needed yet, and the rest are spliced in.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 import threading
 from collections.abc import Hashable
 from datetime import datetime, timezone
@@ -69,12 +71,12 @@ class Fragments:
     until it changes, so most renderings write few entries.
     """
 
-    def __init__(self, max_bytes: int = 32 << 20):
+    def __init__(self, max_bytes: int = 16 << 20):
         self.max_bytes = max_bytes
         # Oldest written first; when full, those go. Not reordered on use: that would
         # hash each key twice per rendering, and feeds drop old entries anyway.
-        self._parts: dict[Hashable, bytes] = {}
-        self._size = 0
+        self._parts: dict[Hashable, tuple[bytes, int]] = {}
+        self.size = 0
         self._lock = threading.Lock()
         self.written = 0  # entries actually written by feedgen (for tests and the benchmark)
 
@@ -82,18 +84,39 @@ class Fragments:
         """Forget every written entry."""
         with self._lock:
             self._parts.clear()
-            self._size = 0
+            self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._parts)
 
     def get(self, key: Hashable) -> bytes | None:
-        return self._parts.get(key)  # one dict lookup is atomic; writers hold the lock
+        found = self._parts.get(key)  # one dict lookup is atomic; writers hold the lock
+        return found[0] if found is not None else None
 
     def put(self, key: Hashable, part: bytes) -> None:
+        # The key holds the entry's text (its store rows), often more than the part itself:
+        # both count against max_bytes.
+        size = len(part) + _weight(key)
         with self._lock:
             old = self._parts.pop(key, None)
-            self._size += len(part) - (len(old) if old is not None else 0)
-            self._parts[key] = part
-            while self._size > self.max_bytes and self._parts:
-                self._size -= len(self._parts.pop(next(iter(self._parts))))
+            self.size += size - (old[1] if old is not None else 0)
+            self._parts[key] = (part, size)
+            while self.size > self.max_bytes and self._parts:
+                self.size -= self._parts.pop(next(iter(self._parts)))[1]
+
+
+def _weight(value: object, depth: int = 0) -> int:
+    """About how many bytes ``value`` keeps alive: its strings (sys.getsizeof is exact for
+    them and O(1)) and containers a few levels deep, 64 bytes for anything else."""
+    if isinstance(value, (str, bytes)):
+        return sys.getsizeof(value)
+    if depth >= 4:
+        return 64
+    if isinstance(value, tuple):
+        return 56 + 8 * len(value) + sum(_weight(v, depth + 1) for v in value)
+    if dataclasses.is_dataclass(value):  # a FeedItem key: its text
+        return 64 + sum(_weight(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value))
+    return 64
 
 
 # --- feedgen-based RSS and Atom ------------------------------------------------------

@@ -188,9 +188,7 @@ def feed_query(req: FeedRequest, config: Config) -> store.FeedQuery:
     criteria: list[tuple[str, Any]] = []
     wanted = [(req.kind, req.slug)] if req.slug else []
     for kind, value in wanted + list(req.filters):
-        if kind == "section":
-            criteria.append(("sections", config.taxonomy.section_family(value)))
-        elif kind in ("region", "tag", "author", "coverage"):
+        if kind in ("section", "region", "tag", "author", "coverage"):
             criteria.append((kind, value))
         elif kind == "q":
             criteria.append(("q", " ".join(value.split())))

@@ -375,7 +375,7 @@ def test_migration_from_schema_1(config: Config):
     migrate(*[migrator.drop_column("source", name) for name in
               ("feed_ttl", "fetch_url", "redirect_target", "redirect_count", "disabled_reason",
                "lease_owner", "lease_until", "id_rule", "id_rule_reason")])
-    migrate(migrator.drop_index("entry", "entry_title_key"))
+    migrate(migrator.drop_index("entry", "entry_title_key"), migrator.drop_index("entry", "entry_edition_retracted_at"))
     migrate(*[migrator.drop_column("entry", name) for name in
               ("retracted_at", "retraction_reason", "revision", "date_clamped", "published_raw", "updated_raw",
                "title_key")])

@@ -73,7 +73,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
 
 def test_feedhub_collect_on_a_really_full_disk_exits_1_with_one_sentence(tmp_path: Path):
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "2m"):
+    if not _mount_tmpfs(disk, "6m"):
         pytest.skip("needs root to mount a small tmpfs (the in-process test above covers the logic)")
     try:
         cfg_path = write_config(tmp_path, f"sqlite:///{disk / 'feedhub.db'}")

@@ -78,14 +78,43 @@ def test_text_that_looks_like_the_splice_points_changes_nothing():
 
 
 def test_fragments_are_bounded_by_size():
-    frags = Fragments(max_bytes=4000)
+    """The bound counts the written XML and what its key keeps alive (the entry's text)."""
+    frags = Fragments(max_bytes=8000)
     for n in range(40):
         render(doc(item(n, content="x" * 500)), "atom", frags)
-    assert 0 < frags._size <= 4000 and len(frags._parts) < 40
-    assert frags._size == sum(map(len, frags._parts.values()))
+    assert 0 < frags.size <= 8000 and len(frags) < 40
+    parts = frags._parts.values()
+    assert frags.size == sum(size for _, size in parts) > sum(len(part) for part, _ in parts) + 500 * len(frags)
     frags.written = 0
     render(doc(item(39, content="x" * 500)), "atom", frags)  # the newest is kept
     assert frags.written == 0
+
+
+def test_render_cache_is_bounded_by_bytes():
+    from datetime import datetime, timezone
+
+    from web.cache import RENDERED_OVERHEAD, RenderCache, Rendered
+
+    cache = RenderCache(max_bytes=100_000)
+
+    def rendering(n: int, size: int) -> Rendered:
+        return Rendered.make(1, bytes([65 + n % 26]) * size, f'"{n}"', datetime.now(timezone.utc), "", "text/xml", 60)
+
+    for n in range(50):
+        cache.get(("feed", n), 1, lambda n=n: rendering(n, 10_000))
+        assert cache.size <= 100_000
+    assert len(cache) < 10
+    held = {key[1] for key in cache._items}
+    assert held == set(range(50 - len(cache), 50))  # the least recently used went first
+    assert cache.size == sum(len(r.body) + len(r.gzipped or b"") + RENDERED_OVERHEAD for r in cache._items.values())
+    # A hit moves a rendering to the end: it outlives the ones added after it.
+    first = min(held)
+    cache.get(("feed", first), 1, lambda: rendering(0, 1))
+    cache.get(("feed", 99), 1, lambda: rendering(99, 10_000))
+    assert ("feed", first) in cache._items
+    # One rendering larger than the bound is still served and kept alone (never a loop).
+    big = cache.get(("feed", 100), 1, lambda: rendering(100, 300_000))
+    assert len(big.body) == 300_000 and len(cache) == 1
 
 
 def test_lazy_items_build_each_item_once_and_only_when_used():

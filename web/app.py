@@ -36,6 +36,7 @@ def create_app(config: Config, parts: str = "all") -> Flask:
     app.config["FEEDHUB"] = config
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Arabic stays readable
     database = store.init_db(config.database_url)
+    store.prepare_index(config.taxonomy.parents)  # a store from an older feedhub, a moved subsection
 
     @app.before_request
     def _connect() -> None:
@@ -50,8 +51,9 @@ def create_app(config: Config, parts: str = "all") -> Flask:
         store.reset_connection()
 
     app.extensions["feedhub.integrity"] = store.IntegrityWatch(config.server.integrity_check_every)
-    app.extensions["feedhub.cache"] = RenderCache()
-    app.extensions["feedhub.fragments"] = Fragments()
+    memory = config.cache.memory_mb << 20
+    app.extensions["feedhub.cache"] = RenderCache(max_bytes=memory * 3 // 4)
+    app.extensions["feedhub.fragments"] = Fragments(max_bytes=memory // 4)
     revisions = app.extensions["feedhub.revisions"] = store.TopicRevisions(database)
     usage = app.extensions["feedhub.usage"] = UsageRecorder()
     app.extensions["feedhub.buckets"] = buckets_for(config.cache.redis_url)

@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Take a consistent copy of the SQLite store (SQLite's online backup "
                                     "API), safe while collectors write. For PostgreSQL use pg_dump.")
     bk.add_argument("file", metavar="FILE", help="where to write the copy (replaced if it exists)")
+    pr = sub.add_parser("prune", help="remove entries older than [store] keep_days (retention)",
+                        description="Remove the entries published more than [store] keep_days days ago, with "
+                                    "their children and search rows, in small batches (collectors and readers "
+                                    "keep going). Entries in a dossier marked keep = true stay. `collect --loop` "
+                                    "and `run` do this every hour by themselves.")
+    pr.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     users = sub.add_parser("users", help="list users; add them, give them API tokens, revoke tokens",
                            description="Users and their API tokens. Without an action: list the users.")
     users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")
@@ -303,6 +309,31 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
         return 2
     size = store.backup_sqlite(target)
     print(f"backed up {store.redact_url(config.database_url)} to {target} ({size:,} bytes, checked)")
+    return 0
+
+
+def cmd_prune(config: Config, args: argparse.Namespace) -> int:
+    from aggregator.collect import prune
+
+    store.init_db(config.database_url)
+    if not config.store.keep_days:
+        print("retention is off ([store] keep_days = 0 in config.toml): every entry is kept")
+        return 0
+    store.prepare_index(config.taxonomy.parents)
+    report = prune(config, store.aware(store.utcnow()), dry_run=args.dry_run)
+    assert report is not None
+    verb = "would remove" if args.dry_run else "removed"
+    kept = [slug for slug, cov in config.taxonomy.coverage.items() if cov.keep]
+    print(f"{verb} {report.removed:,} entr{'y' if report.removed == 1 else 'ies'} published before "
+          f"{_when(report.cutoff)} UTC ({config.store.keep_days} days), {report.tombstones:,} of them retracted"
+          + (f", in {report.batches} batch(es)" if not args.dry_run and report.batches else ""))
+    for edition, count in sorted(report.by_edition.items()):
+        print(f"  {edition}: {count:,}")
+    if report.removed:
+        print(f"  published from {_when(report.oldest)} to {_when(report.newest)} UTC")
+    if kept:
+        print(f"kept {report.kept:,} older entr{'y' if report.kept == 1 else 'ies'} in dossiers marked keep: "
+              f"{', '.join(kept)}")
     return 0
 
 
@@ -831,7 +862,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
-            "unretract": cmd_unretract, "users": cmd_users, "breaking": cmd_breaking, "partners": cmd_partners,
+            "prune": cmd_prune, "unretract": cmd_unretract, "users": cmd_users, "breaking": cmd_breaking,
+            "partners": cmd_partners,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
 
 if __name__ == "__main__":

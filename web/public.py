@@ -200,7 +200,7 @@ def opml() -> Response:
     root = etree.Element("opml", version="2.0")
     head = etree.SubElement(root, "head")
     etree.SubElement(head, "title").text = f"{config.site.title}: all feeds"
-    newest = store.newest_change()
+    newest = store.newest_change(config.editions)
     if newest:
         etree.SubElement(head, "dateModified").text = format_datetime(newest, usegmt=True)
     body = etree.SubElement(root, "body")

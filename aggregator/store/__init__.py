@@ -83,6 +83,8 @@ from .health import (
                          sources_health,
                          status_counts,
 )
+from .index import analyze, repost, unpost_entries
+from .index import prepare as prepare_index
 from .integrity import IntegrityWatch, backup_sqlite, check_integrity, diagnose
 from .limits import take_tokens
 from .partners import (
@@ -115,9 +117,11 @@ from .reads import (
                          next_held,
                          next_visible,
                          page_rows,
+                         plan_sql,
                          tag_name,
                          tombstone_rows,
 )
+from .retention import PruneReport, oldest_published, prune
 from .schema import (
                          MODELS,
                          SCHEMA_VERSION,
@@ -215,7 +219,8 @@ __all__ = [
     "list_users", "password_hash", "revoke_token", "token_user", "set_password",
     "stored",
     "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
-    "page_rows", "tag_name", "tombstone_rows",
+    "page_rows", "tag_name", "tombstone_rows", "plan_sql", "prepare_index", "analyze",
+    "PruneReport", "oldest_published", "prune", "repost", "unpost_entries",
     "SourceRow",
     "FETCH_LOG_COLUMNS", "insert_fetch_log",
     "connect", "is_sqlite", "savepoint", "entry_ids", "recent_published", "record_move", "release_sources",

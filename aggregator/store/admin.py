@@ -15,6 +15,7 @@ import peewee as pw
 
 from ..errors import Conflict
 from .connection import aware, savepoint, stored
+from .index import repost
 from .reads import _contains
 from .schema import Audit, Entry, EntryRegion, EntryTag, FetchLog, Source, Tag
 from .topics import bump_topics, stored_topics
@@ -216,6 +217,7 @@ def set_filing(entry_id: int, section: str | None, regions: tuple[str, ...], tag
     if tags:
         EntryTag.insert_many([{"entry": entry_id, "tag": known[s], "position": i}
                               for i, s in enumerate(tags)]).execute()
+    repost([entry_id], parents)
     topics |= stored_topics([entry_id], parents)
     bump_topics(topics, when)
     return topics

@@ -16,6 +16,8 @@ from urllib.parse import urljoin
 import peewee as pw
 
 from .. import model
+from ..search import document
+from . import index
 from .connection import aware, db, insert_rows, placeholders, stored
 from .schema import (
     Author,
@@ -87,10 +89,23 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     parents = parents or {}
     entries = list(entries)
     database = db.obj
-    stored = database.execute_sql(f"SELECT id, guid, fingerprint, updated, revision FROM {Entry._meta.table_name} "
-                                  f"WHERE source_id = {database.param}", (source.id,))
-    existing = {guid: (entry_id, fingerprint, _naive(updated), revision)
-                for entry_id, guid, fingerprint, updated, revision in stored}
+    # Only the rows of this batch's guids (the unique (source, guid) index): a source with a
+    # year of entries costs what a new one does.
+    guids = list(dict.fromkeys(e.guid for e in entries))
+    existing: dict[str, tuple[int, str, datetime, int]] = {}
+    published_of: dict[int, datetime] = {}
+    carried: set[str] = set()
+    for chunk in pw.chunked(guids, 400):
+        marks = placeholders(len(chunk))
+        for entry_id, guid, fingerprint, updated, revision, published in database.execute_sql(
+                f"SELECT id, guid, fingerprint, updated, revision, published FROM {Entry._meta.table_name} "
+                f"WHERE source_id = {database.param} AND guid IN ({marks})", (source.id, *chunk)):
+            existing[guid] = (entry_id, fingerprint, _naive(updated), revision)
+            published_of[entry_id] = _naive(published)
+        # One story, one entry: what another source brought first is only recorded as carried here.
+        carried.update(g for (g,) in database.execute_sql(
+            f"SELECT guid FROM {EntrySource._meta.table_name} WHERE source_id = {database.param} "
+            f"AND guid IN ({marks})", (source.id, *chunk)))
 
     def frozen(found: tuple[int, str, datetime, int]) -> bool:
         # A source that rewrites its entries on every fetch must not churn the store forever.
@@ -111,9 +126,6 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     written: list[tuple[int, model.Entry]] = []
     fresh: list[tuple[dict[str, object], model.Entry]] = []
     ignored = 0
-    # One story, one entry: what another source brought first is only recorded as carried here.
-    carried = {g for (g,) in database.execute_sql(f"SELECT guid FROM {EntrySource._meta.table_name} "
-                                                  f"WHERE source_id = {database.param}", (source.id,))}
     # (the desk's items are always their own entries: a headline pushed about a story is news
     # of its own, even when it links to that story)
     same = _same_stories(source, [e for e in entries if e.guid not in existing and e.guid not in carried],
@@ -162,9 +174,16 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
             child.delete().where(child.entry.in_(replaced)).execute()
     _insert_children(written, authors, tags)
     topics |= stored_topics(relate(written, tags), parents)
-    for _, e in written:
-        topics |= entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
-                               [a.slug for a in e.authors], e.breaking, parents, e.coverage)
+    fresh_postings = []
+    for entry_id, e in written:
+        own = entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
+                           [a.slug for a in e.authors], e.breaking, parents, e.coverage)
+        topics |= own
+        # An update keeps the entry's publication date, so its place in the feeds.
+        published = published_of.get(entry_id, e.published)
+        fresh_postings.append(index.Posting(index.sort_key(published, entry_id), own, document(e.title, e.summary)))
+    index.unpost([index.sort_key(published_of[i], i) for i in replaced])
+    index.post(fresh_postings)
     bump_topics(topics, now)
     return SaveResult(new=new, updated=updated, unchanged=unchanged, topics=frozenset(topics), ignored=ignored,
                       merged=merged)
@@ -419,7 +438,7 @@ def previous_ids(source: SourceRow, limit: int = 500) -> dict[str, str]:
     database = db.obj
     rows = database.execute_sql(
         f"SELECT link, guid FROM {Entry._meta.table_name} WHERE source_id = {database.param} "
-        f"AND link IS NOT NULL ORDER BY id DESC LIMIT {int(limit)}", (source.id,))
+        f"AND link IS NOT NULL ORDER BY published DESC, id DESC LIMIT {int(limit)}", (source.id,))
     return {link: guid for link, guid in rows}
 
 
@@ -458,20 +477,31 @@ def rekey_source(source: SourceRow, rule: str, when: datetime, parents: dict[str
 
 
 def edition_tags(edition: str) -> list[tuple[str, str]]:
-    """(slug, name) of every tag an entry of ``edition`` carries, by slug."""
-    return list(Tag.select(Tag.slug, Tag.name).join(EntryTag).join(Entry).where(Entry.edition == edition)
-                .distinct().order_by(Tag.slug).tuples())
+    """(slug, name) of every tag an entry of ``edition`` was filed under, by slug (read from the
+    feed index's feed names, not from the entries: a year of them costs nothing)."""
+    return _named(Tag, edition, "tag")
 
 
 def edition_authors(edition: str) -> list[tuple[str, str]]:
     """(slug, name) of every author of an entry of ``edition``, by slug."""
-    return list(Author.select(Author.slug, Author.name).join(EntryAuthor).join(Entry)
-                .where(Entry.edition == edition).distinct().order_by(Author.slug).tuples())
+    return _named(Author, edition, "author")
 
 
-def newest_change() -> datetime | None:
-    """When any entry last changed (aware UTC), or None for an empty store."""
-    return aware(Entry.select(pw.fn.MAX(Entry.updated)).scalar())
+def _named(table: type[Tag] | type[Author], edition: str, kind: str) -> list[tuple[str, str]]:
+    prefix = f"{edition}:{kind}:"
+    slugs = [key[len(prefix):] for key in index.feed_keys_like(prefix)]
+    names: dict[str, str] = {}
+    for chunk in pw.chunked(slugs, 500):
+        names.update(table.select(table.slug, table.name).where(table.slug.in_(chunk)).tuples())
+    return sorted(names.items())
+
+
+def newest_change(editions: Iterable[str]) -> datetime | None:
+    """When any entry of these editions last changed (aware UTC), or None for an empty store:
+    one seek of the (edition, updated) index per edition."""
+    found = [Entry.select(pw.fn.MAX(Entry.updated)).where(Entry.edition == e).scalar() for e in editions]
+    newest = [aware(f) for f in found if f]
+    return max(newest) if newest else None
 
 
 def entry_ids(source_id: int, guids: list[str]) -> list[int]:

@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 import peewee as pw
 
+from ..search import Query, parse_query
+from . import index
 from .connection import aware, db, placeholders, stored
 from .entries import RELATED_KEEP
 from .schema import Author, Entry, EntryAuthor, EntryCoverage, EntryRegion, EntryTag, Media, Related, Source, Tag
@@ -24,8 +26,8 @@ E = Entry
 @dataclass(frozen=True)
 class FeedQuery:
     """Which entries a feed holds, retracted ones included: an edition, and criteria that
-    intersect. A criterion is ("sections", slugs), ("region" | "tag" | "author" | "coverage",
-    slug), ("q", text) or ("since", instant); ``breaking_since`` keeps only breaking entries
+    intersect. A criterion is ("section" | "region" | "tag" | "author" | "coverage", slug) (a
+    section holds its subsections), ("q", text) or ("since", instant); ``breaking_since`` keeps only breaking entries
     published since then, ``breaking`` all breaking ones. Instants are aware UTC."""
 
     edition: str
@@ -87,38 +89,175 @@ def _contains(field: pw.Field, text: str) -> pw.Node:
     return pw.NodeList((field, pw.SQL(op), f"%{escaped}%", pw.SQL("ESCAPE '\\'")))
 
 
-def _conditions(q: FeedQuery) -> list[pw.Expression]:
-    conds: list[pw.Expression] = [E.edition == q.edition]
-    if q.breaking:
-        conds.append(E.breaking == True)  # noqa: E712 (peewee expression)
-        if q.breaking_since is not None:
-            conds.append(E.published >= stored(q.breaking_since))
+#: the feed a query walks, most selective kind first (the others are checked per entry)
+_DRIVE_ORDER = ("coverage", "author", "tag", "region", "section")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A feed query in the index's terms: the feed walked, the feeds also required, search."""
+
+    drive: str
+    also: tuple[str, ...]
+    search: Query | None
+    since: datetime | None
+
+
+def _plan(q: FeedQuery) -> _Plan:
+    topics: dict[str, list[str]] = {}
+    search: Query | None = None
+    since = None
     for kind, value in q.criteria:
-        if kind == "sections":
-            conds.append(E.section.in_(list(value)))
-        elif kind == "region":
-            conds.append(E.id.in_(EntryRegion.select(EntryRegion.entry).where(EntryRegion.region == value)))
-        elif kind == "tag":
-            conds.append(E.id.in_(EntryTag.select(EntryTag.entry).join(Tag).where(Tag.slug == value)))
-        elif kind == "author":
-            conds.append(E.id.in_(EntryAuthor.select(EntryAuthor.entry).join(Author).where(Author.slug == value)))
-        elif kind == "coverage":
-            conds.append(E.id.in_(EntryCoverage.select(EntryCoverage.entry).where(EntryCoverage.coverage == value)))
-        elif kind == "q":
-            conds.append(_contains(E.title, value) | _contains(E.summary, value))
+        if kind == "q":
+            search = parse_query(value)  # (two q's cannot be given: a request has one)
         elif kind == "since":
-            conds.append(E.updated >= stored(value))
-    if q.until is not None:
-        conds.append(E.published <= stored(q.until))
+            since = value if since is None else max(since, value)
+        else:
+            topics.setdefault(kind, []).append(f"{q.edition}:{kind}:{value}")
+    ranked = [key for kind in _DRIVE_ORDER for key in topics.get(kind, [])]
+    if q.breaking:
+        ranked.insert(0, f"{q.edition}:breaking")
+    ranked = list(dict.fromkeys(ranked)) or [f"{q.edition}:latest"]  # latest: every entry of the edition
+    return _Plan(ranked[0], tuple(ranked[1:]), search, since)
+
+
+class _Walk(NamedTuple):
+    """A feed query as SQL: FROM ... WHERE ..., with the sort-key expression it orders by."""
+
+    source: str
+    where: list[str]
+    params: list[Any]
+    key: str
+
+
+#: `since` reads the entries changed since then from the (edition, updated) index and sorts
+#: them, when there are at most this many; more than that, it walks the feed like any filter
+SINCE_SORT_LIMIT = 5000
+
+
+def _walk(q: FeedQuery, low: int | None = None, high: int | None = None) -> _Walk | None:
+    """The SQL that walks a feed's live entries with sort keys in [low, high]; None when the
+    feed cannot hold any (a feed nothing was ever filed in, or a ``q`` with no word)."""
+    plan = _plan(q)
+    database = db.obj
+    p = database.param
+    wanted = [plan.drive, *plan.also]
+    scope = [f"{q.edition}:section:{s}" for s in q.sections_any] + [f"{q.edition}:region:{r}" for r in q.regions_any]
+    ids = index.feed_ids(wanted + scope)
+    if any(key not in ids for key in wanted) or (plan.search is not None and plan.search.empty):
+        return None
+    where: list[str] = []
+    params: list[Any] = []
+    if plan.search is not None:
+        key = f"d.{index.search_key_column()}"
+        match, term = _match("d", plan.search)
+        where.append(match)
+        params.append(term)
+        source = f"{index.SEARCH_TABLE} d CROSS JOIN {Entry._meta.table_name} e"
+        required = wanted
+    elif plan.since is not None and _changed_since_few(q.edition, plan.since):
+        key = index.key_sql("e")
+        source = f"{Entry._meta.table_name} e"
+        where += [f"e.edition = {p}", f"e.updated >= {p}"]
+        params += [q.edition, stored(plan.since)]
+        required = wanted
+    else:
+        key = "d.key"
+        source = f"{index.FEED_TABLE} d CROSS JOIN {Entry._meta.table_name} e"
+        where.append(f"d.feed_id = {p}")
+        params.append(ids[plan.drive])
+        required = list(plan.also)
+    if key != index.key_sql("e"):
+        where.append(f"e.id = ({key} & {index.MASK})")
+    if plan.since is not None and key != index.key_sql("e"):
+        where.append(f"e.updated >= {p}")
+        params.append(stored(plan.since))
+    where.append("e.retracted_at IS NULL")
+    until = q.until
+    if q.breaking_since is not None:
+        floor = index.second_bound(q.breaking_since, upper=False)
+        low = floor if low is None else max(low, floor)
+        where.append(f"e.published >= {p}")
+        params.append(stored(q.breaking_since))
+    if until is not None:
+        ceiling = index.second_bound(until, upper=True)
+        high = ceiling if high is None else min(high, ceiling)
+        where.append(f"e.published <= {p}")  # exact: the key is only to the second
+        params.append(stored(until))
+    if low is not None:
+        where.append(f"{key} >= {p}")
+        params.append(low)
+    if high is not None:
+        where.append(f"{key} <= {p}")
+        params.append(high)
+    for feed in required:
+        where.append(f"EXISTS (SELECT 1 FROM {index.FEED_TABLE} o WHERE o.feed_id = {p} AND o.key = {key})")
+        params.append(ids[feed])
+    if scope:
+        scoped = [ids[k] for k in scope if k in ids]
+        if not scoped:
+            return None
+        where.append(f"EXISTS (SELECT 1 FROM {index.FEED_TABLE} o WHERE o.feed_id IN ({placeholders(len(scoped))}) "
+                     f"AND o.key = {key})")
+        params += scoped
     if q.rights or q.source_kinds:
-        # A subquery on the small source table, read once per statement: no round trip of its
-        # own. Written as one SQL node: as peewee nodes it cost more to build than to run.
-        conds.append(_allowed_sources(q.rights, q.source_kinds))
-    if q.sections_any:
-        conds.append(E.section.in_(list(q.sections_any)))
-    if q.regions_any:
-        conds.append(E.id.in_(EntryRegion.select(EntryRegion.entry).where(EntryRegion.region.in_(list(q.regions_any)))))
-    return conds
+        sql, extra = _allowed_sources(q.rights, q.source_kinds)
+        where.append(sql)
+        params += extra
+    return _Walk(source, where, params, key)
+
+
+def _match(alias: str, search: Query) -> tuple[str, str]:
+    """The search condition on the search table under ``alias``, and its parameter."""
+    if isinstance(db.obj, pw.SqliteDatabase):
+        return f"{alias}.words MATCH {db.obj.param}", search.fts5()
+    return f"{alias}.words @@ CAST({db.obj.param} AS tsquery)", search.tsquery()
+
+
+def _changed_since_few(edition: str, since: datetime) -> bool:
+    """Whether at most SINCE_SORT_LIMIT of the edition's entries changed since ``since``."""
+    database = db.obj
+    count = database.execute_sql(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM {Entry._meta.table_name} WHERE edition = {database.param} "
+        f"AND updated >= {database.param} LIMIT {SINCE_SORT_LIMIT + 1}) t", (edition, stored(since))).fetchone()[0]
+    return bool(count <= SINCE_SORT_LIMIT)
+
+
+def _allowed_sources(rights: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[str, list[object]]:
+    """Entries whose source's copy may be carried: rights among ``rights`` and (when ``kinds``
+    is given) a kind among them. A subquery on the small source table, read once per
+    statement."""
+    where, params = [], list[object]()
+    if rights:
+        where.append(f"rights IN ({placeholders(len(rights))})")
+        params += rights
+    if kinds:
+        where.append(f"kind IN ({placeholders(len(kinds))})")
+        params += kinds
+    return f'e.source_id IN (SELECT id FROM {Source._meta.table_name} WHERE {" AND ".join(where)})', params
+
+
+def _select(q: FeedQuery, columns: str, low: int | None, high: int | None, newest_first: bool,
+            count: int) -> list[tuple[Any, ...]]:
+    walk = _walk(q, low, high)
+    if walk is None:
+        return []
+    order = "DESC" if newest_first else "ASC"
+    sql = (f"SELECT {columns}, {walk.key} FROM {walk.source} WHERE {' AND '.join(walk.where)} "
+           f"ORDER BY {walk.key} {order} LIMIT {int(count)}")
+    return list(db.obj.execute_sql(sql, walk.params))
+
+
+def plan_sql(q: FeedQuery, start: tuple[datetime, int] | None = None) -> tuple[str, list[Any]]:
+    """The SQL and parameters ``page_rows`` runs (for checking its query plan)."""
+    walk = _walk(q, None, None if start is None else index.sort_key(start[0], start[1]))
+    assert walk is not None, "a feed with entries"
+    return (f"SELECT {_PAGE_COLUMNS} FROM {walk.source} WHERE {' AND '.join(walk.where)} "
+            f"ORDER BY {walk.key} DESC LIMIT 51", walk.params)
+
+
+_PAGE_COLUMNS = ("e.id, e.source_id, e.public_id, e.title, e.link, e.summary, e.content, e.published, e.updated, "
+                 "e.language, e.section, e.breaking, e.origin, e.reading_time")
 
 
 def next_visible(q: FeedQuery) -> datetime | None:
@@ -128,23 +267,13 @@ def next_visible(q: FeedQuery) -> datetime | None:
         return None
     held = FeedQuery(q.edition, q.criteria, q.breaking, q.breaking_since, None, q.rights, q.source_kinds,
                      q.sections_any, q.regions_any)
-    first = E.select(pw.fn.MIN(E.published)).where(*_conditions(held), E.retracted_at.is_null(),
-                                                     E.published > stored(q.until)).scalar()
-    return aware(first) if first else None
-
-
-def _allowed_sources(rights: tuple[str, ...], kinds: tuple[str, ...]) -> pw.Node:
-    """Entries whose source's copy may be carried: rights among ``rights`` and (when ``kinds``
-    is given) a kind among them."""
-    param, where, params = db.obj.param, [], list[object]()
-    if rights:
-        where.append(f"rights IN ({', '.join([param] * len(rights))})")
-        params += rights
-    if kinds:
-        where.append(f"kind IN ({', '.join([param] * len(kinds))})")
-        params += kinds
-    return pw.SQL(f'source_id IN (SELECT id FROM {Source._meta.table_name} WHERE {" AND ".join(where)})',
-                  params)
+    low = index.second_bound(q.until, upper=False)
+    for row in _select(held, "e.published", low, None, newest_first=False, count=50):
+        if aware(row[0]) > aware(stored(q.until)):
+            return aware(row[0])
+    # (fifty entries in the very second of `until`: look past it)
+    rows = _select(held, "e.published", index.second_bound(q.until, upper=True) + 1, None, False, 1)
+    return aware(rows[0][0]) if rows else None
 
 
 def next_held(edition: str, until: datetime) -> datetime | None:
@@ -158,16 +287,11 @@ def next_held(edition: str, until: datetime) -> datetime | None:
 
 
 def page_rows(q: FeedQuery, start: tuple[datetime, int] | None, count: int) -> list[PageRow]:
-    """Up to ``count`` live entries, newest first, from ``start`` (published, id) on."""
-    conds = _conditions(q) + [E.retracted_at.is_null()]
-    if start is not None:
-        published, entry_id = stored(start[0]), start[1]
-        conds.append((E.published < published) | ((E.published == published) & (E.id <= entry_id)))
-    # Run as plain SQL: converting rows through peewee cost four times the query.
-    sql, params = (E.select(*_ENTRY_COLUMNS).where(*conds)
-                   .order_by(E.published.desc(), E.id.desc()).limit(count).sql())
+    """Up to ``count`` live entries, newest first, from ``start`` (published, id) on (the
+    order is by publication second, then id: what a page link can name)."""
+    high = None if start is None else index.sort_key(start[0], start[1])
     rows = []
-    for r in db.obj.execute_sql(sql, params):
+    for r in _select(q, _PAGE_COLUMNS, None, high, newest_first=True, count=count):
         rows.append(PageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], aware(r[7]), aware(r[8]), r[9], r[10],
                             bool(r[11]), r[12], r[13]))
     return rows
@@ -175,11 +299,9 @@ def page_rows(q: FeedQuery, start: tuple[datetime, int] | None, count: int) -> l
 
 def newer_rows(q: FeedQuery, first: PageRow, count: int) -> list[tuple[int, datetime]]:
     """(id, published) of up to ``count`` live entries just newer than ``first``, oldest first."""
-    published = stored(first.published)
-    return [(e.id, aware(e.published)) for e in E.select(E.id, E.published)
-            .where(*_conditions(q), E.retracted_at.is_null(), (E.published > published)
-                   | ((E.published == published) & (E.id > first.id)))
-            .order_by(E.published.asc(), E.id.asc()).limit(count)]
+    low = index.sort_key(first.published, first.id) + 1
+    return [(r[0], aware(r[1])) for r in _select(q, "e.id, e.published", low, None, newest_first=False,
+                                                  count=count)]
 
 
 def item_rows(ids: list[int], until: datetime | None = None,
@@ -243,17 +365,53 @@ def feed_sources(ids: list[int]) -> dict[int, FeedSource]:
 
 
 def tombstone_rows(q: FeedQuery, since: datetime, count: int) -> list[tuple[str, datetime, str | None]]:
-    """(public id, retracted at, reason) of the feed's entries retracted since ``since``, newest first."""
-    return [(r.public_id, aware(r.retracted_at), r.retraction_reason)
-            for r in E.select(E.public_id, E.retracted_at, E.retraction_reason)
-            .where(*_conditions(q), E.retracted_at >= stored(since))
-            .order_by(E.retracted_at.desc(), E.id.desc()).limit(count)]
+    """(public id, retracted at, reason) of the feed's entries retracted since ``since``, newest
+    first: the (edition, retracted_at) index, then the feed index for each."""
+    plan = _plan(q)
+    wanted = [plan.drive, *plan.also]
+    ids = index.feed_ids(wanted)
+    if any(key not in ids for key in wanted):
+        return []
+    p, key = db.obj.param, index.key_sql("e")
+    where = [f"e.edition = {p}", f"e.retracted_at >= {p}"]
+    params: list[Any] = [q.edition, stored(since)]
+    for feed in wanted:
+        where.append(f"EXISTS (SELECT 1 FROM {index.FEED_TABLE} o WHERE o.feed_id = {p} AND o.key = {key})")
+        params.append(ids[feed])
+    if plan.search is not None:
+        if plan.search.empty:
+            return []
+        match, term = _match("s", plan.search)
+        where.append(f"EXISTS (SELECT 1 FROM {index.SEARCH_TABLE} s "
+                     f"WHERE s.{index.search_key_column()} = {key} AND {match})")
+        params.append(term)
+    if q.rights or q.source_kinds:
+        sql, extra = _allowed_sources(q.rights, q.source_kinds)
+        where.append(sql)
+        params += extra
+    rows = db.obj.execute_sql(
+        f"SELECT e.public_id, e.retracted_at, e.retraction_reason FROM {Entry._meta.table_name} e "
+        f"WHERE {' AND '.join(where)} ORDER BY e.retracted_at DESC, e.id DESC LIMIT {int(count)}", params)
+    return [(public_id, aware(when), reason) for public_id, when, reason in rows]
+
+
+#: newest_update looks at most at this many of the feed's newest entries
+NEWEST_WINDOW = 200
 
 
 def newest_update(q: FeedQuery) -> datetime | None:
-    """When the feed's newest entry last changed (retracted ones included); None if it has none."""
-    newest = E.select(pw.fn.MAX(E.updated)).where(*_conditions(q)).scalar()
-    return aware(newest) if newest else None
+    """When the feed's newest entries last changed (retracted ones included; the newest
+    NEWEST_WINDOW of its feed, so a year of entries costs nothing); None if it has none."""
+    plan = _plan(q)
+    ids = index.feed_ids([plan.drive])
+    if plan.drive not in ids:
+        return None
+    p = db.obj.param
+    row = db.obj.execute_sql(
+        f"SELECT MAX(e.updated) FROM (SELECT key FROM {index.FEED_TABLE} WHERE feed_id = {p} "
+        f"ORDER BY key DESC LIMIT {NEWEST_WINDOW}) d JOIN {Entry._meta.table_name} e ON e.id = (d.key & {index.MASK})",
+        (ids[plan.drive],)).fetchone()
+    return aware(row[0]) if row and row[0] else None
 
 
 def tag_name(slug: str) -> str | None:

@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 class BaseModel(pw.Model):
@@ -126,6 +126,11 @@ class Entry(BaseModel):
             (("source", "guid"), True),
             (("edition", "published"), False),
             (("edition", "breaking", "published"), False),
+            # `since` (entries changed since) and tombstones (retracted since) read a time range
+            (("edition", "updated"), False),
+            (("edition", "retracted_at"), False),
+            # a source's newest entries (previous ids, its publishing rhythm)
+            (("source", "published"), False),
         )
 
 
@@ -409,6 +414,14 @@ class FeedRequests(BaseModel):
         indexes = ((("feed", "day"), True),)
 
 
+class FeedKey(BaseModel):
+    """A public feed's number in the feed index (store.index): its topic key, such as
+    ``en:section:politics``, is stored once here instead of once per entry."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    key = pw.CharField(unique=True, max_length=300)
+
+
 class CollectRun(BaseModel):
     """One collect run of one collector: when, how many sources, with what result."""
 
@@ -426,7 +439,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
     Related, FetchLog,
     SourceUrlHistory, Metric, Topic, User, ApiToken, Audit, CollectRun, Partner, PartnerKey,
-    StoredProfile, RateBucket, PartnerUsage, PartnerAgent, FeedSubscribers, FeedRequests)
+    StoredProfile, RateBucket, PartnerUsage, PartnerAgent, FeedSubscribers, FeedRequests, FeedKey)
 
 
 def init_db(url: str) -> pw.Database:
@@ -442,6 +455,9 @@ def init_db(url: str) -> pw.Database:
             _migrate(found, database)  # before create_tables: current indexes need current columns
         with write_transaction():
             database.create_tables(MODELS, safe=True)
+            from .index import create_tables  # (it reads these models)
+
+            create_tables(database)
             if found is None:
                 MetaInfo.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
     except (StoreError, StoreFull):
@@ -552,9 +568,16 @@ def _to_v9(database: pw.Database) -> None:
             Source._meta.table_name, "refresh_requested_at", Source._meta.fields["refresh_requested_at"]))
 
 
+def _to_v10(database: pw.Database) -> None:
+    """v10: the feed and search indexes (store.index) and the time-range indexes on entries,
+    created with the other missing tables and indexes; the index is filled by index.prepare
+    at the next start, in batches."""
+
+
 # version -> function that upgrades a store from version-1 to version
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6,
-                                                             7: _to_v7, 8: _to_v8, 9: _to_v9}
+                                                             7: _to_v7, 8: _to_v8, 9: _to_v9,
+                                                             10: _to_v10}
 
 
 def schema_version() -> int:

@@ -113,17 +113,25 @@ class TopicRevisions:
 
 
 def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
-    """The topics of entries as they are stored now (before an update or a retraction).
+    """The topics of entries as they are stored now (before an update or a retraction)."""
+    keys: set[str] = set()
+    for found in topics_by_entry(entry_ids, parents).values():
+        keys |= found
+    return keys
+
+
+def topics_by_entry(entry_ids: list[int], parents: dict[str, str]) -> dict[int, set[str]]:
+    """Entry id -> the public feeds it is in, as stored now.
 
     Two plain queries however many entries: this runs for every batch a collector writes.
     """
+    found: dict[int, set[str]] = {}
     if not entry_ids:
-        return set()
+        return found
     database = db.obj
-    keys: set[str] = set()
-    terms: dict[str, dict[int, list[str]]] = {"r": {}, "t": {}, "a": {}, "c": {}}
     names = {m: m._meta.table_name for m in (EntryRegion, EntryTag, Tag, EntryAuthor, Author, EntryCoverage)}
     for chunk in pw.chunked(sorted(set(entry_ids)), 400):
+        terms: dict[str, dict[int, list[str]]] = {"r": {}, "t": {}, "a": {}, "c": {}}
         marks = placeholders(len(chunk))
         sql = (f"SELECT 'r', entry_id, region FROM {names[EntryRegion]} WHERE entry_id IN ({marks}) "
                f"UNION ALL SELECT 't', l.entry_id, t.slug FROM {names[EntryTag]} l "
@@ -135,7 +143,7 @@ def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
             terms[kind].setdefault(entry_id, []).append(value)
         sql = f"SELECT id, edition, section, breaking FROM {Entry._meta.table_name} WHERE id IN ({marks})"
         for entry_id, edition, section, breaking in database.execute_sql(sql, chunk):
-            keys |= entry_topics(edition, section, terms["r"].get(entry_id, ()), terms["t"].get(entry_id, ()),
-                                 terms["a"].get(entry_id, ()), bool(breaking), parents,
-                                 terms["c"].get(entry_id, ()))
-    return keys
+            found[entry_id] = entry_topics(edition, section, terms["r"].get(entry_id, ()),
+                                           terms["t"].get(entry_id, ()), terms["a"].get(entry_id, ()),
+                                           bool(breaking), parents, terms["c"].get(entry_id, ()))
+    return found
