@@ -167,7 +167,9 @@ class _GroupWriter:
 
     def _commit(self, group: list[_Job]) -> None:
         try:
-            with self._transaction():
+            # Topic rows are bumped once, at the end: every source's write bumps "latest", and
+            # other collectors wait on those rows until this transaction ends.
+            with self._transaction(), store.deferred_bumps():
                 for job in group:
                     try:
                         with store.savepoint():  # this source's failure is its own

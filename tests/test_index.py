@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from datetime import datetime, timedelta
 
 import peewee as pw
@@ -307,3 +308,49 @@ def _nodes(plan: dict):
     yield plan
     for child in plan.get("Plans", ()):
         yield from _nodes(child)
+
+
+# --- the write path --------------------------------------------------------------------
+
+def test_a_group_write_locks_the_topic_rows_only_at_its_end(config: Config):
+    """A collector's group commit writes many sources in one transaction; every write changes
+    "en:latest". Its topic bumps are gathered and made at the end, so another collector bumping
+    the same topics meanwhile does not wait for the whole group (on PostgreSQL it would wait on
+    the row lock; on SQLite writers take turns anyway, and the bumps still all land)."""
+    store.init_db(config.database_url)
+    sources = source_rows(2)
+    save(config, sources[0], [entry(1, "first")])
+    before = store.topic_revision("en:latest")
+    inside, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    sqlite = isinstance(store.db.obj, pw.SqliteDatabase)
+
+    def group() -> None:
+        try:
+            with store.write_transaction(), store.deferred_bumps():
+                store.save_entries(sources[0], [entry(2, "second")], store.utcnow(), config.taxonomy.parents)
+                # Not bumped yet, even inside the transaction.
+                assert store.topic_revision("en:latest") == before
+                inside.set()
+                release.wait(30)
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            failures.append(e)
+            inside.set()
+        finally:
+            store.db.close()
+
+    thread = threading.Thread(target=group)
+    thread.start()
+    assert inside.wait(30)
+    try:
+        if not sqlite:
+            store.db.obj.execute_sql("SET lock_timeout = '3s'")
+            with store.write_transaction():  # would fail on the lock if the group held it
+                store.bump_topics(["en:latest"], store.utcnow())
+            store.db.obj.execute_sql("RESET lock_timeout")
+    finally:
+        release.set()
+        thread.join(30)
+    assert not failures, failures
+    assert store.topic_revision("en:latest") == before + (1 if sqlite else 2)
+    assert guids(store.FeedQuery("en")) == [2, 1]  # (the same second: the newer id first)

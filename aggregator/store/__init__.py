@@ -182,6 +182,7 @@ from .sources import (
 from .topics import (
                          TopicRevisions,
                          bump_topics,
+                         deferred_bumps,
                          entry_topics,
                          stored_topics,
                          topic_revision,
@@ -220,7 +221,7 @@ __all__ = [
     "stored",
     "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
     "page_rows", "tag_name", "tombstone_rows", "plan_sql", "prepare_index", "analyze",
-    "PruneReport", "oldest_published", "prune", "repost", "unpost_entries",
+    "PruneReport", "oldest_published", "prune", "repost", "unpost_entries", "deferred_bumps",
     "SourceRow",
     "FETCH_LOG_COLUMNS", "insert_fetch_log",
     "connect", "is_sqlite", "savepoint", "entry_ids", "recent_published", "record_move", "release_sources",

@@ -3,7 +3,8 @@ the web layer without a query per request where SQLite allows."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import peewee as pw
@@ -39,8 +40,40 @@ def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags
     return keys
 
 
+_deferred = threading.local()
+
+
+@contextmanager
+def deferred_bumps() -> Iterator[None]:
+    """Within it, this thread's topic bumps are gathered and made at once at its end: use it
+    just inside a transaction that writes many sources (a collector's group commit), so the
+    topic rows, which every writer bumps ("en:latest"), are locked for the last moment of the
+    transaction, not from its first source on. A bump of a write rolled back to its savepoint
+    is still made: a feed rendered again for nothing, never a change missed."""
+    if getattr(_deferred, "keys", None) is not None:  # nested: the outer one bumps
+        yield
+        return
+    _deferred.keys, _deferred.now = set(), None
+    try:
+        yield
+        keys, now = _deferred.keys, _deferred.now
+    finally:
+        _deferred.keys = None
+    if keys:
+        _bump(keys, now)
+
+
 def bump_topics(keys: Iterable[str], now: datetime) -> None:
     """Add one to each topic's revision (inside the transaction that changed its entries)."""
+    gathered = getattr(_deferred, "keys", None)
+    if gathered is not None:
+        gathered.update(keys)
+        _deferred.now = now if _deferred.now is None else max(_deferred.now, now)
+        return
+    _bump(keys, now)
+
+
+def _bump(keys: Iterable[str], now: datetime) -> None:
     table = Topic._meta.table_name
     # One statement, keys in a fixed order, so concurrent writers never deadlock.
     insert_rows(Topic, ("key", "revision", "changed_at"), [(key, 1, now) for key in sorted(set(keys))],
