@@ -354,3 +354,28 @@ def test_a_group_write_locks_the_topic_rows_only_at_its_end(config: Config):
     assert not failures, failures
     assert store.topic_revision("en:latest") == before + (1 if sqlite else 2)
     assert guids(store.FeedQuery("en")) == [2, 1]  # (the same second: the newer id first)
+
+
+def test_a_store_from_before_the_index_is_indexed_at_start(collected: Config):
+    """A schema-9 store (no feed or search index) is migrated, and the app indexes it before it
+    serves: every feed and search answers as before."""
+    from .test_feeds import get_json
+
+    with create_app(collected).test_client() as client:
+        before = {url: [i["id"] for i in get_json(client, url)["items"]]
+                  for url in ("/feeds/latest.json?limit=200", "/feeds/section/news.json", "/ar/feeds/latest.json",
+                              "/feeds/latest.json?q=power")}
+    assert all(before.values())
+    database = store.db.obj
+    with store.write_transaction():
+        database.execute_sql(f"DROP TABLE {index.FEED_TABLE}")
+        database.execute_sql(f"DROP TABLE {index.SEARCH_TABLE}")
+        store.MetaInfo.delete().where(store.MetaInfo.key == "feed_index").execute()
+        store.MetaInfo.update(value="9").where(store.MetaInfo.key == "schema_version").execute()
+    database.close()
+    store.db.initialize(None)  # as a fresh process would see it
+    store.init_db(collected.database_url)
+    assert store.schema_version() == store.SCHEMA_VERSION
+    with create_app(collected).test_client() as client:
+        after = {url: [i["id"] for i in get_json(client, url)["items"]] for url in before}
+    assert after == before

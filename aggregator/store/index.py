@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+import logging
 import weakref
 from collections.abc import Iterable
 from datetime import datetime
@@ -29,6 +30,8 @@ from ..search import document
 from .connection import aware, db, placeholders, stored, write_transaction
 from .schema import Entry, FeedKey, MetaInfo
 from .topics import topics_by_entry
+
+log = logging.getLogger("feedhub.store")
 
 #: low bits of a sort key hold the entry id; the rest, the publication second (signed)
 SHIFT = 28
@@ -229,6 +232,8 @@ def prepare(parents: dict[str, str]) -> int:
     if row is None and Entry.select(Entry.id).limit(1).scalar() is None:
         mark_prepared(parents)  # a new store: every entry will be indexed as it is written
         return 0
+    log.warning("feed index: re-indexing every entry (%s); feeds are complete again when it is done",
+                "a store from an older feedhub" if row is None else "the taxonomy or the index changed")
     done, last = 0, 0
     while True:
         with write_transaction():
@@ -242,6 +247,7 @@ def prepare(parents: dict[str, str]) -> int:
         last = ids[-1]
     with write_transaction():
         mark_prepared(parents)
+    log.warning("feed index: %d entries indexed", done)
     return done
 
 
