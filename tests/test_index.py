@@ -379,3 +379,19 @@ def test_a_store_from_before_the_index_is_indexed_at_start(collected: Config):
     with create_app(collected).test_client() as client:
         after = {url: [i["id"] for i in get_json(client, url)["items"]] for url in before}
     assert after == before
+
+
+def test_an_entry_keeps_its_best_related_links_only(config: Config):
+    """Every later entry of a busy tag links back to the newest ones; each entry keeps its best
+    RELATED_STORED links, so a feed never reads hundreds of them for one entry."""
+    from aggregator.store.entries import RELATED_STORED
+
+    store.init_db(config.database_url)
+    (source,) = source_rows(1)
+    for n in range(1, 11):
+        save(config, source, [entry(n, f"story {n}", minutes=100 - n, tags=("busy",))])
+    # A batch of forty: each picks the same five newest stories, which gain forty links back.
+    save(config, source, [entry(n, f"story {n}", minutes=100 - n, tags=("busy",)) for n in range(11, 51)])
+    counts = [c for (c,) in store.Related.select(pw.fn.COUNT(store.Related.id)).group_by(store.Related.entry)
+              .tuples()]
+    assert max(counts) == RELATED_STORED and len(counts) == 50

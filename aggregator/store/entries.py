@@ -337,7 +337,26 @@ def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int]) -> l
     insert_rows(Related, ("entry_id", "related_id", "score"), [(a, b, s) for (a, b), s in sorted(rows.items())],
                 " ON CONFLICT (entry_id, related_id) DO UPDATE SET score = excluded.score")
     mine = {entry_id for entry_id, _ in written}
+    _trim_related(sorted({a for a, _ in rows}))
     return sorted({a for a, _ in rows if a not in mine})
+
+
+#: related links kept per entry: the best RELATED_KEEP are shown, the rest stand in for those a
+#: feed may not show (retracted, embargoed, another audience's rights)
+RELATED_STORED = 12
+
+
+def _trim_related(entry_ids: list[int]) -> None:
+    """Keep each entry's best RELATED_STORED links. An entry among the newest of a busy tag is
+    linked back by every entry that follows for a while; without this, it gathered hundreds of
+    links, and every feed showing it read them all."""
+    table, database = Related._meta.table_name, db.obj
+    for chunk in pw.chunked(entry_ids, 300):
+        marks = placeholders(len(chunk))
+        database.execute_sql(
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER ("
+            f"PARTITION BY entry_id ORDER BY score DESC, related_id DESC) AS n FROM {table} "
+            f"WHERE entry_id IN ({marks})) ranked WHERE n > {RELATED_STORED})", chunk)
 
 
 _BY_SCORE_THEN_ID = operator.itemgetter(1, 0)  # (entry id, score) -> (score, entry id)
