@@ -122,6 +122,11 @@ def test_search_follows_updates_and_retractions(searchable):
     with store.write_transaction():
         store.retract([one], store.utcnow(), "error", parents)
     assert en("levy") == []
+    # Its tombstone is in the searches it matched, and in no other.
+    week = datetime.now() - timedelta(days=7)
+    assert [t[0] for t in store.tombstone_rows(store.FeedQuery("en", (("q", "levy"),)), week, 10)] == [
+        "https://index.example.org/1"]
+    assert store.tombstone_rows(store.FeedQuery("en", (("q", "budget"),)), week, 10) == []
     with store.write_transaction():
         store.unretract([one], store.utcnow(), parents)
     assert en("levy") == [1]

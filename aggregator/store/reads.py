@@ -378,21 +378,29 @@ def tombstone_rows(q: FeedQuery, since: datetime, count: int) -> list[tuple[str,
     for feed in wanted:
         where.append(f"EXISTS (SELECT 1 FROM {index.FEED_TABLE} o WHERE o.feed_id = {p} AND o.key = {key})")
         params.append(ids[feed])
-    if plan.search is not None:
-        if plan.search.empty:
-            return []
-        match, term = _match("s", plan.search)
-        where.append(f"EXISTS (SELECT 1 FROM {index.SEARCH_TABLE} s "
-                     f"WHERE s.{index.search_key_column()} = {key} AND {match})")
-        params.append(term)
     if q.rights or q.source_kinds:
         sql, extra = _allowed_sources(q.rights, q.source_kinds)
         where.append(sql)
         params += extra
-    rows = db.obj.execute_sql(
-        f"SELECT e.public_id, e.retracted_at, e.retraction_reason FROM {Entry._meta.table_name} e "
-        f"WHERE {' AND '.join(where)} ORDER BY e.retracted_at DESC, e.id DESC LIMIT {int(count)}", params)
-    return [(public_id, aware(when), reason) for public_id, when, reason in rows]
+    select = (f"SELECT e.public_id, e.retracted_at, e.retraction_reason, e.id, e.published "
+              f"FROM {Entry._meta.table_name} e WHERE {' AND '.join(where)} ORDER BY e.retracted_at DESC, e.id DESC")
+    if plan.search is None:
+        rows = db.obj.execute_sql(f"{select} LIMIT {int(count)}", params)
+    elif plan.search.empty:
+        return []
+    else:
+        # A search is checked on the feed's newest SEARCH_TOMBSTONES retractions only: one
+        # search per retraction, over a whole tombstone window, cost more than the feed itself.
+        match, term = _match("s", plan.search)
+        rows = db.obj.execute_sql(
+            f"SELECT * FROM ({select} LIMIT {SEARCH_TOMBSTONES}) e WHERE EXISTS (SELECT 1 FROM "
+            f"{index.SEARCH_TABLE} s WHERE s.{index.search_key_column()} = {key} AND {match}) "
+            f"ORDER BY e.retracted_at DESC, e.id DESC LIMIT {int(count)}", [*params, term])
+    return [(r[0], aware(r[1]), r[2]) for r in rows]
+
+
+#: the newest retractions of a feed that its searches look for tombstones among
+SEARCH_TOMBSTONES = 60
 
 
 #: newest_update looks at most at this many of the feed's newest entries
