@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg2
+import psycopg2.errors
 import pytest
 
 from aggregator import store
@@ -61,7 +63,18 @@ class PgSchema:
 
     def drop(self) -> None:
         close_store()
-        self._admin("DROP SCHEMA IF EXISTS {} CASCADE")
+        # A connection of the code under test can still be finishing a write when the test
+        # ends (seen once in CI: a deadlock between DROP SCHEMA, which locks table after
+        # table, and that write). PostgreSQL ends one of the two; dropping again once the
+        # other is done cleans up.
+        for attempt in range(5):
+            try:
+                self._admin("DROP SCHEMA IF EXISTS {} CASCADE")
+                return
+            except psycopg2.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
 
 
 def close_store() -> None:
