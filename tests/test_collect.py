@@ -216,16 +216,21 @@ def test_background_collector_survives_the_web_app_starting(collected: Config, c
 
     store.Source.update(next_due_at=None).execute()  # everything due: the loop writes at once
     stop = threading.Event()
-    loop = threading.Thread(target=Collector(collected).run_forever, args=(stop,), kwargs={"tick": 0.01})
+    collector = Collector(collected)
+    loop = threading.Thread(target=collector.run_forever, args=(stop,), kwargs={"tick": 0.01})
     loop.start()
     try:
         for _ in range(20):
             app = create_app(collected)
             with app.test_client() as c:
                 assert c.get("/feeds/breaking.json").status_code == 200
+            # Its usage writer must not outlive the test: through the store's proxy, a late
+            # batch would land in the next test's store (CI once saw it deadlock a teardown).
+            app.extensions["feedhub.usage"].close()
     finally:
         stop.set()
         loop.join(timeout=30)
+        collector.close()
     assert not loop.is_alive()
     assert "collect cycle failed" not in caplog.text
     assert store.Source.select().where(store.Source.last_error.is_null(False)).count() == 0
