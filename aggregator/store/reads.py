@@ -148,6 +148,7 @@ def _walk(q: FeedQuery, low: int | None = None, high: int | None = None) -> _Wal
         return None
     where: list[str] = []
     params: list[Any] = []
+    from_entries = False  # walking the entries themselves (`since`), not an index by sort key
     if plan.search is not None:
         key = f"d.{index.search_key_column()}"
         match, term = _match("d", plan.search)
@@ -156,6 +157,7 @@ def _walk(q: FeedQuery, low: int | None = None, high: int | None = None) -> _Wal
         source = f"{index.SEARCH_TABLE} d CROSS JOIN {Entry._meta.table_name} e"
         required = wanted
     elif plan.since is not None and _changed_since_few(q.edition, plan.since):
+        from_entries = True
         key = index.key_sql("e")
         source = f"{Entry._meta.table_name} e"
         where += [f"e.edition = {p}", f"e.updated >= {p}"]
@@ -167,9 +169,9 @@ def _walk(q: FeedQuery, low: int | None = None, high: int | None = None) -> _Wal
         where.append(f"d.feed_id = {p}")
         params.append(ids[plan.drive])
         required = list(plan.also)
-    if key != index.key_sql("e"):
+    if not from_entries:
         where.append(f"e.id = ({key} & {index.MASK})")
-    if plan.since is not None and key != index.key_sql("e"):
+    if plan.since is not None and not from_entries:
         where.append(f"e.updated >= {p}")
         params.append(stored(plan.since))
     where.append("e.retracted_at IS NULL")
@@ -191,7 +193,7 @@ def _walk(q: FeedQuery, low: int | None = None, high: int | None = None) -> _Wal
         where.append(f"{key} <= {p}")
         params.append(high)
     for feed in required:
-        where.append(f"EXISTS (SELECT 1 FROM {index.FEED_TABLE} o WHERE o.feed_id = {p} AND o.key = {key})")
+        where.append(_in_feed(key))
         params.append(ids[feed])
     if scope:
         scoped = [ids[k] for k in scope if k in ids]
@@ -205,6 +207,11 @@ def _walk(q: FeedQuery, low: int | None = None, high: int | None = None) -> _Wal
         where.append(sql)
         params += extra
     return _Walk(source, where, params, key)
+
+
+def _in_feed(key: str) -> str:
+    """The condition that the entry with sort key ``key`` is in the feed given as a parameter."""
+    return f"EXISTS (SELECT 1 FROM {index.FEED_TABLE} o WHERE o.feed_id = {db.obj.param} AND o.key = {key})"
 
 
 def _match(alias: str, search: Query) -> tuple[str, str]:
@@ -242,18 +249,19 @@ def _select(q: FeedQuery, columns: str, low: int | None, high: int | None, newes
     walk = _walk(q, low, high)
     if walk is None:
         return []
-    order = "DESC" if newest_first else "ASC"
-    sql = (f"SELECT {columns}, {walk.key} FROM {walk.source} WHERE {' AND '.join(walk.where)} "
-           f"ORDER BY {walk.key} {order} LIMIT {int(count)}")
-    return list(db.obj.execute_sql(sql, walk.params))
+    return list(db.obj.execute_sql(_walk_sql(walk, f"{columns}, {walk.key}", newest_first, count), walk.params))
+
+
+def _walk_sql(walk: _Walk, columns: str, newest_first: bool, count: int) -> str:
+    return (f"SELECT {columns} FROM {walk.source} WHERE {' AND '.join(walk.where)} "
+            f"ORDER BY {walk.key} {'DESC' if newest_first else 'ASC'} LIMIT {int(count)}")
 
 
 def plan_sql(q: FeedQuery, start: tuple[datetime, int] | None = None) -> tuple[str, list[Any]]:
     """The SQL and parameters ``page_rows`` runs (for checking its query plan)."""
     walk = _walk(q, None, None if start is None else index.sort_key(start[0], start[1]))
     assert walk is not None, "a feed with entries"
-    return (f"SELECT {_PAGE_COLUMNS} FROM {walk.source} WHERE {' AND '.join(walk.where)} "
-            f"ORDER BY {walk.key} DESC LIMIT 51", walk.params)
+    return _walk_sql(walk, _PAGE_COLUMNS, True, 51), walk.params
 
 
 _PAGE_COLUMNS = ("e.id, e.source_id, e.public_id, e.title, e.link, e.summary, e.content, e.published, e.updated, "
@@ -376,7 +384,7 @@ def tombstone_rows(q: FeedQuery, since: datetime, count: int) -> list[tuple[str,
     where = [f"e.edition = {p}", f"e.retracted_at >= {p}"]
     params: list[Any] = [q.edition, stored(since)]
     for feed in wanted:
-        where.append(f"EXISTS (SELECT 1 FROM {index.FEED_TABLE} o WHERE o.feed_id = {p} AND o.key = {key})")
+        where.append(_in_feed(key))
         params.append(ids[feed])
     if q.rights or q.source_kinds:
         sql, extra = _allowed_sources(q.rights, q.source_kinds)

@@ -15,7 +15,7 @@ import peewee as pw
 
 from . import index
 from .connection import aware, db, placeholders, stored, write_transaction
-from .entries import _relating_to
+from .entries import _naive, _relating_to
 from .schema import Entry, EntryCoverage
 from .topics import bump_topics, stored_topics
 
@@ -76,10 +76,6 @@ def prune(editions: list[str], cutoff: datetime, keep_coverage: list[str], paren
             report.oldest = first if report.oldest is None else min(report.oldest, first)
             report.newest = last if report.newest is None else max(report.newest, last)
     return report
-
-
-def _naive(value: datetime | str) -> datetime:
-    return stored(aware(value))
 
 
 def _kept(ids: list[int], keep_coverage: list[str]) -> set[int]:
