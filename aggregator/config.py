@@ -155,7 +155,10 @@ class ServerConfig:
     port: int = 8080
     #: public URL prefix used for self links; empty means "from the request"
     base_url: str = ""
+    #: threads per worker process
     threads: int = 8
+    #: worker processes serving the feeds; 0 means one per core
+    workers: int = 0
     #: seconds between SQLite integrity checks made for /healthz (each reads every page once)
     integrity_check_every: int = 300
 
@@ -465,7 +468,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
 
     srv = c.table(top["server"], "server", {
         "host": (str, "127.0.0.1"), "port": (int, 8080), "base_url": (str, ""), "threads": (int, 8),
-        "integrity_check_every": (int, ServerConfig.integrity_check_every)})
+        "workers": (int, 0), "integrity_check_every": (int, ServerConfig.integrity_check_every)})
     if srv["port"] is not None and not 0 < srv["port"] < 65536:
         c.problem("server.port", f"must be between 1 and 65535, got {srv['port']}")
     if srv["base_url"]:
@@ -477,6 +480,8 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     for key in ("threads", "integrity_check_every"):
         if srv[key] is not None and srv[key] < 1:
             c.problem(f"server.{key}", f"must be at least 1, got {srv[key]}")
+    if srv["workers"] is not None and srv["workers"] < 0:
+        c.problem("server.workers", f"must be 0 (one per core) or more, got {srv['workers']}")
     server = ServerConfig(**srv)
 
     editions = _editions(top["editions"], c)

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--loop", action="store_true", help="keep polling sources when they fall due")
     c.add_argument("--source", action="append", metavar="ID", help="only this source (repeatable)")
     s = sub.add_parser("serve", help="serve the feeds over HTTP",
-                       description="Serve the republished feeds (waitress WSGI server).")
+                       description="Serve the republished feeds: gunicorn, one worker process per core "
+                                   "(server.workers).")
     s.add_argument("--host", help="address to bind (default from config: server.host)")
     s.add_argument("--port", type=int, help="port (default from config: server.port)")
     r = sub.add_parser("run", help="collect now, keep collecting, and serve the feeds",
@@ -235,25 +236,25 @@ def _on_hangup(signum: int, frame: object) -> None:
     threading.Thread(target=reload_config, name="reload", daemon=True).start()
 
 
-def reload_config() -> bool:
+def reload_config() -> Config | None:
     """Read config.toml again and hand it to the running parts; an invalid file is refused
-    with config's own messages, and the old config keeps running."""
+    with config's own messages, and the old config keeps running (None)."""
     if not _config_file:
-        return False
+        return None
     try:
         config = load_config(_config_file[0])
     except ConfigError as e:
         log.error("SIGHUP: not reloaded, the running configuration stays: %s", e)
-        return False
+        return None
     for reload in list(_reloaders):
         try:
             reload(config)
         except Exception as e:
             log.error("SIGHUP: reloading failed (%s); the running configuration stays where it was not applied", e)
-            return False
+            return None
     log.info("SIGHUP: reloaded %s (%d sections, %d regions, %d editions, %d sources)", config.path,
              len(config.taxonomy.sections), len(config.taxonomy.regions), len(config.editions), len(config.sources))
-    return True
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -481,53 +482,35 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     return 1 if summary.outcomes and len(summary.failed) == len(summary.outcomes) else 0
 
 
-def _listen(app: Any, host: str, port: int, threads: int, what: str, socket_map: dict[Any, Any] | None = None) -> Any:
-    import waitress
+def _serve(config: Config, host: str, port: int, helpers: list[Any] | None = None) -> None:
+    from .app import RESTART_ONLY
+    from .server import FeedhubServer, check_free, worker_count
 
-    try:
-        return waitress.create_server(app, host=host, port=port, threads=threads, ident="feedhub",
-                                      **({"map": socket_map} if socket_map is not None else {}))
-    except OSError as e:  # the port is taken, or not ours to bind
-        raise FeedhubError(f"cannot listen on {host}:{port}: {e.strerror or e}; is another server running "
-                           f"there? (choose another port for {what})") from None
-
-
-def _serve(config: Config, host: str, port: int) -> None:
-    from .app import create_app, reload_app
-
-    separate = config.admin.enabled and config.admin.address is not None
-    app = create_app(config, "public" if separate else "all")
-    apps = [app]
-    store.check_integrity()
-    admin_server = None
-    if separate:
-        assert config.admin.address is not None
-        admin_host, admin_port = config.admin.address
-        admin_app = create_app(config, "admin")
-        apps.append(admin_app)
-        # Its own socket map: one waitress loop per listener.
-        admin_server = _listen(admin_app, admin_host, admin_port, 2, "the admin API ([admin] bind)", {})
-        threading.Thread(target=admin_server.run, name="admin-listener", daemon=True).start()
-        print(f"serving the admin API on http://{admin_host}:{admin_port}/api/v1/", flush=True)
+    open_store(config)
+    # Once, here, before any worker starts: a store from an older feedhub or a moved subsection
+    # is re-indexed by one process, not raced by every worker.
+    store.prepare_index(config.taxonomy.parents)
+    check_free(host, port, "the feeds")
+    if config.admin.enabled and config.admin.address is not None:
+        check_free(*config.admin.address, "the admin API ([admin] bind)")
+        print(f"serving the admin API on http://{config.admin.bind}/api/v1/", flush=True)
 
     def reload(new: Config) -> None:
         store.sync_sources(new)
-        for a in apps:
-            stale = reload_app(a, new)
+        stale = [name for name in RESTART_ONLY if getattr(config, name) != getattr(new, name)]
         if stale:
             log.warning("SIGHUP: %s changed in the file; that needs a restart", ", ".join(stale))
     _reloaders.append(reload)
-    print(f"serving feeds on http://{host}:{port}/feeds/ (Ctrl-C stops)", flush=True)
-    server = _listen(app, host, port, config.server.threads, "the feeds")
-    server.print_listen("Serving on http://{}:{}")
+    workers = worker_count(config)
+    print(f"serving feeds on http://{host}:{port}/feeds/ with {workers} worker process"
+          f"{'es' if workers != 1 else ''} (Ctrl-C stops)", flush=True)
+    server = FeedhubServer(config, host, port, reload=reload_config, helpers=helpers)
     try:
-        server.run()
+        stopped_by = server.run()
     finally:
         _reloaders.remove(reload)
-        if admin_server is not None:
-            admin_server.close()
-        for a in apps:
-            a.extensions["feedhub.usage"].close()  # what was counted and not yet written
+    if stopped_by is not None:
+        _signalled.append(stopped_by)
     _raise_if_signalled()
 
 
@@ -537,27 +520,26 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    from .server import Helper
+
     open_store(config)
     publisher = HubPublisher(config)
-    collector = Collector(config, on_topics=publisher.publish)
-    stop = threading.Event()
-    thread: threading.Thread | None = None
     try:  # however it stops (Ctrl-C, SIGTERM, an error), the collector gives back its claims
-        progress = Progress()
-        summary = collector.collect(progress=progress.update, on_claimed=progress.claimed)
-        progress.finish()
-        print(summary_table(summary), flush=True)
-        # The first collect is done; from here sources are polled when they fall due.
-        thread = threading.Thread(target=collector.run_forever, args=(stop,), name="collector", daemon=True)
-        thread.start()
-        _reloaders.append(collector.reload)
-        _serve(config, args.host or config.server.host, args.port or config.server.port)
+        with Collector(config, on_topics=publisher.publish) as collector:
+            progress = Progress()
+            summary = collector.collect(progress=progress.update, on_claimed=progress.claimed)
+            progress.finish()
     finally:
-        stop.set()
-        if thread is not None:
-            thread.join(timeout=10)
-        collector.close()
         publisher.close()
+    print(summary_table(summary), flush=True)
+    # The first collect is done; from here sources are polled when they fall due, by one
+    # collector process beside the web workers (a collector thread in the master would be
+    # forked into every worker mid-write).
+    argv = [sys.executable, "-m", "web.cli", "--config", str(_config_file[0]), "collect", "--loop"]
+    if args.verbose:
+        argv.append("-v")
+    _serve(config, args.host or config.server.host, args.port or config.server.port,
+           helpers=[Helper("collector", argv)])
     return 0
 
 

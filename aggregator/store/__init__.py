@@ -34,6 +34,7 @@ from .admin import (
 from .connection import (
                          PostgresDatabase,
                          aware,
+                         close_connection,
                          connect,
                          db,
                          insert_rows,
@@ -224,7 +225,8 @@ __all__ = [
     "PruneReport", "oldest_published", "prune", "repost", "unpost_entries", "deferred_bumps",
     "SourceRow",
     "FETCH_LOG_COLUMNS", "insert_fetch_log",
-    "connect", "is_sqlite", "savepoint", "entry_ids", "recent_published", "record_move", "release_sources",
+    "connect", "close_connection", "is_sqlite", "savepoint", "entry_ids", "recent_published", "record_move",
+    "release_sources",
     "source_ids",
     "edition_authors", "edition_tags", "newest_change",
     "metric_rows",

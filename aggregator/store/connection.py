@@ -218,6 +218,17 @@ def connect() -> None:
     db.connect(reuse_if_open=True)
 
 
+def close_connection() -> None:
+    """Close this thread's connection, if any (before a fork: a child must open its own)."""
+    database = db.obj
+    if database is None or database.is_closed():
+        return
+    try:
+        database.close()
+    except Exception:  # a dead connection may fail to close; forgetting it is enough
+        database.dispose()
+
+
 def savepoint() -> pw._atomic:
     """A savepoint inside the caller's transaction (a transaction outside one)."""
     return db.atomic()

@@ -2,14 +2,18 @@
 the web layer without a query per request where SQLite allows."""
 from __future__ import annotations
 
+import logging
+import select
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 import peewee as pw
 
-from .connection import db, insert_rows, placeholders
+from .connection import PostgresDatabase, db, insert_rows, placeholders
 from .schema import (
     Author,
     Entry,
@@ -39,6 +43,8 @@ def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags
     keys.update(f"{edition}:coverage:{c}" for c in coverage)
     return keys
 
+
+log = logging.getLogger(__name__)
 
 _deferred = threading.local()
 
@@ -79,6 +85,23 @@ def _bump(keys: Iterable[str], now: datetime) -> None:
     insert_rows(Topic, ("key", "revision", "changed_at"), [(key, 1, now) for key in sorted(set(keys))],
                 f' ON CONFLICT ("key") DO UPDATE SET revision = "{table}".revision + 1, '
                 "changed_at = excluded.changed_at")
+    database = db.obj
+    if isinstance(database, PostgresDatabase):
+        # Every web process's TopicRevisions listens (PostgreSQL delivers it at commit, and
+        # not at all on rollback); this process's own ones are told at commit directly.
+        database.execute_sql(f"SELECT pg_notify('{CHANNEL}', '')")
+        database.after_commit(_committed_here)
+
+
+#: the PostgreSQL channel a commit that changed topics notifies
+CHANNEL = "feedhub_topics"
+
+#: commits of topic changes made by this process (see TopicRevisions)
+_local_commits = [0]
+
+
+def _committed_here() -> None:
+    _local_commits[0] += 1
 
 
 def topic_revision(key: str) -> int:
@@ -101,8 +124,15 @@ class TopicRevisions:
     On SQLite, ``PRAGMA data_version`` on a connection of our own changes whenever
     any other connection, in any process, commits. That connection never writes, so
     every write (this process's included) counts; while the number is unchanged, the
-    revisions read since are still exact. PostgreSQL and in-memory SQLite have no
-    such signal: there every call is one indexed lookup (``topic_revision``).
+    revisions read since are still exact.
+
+    On PostgreSQL, every commit that changes topics sends a NOTIFY; one listening
+    connection per process (``_Listener``) counts them, and this process's own commits
+    count at once. While the count is unchanged and the listener is known alive, the
+    revisions read since are still current. A commit reaches another process when its
+    notification does (normally within a millisecond); while the listener is down or has
+    not been heard from for ``_Listener.STALE_AFTER`` seconds, every call is one indexed
+    lookup (``topic_revision``) again, as it is on in-memory SQLite.
     """
 
     #: revisions remembered at most (one per public feed read since the last write)
@@ -110,21 +140,45 @@ class TopicRevisions:
 
     def __init__(self, database: pw.Database):
         self._conn = None
+        self._listener: _Listener | None = None
         if isinstance(database, pw.SqliteDatabase) and database.database != ":memory:":
             import sqlite3
 
             # Shared by the server's threads under a lock: each call holds it for microseconds.
             self._conn = sqlite3.connect(database.database, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout = 10000")
+        elif isinstance(database, PostgresDatabase):
+            self._listener = _Listener.for_database(database)
         self._sql = _topic_sql("?")
         self._lock = threading.Lock()
-        self._version: int | None = None
+        self._version: object = None
         self._memo: dict[str, int] = {}
 
     def get(self, key: str) -> int:
         """The topic's current revision, as ``topic_revision`` would read it now."""
-        if self._conn is None:
+        if self._conn is not None:
+            return self._get_sqlite(key)
+        if self._listener is None:
             return topic_revision(key)
+        version = self._listener.version()
+        if version is None:  # not listening: nothing tells us of another process's commit
+            return topic_revision(key)
+        with self._lock:
+            if version != self._version or len(self._memo) > self.MAX_MEMO:
+                self._memo.clear()
+                self._version = version
+            revision = self._memo.get(key)
+        if revision is None:
+            # Read after the version: a commit landing meanwhile changes the version, and the
+            # value is kept only if the version is still the one it was read under.
+            revision = topic_revision(key)
+            with self._lock:
+                if self._version == version == self._listener.version():
+                    self._memo[key] = revision
+        return revision
+
+    def _get_sqlite(self, key: str) -> int:
+        assert self._conn is not None
         with self._lock:
             # Read the version first: a commit landing between it and the lookup below
             # changes the version again, so the next call looks again (never stale).
@@ -143,6 +197,102 @@ class TopicRevisions:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+class _Listener:
+    """One LISTEN connection per process and database, counting topic-change notifications."""
+
+    #: seconds between round trips that prove the connection alive when nothing is notified
+    PING = 1.0
+    #: seconds without a sign of life after which the count is not trusted
+    STALE_AFTER = 3.0
+    #: seconds between attempts to listen again after the connection was lost
+    RETRY = 1.0
+
+    _by_database: dict[tuple[object, ...], _Listener] = {}
+    _registry_lock = threading.Lock()
+
+    @classmethod
+    def for_database(cls, database: PostgresDatabase) -> _Listener:
+        key = (database.database, tuple(sorted((k, str(v)) for k, v in database.connect_params.items())))
+        with cls._registry_lock:
+            listener = cls._by_database.get(key)
+            if listener is None or not listener._thread.is_alive():
+                listener = cls._by_database[key] = cls(database.database, dict(database.connect_params))
+            return listener
+
+    def __init__(self, dbname: str, params: dict[str, object]):
+        self._dbname, self._params = dbname, params
+        self._heard = 0  # notifications (and reconnections) seen
+        self._alive_until = 0.0  # monotonic time until which the count is trusted
+        self._listening = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="topic-listener", daemon=True)
+        self._thread.start()
+
+    def version(self) -> tuple[int, int] | None:
+        """The change count (notifications heard, this process's commits), or None while the
+        listener is not known to be hearing every notification."""
+        if not self._listening or time.monotonic() > self._alive_until:
+            return None
+        return (self._heard, _local_commits[0])
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        import psycopg2
+
+        warned = False
+        while not self._stop.is_set():
+            conn = None
+            try:
+                params = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+                          "keepalives_count": 2, **self._params, "application_name": "feedhub topic listener"}
+                conn = psycopg2.connect(dbname=self._dbname, **params)
+                conn.autocommit = True
+                cursor = conn.cursor()
+                cursor.execute(f"LISTEN {CHANNEL}")
+                # Whatever was committed while we were not listening: forget it all.
+                self._heard += 1
+                self._mark_alive()
+                self._listening = True
+                if warned:
+                    log.info("listening for topic changes again")
+                warned = False
+                self._listen(conn, cursor)
+            except Exception as e:
+                self._listening = False
+                if not warned and not self._stop.is_set():
+                    log.warning("not listening for topic changes (%s); feed requests read revisions from "
+                                "the store until it is back", str(e).strip() or type(e).__name__)
+                    warned = True
+            finally:
+                self._listening = False
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
+            self._stop.wait(self.RETRY)
+
+    def _listen(self, conn: Any, cursor: Any) -> None:
+        while not self._stop.is_set():
+            readable, _, _ = select.select([conn], [], [], self.PING)
+            if readable:
+                conn.poll()
+            else:
+                # Quiet: a round trip proves the link; the server sends any pending
+                # notification before its answer.
+                cursor.execute("SELECT 1")
+            notifies = conn.notifies
+            if notifies:
+                notifies.clear()
+                self._heard += 1
+            self._mark_alive()
+
+    def _mark_alive(self) -> None:
+        self._alive_until = time.monotonic() + self.STALE_AFTER
 
 
 def stored_topics(entry_ids: list[int], parents: dict[str, str]) -> set[str]:
