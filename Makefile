@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test check browser collect serve sources clean
+.PHONY: run test check browser collect serve sources clean bench-tools
 
 # setuptools explains editable installs at length on every install; the explanation is for
 # package authors, not for someone running the quickstart.
@@ -42,6 +42,15 @@ browser: $(BROWSER_STAMP)
 
 test: check browser
 	$(VENV)/bin/python -m pytest -q
+
+# What the benchmarks drive and compare against: wrk (the HTTP load generator of bench/serve) and
+# nginx (its static-file baseline), from Debian's packages.
+bench-tools: $(STAMP)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light >/dev/null; }; \
+	  else echo "make: the benchmarks need wrk and nginx: sudo apt-get install wrk nginx-light"; exit 1; fi; }
 
 collect: $(STAMP)
 	$(VENV)/bin/feedhub collect

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -47,6 +48,8 @@ from feeds.model import FeedDoc  # noqa: E402
 from feeds.render import SUFFIXES, Fragments, render  # noqa: E402
 from feeds.select import build_feed, parse_request  # noqa: E402
 from web import create_app  # noqa: E402
+
+from . import overhttp  # noqa: E402
 
 
 def rate(fn, seconds: float) -> float:
@@ -160,25 +163,101 @@ def usage_figures(app: Flask, cfg, client, window: float) -> dict[str, float]:
     return out
 
 
+def bench_config(folder: Path, database_url: str) -> Path:
+    """The project's config.toml with the store in ``folder`` (or ``database_url``) and the
+    bundled samples as sources, plus two partner profiles for the usage figures."""
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    text = text.replace('url = "sqlite:///var/feedhub.db"', f'url = "{database_url}"')
+    text = text.replace('samples_dir = "samples"', f'samples_dir = "{ROOT / "samples"}"')
+    text = text.replace('url = "samples/', f'url = "{ROOT / "samples"}/')
+    text += ("\n[partners.profiles.open]\nfull_text = true\nrate_limit = 0\n"
+             "[partners.profiles.limited]\nfull_text = true\nrate_limit = 100000\nburst = 100000\n")
+    path = folder / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def collect(path: Path):
+    cfg = load_config(path, environ={})
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as collector:
+        collector.collect()
+    store.close_connection()
+    return cfg
+
+
+def postgres_url(url: str) -> str:
+    """``url`` with its own schema (created afresh), so the bench never touches other tables."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS feedhub_bench_serve CASCADE")
+        cur.execute("CREATE SCHEMA feedhub_bench_serve")
+    conn.close()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3Dfeedhub_bench_serve"
+
+
+def over_http(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """The first table: feedhub serve over HTTP against the bare app and nginx (see bench.overhttp)."""
+    load = overhttp.Load(seconds=3.0 if args.quick else args.seconds)
+    rounds = 1 if args.quick else args.rounds
+    stores = [("SQLite", tmp / "sqlite")]
+    if args.postgres:
+        stores.append(("PostgreSQL", tmp / "postgres"))
+    out: dict[str, object] = {}
+    for label, folder in stores:
+        folder.mkdir()
+        url = f"sqlite:///{folder}/serve.db" if label == "SQLite" else postgres_url(args.postgres)
+        path = bench_config(folder, url)
+        collect(path)
+        print(f"  over HTTP on {label}: measuring {rounds} round(s) of wrk "
+              f"-t{load.threads} -c{load.connections} -d{load.seconds:g}s per contestant ...", flush=True)
+        results = overhttp.run(path, load, rounds, log=lambda line: print(line, flush=True))
+        print(f"\nfeedhub serve ({results['workers']} workers x {results['threads']} threads, gunicorn), "
+              f"{results['path']} ({results['bytes']:,} bytes), {label}:", flush=True)
+        print("\n".join(overhttp.report(results, "server")), flush=True)
+        rps = results["rps"]
+        assert isinstance(rps, dict)
+        summary = {**rps, "hot_vs_bare": round(rps["feedhub"] / rps["bare"], 2),
+                   "304_vs_bare": round(rps["feedhub 304"] / rps["bare 304"], 2)}
+        if "nginx" in rps:
+            summary["hot_vs_nginx"] = round(rps["feedhub"] / rps["nginx"], 2)
+            summary["304_vs_nginx"] = round(rps["feedhub 304"] / rps["nginx 304"], 2)
+        out[label.lower()] = summary
+        print(flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="shorter measuring windows")
+    p.add_argument("--quick", action="store_true", help="shorter measuring windows, one round")
+    p.add_argument("--http-only", action="store_true", help="only the over-HTTP table")
+    p.add_argument("--wsgi-only", action="store_true", help="only the WSGI-level table")
+    p.add_argument("--postgres", metavar="URL", help="also over HTTP on PostgreSQL at URL "
+                   "(schema feedhub_bench_serve, recreated)")
+    p.add_argument("--seconds", type=float, default=10.0, help="wrk's duration per measurement")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of every contestant (median reported)")
     args = p.parse_args(argv)
     window = 2.0 if args.quick else 8.0
     repeat = 15 if args.quick else 60
+    figures: dict[str, object] = {}
 
     with tempfile.TemporaryDirectory() as tmp:
-        text = (ROOT / "config.toml").read_text(encoding="utf-8")
-        text = text.replace('url = "sqlite:///var/feedhub.db"', f'url = "sqlite:///{tmp}/serve.db"')
-        text = text.replace('samples_dir = "samples"', f'samples_dir = "{ROOT / "samples"}"')
-        text = text.replace('url = "samples/', f'url = "{ROOT / "samples"}/')
-        text += ("\n[partners.profiles.open]\nfull_text = true\nrate_limit = 0\n"
-                 "[partners.profiles.limited]\nfull_text = true\nrate_limit = 100000\nburst = 100000\n")
-        (Path(tmp) / "config.toml").write_text(text, encoding="utf-8")
-        cfg = load_config(Path(tmp) / "config.toml", environ={})
-        store.init_db(cfg.database_url)
-        with Collector(cfg) as collector:
-            collector.collect()
+        if not args.wsgi_only:
+            if shutil.which("wrk") is None:
+                print("bench/serve: wrk is not installed, so the over-HTTP table is skipped; "
+                      "`make bench-tools` installs wrk and nginx (Debian packages)", flush=True)
+                figures["http"] = "skipped: no wrk"
+            else:
+                print("bench/serve: the sample newsroom served over HTTP by `feedhub serve`, driven by wrk",
+                      flush=True)
+                figures["http"] = over_http(args, Path(tmp))
+        if args.http_only:
+            print(json.dumps(figures))
+            return 0
+        cfg = collect(bench_config(Path(tmp), f"sqlite:///{tmp}/serve.db"))
 
         app = create_app(cfg)
         client = app.test_client()
@@ -215,28 +294,29 @@ def main(argv: list[str] | None = None) -> int:
                       f"from nothing {scratch * 1000:5.1f} ms; feedgen alone {alone * 1000:5.1f} ms "
                       f"-> {ours / alone:.2f}x (from nothing {scratch / alone:.2f}x)", flush=True)
 
-    figures: dict[str, float] = {
+    wsgi: dict[str, float] = {
         "bare_rps": round(r_bare), "hot_rps": round(r_hot), "not_modified_rps": round(r_304),
         "hot_vs_bare": round(r_hot / r_bare, 2),
     }
     for name, value in usage.items():
-        figures[f"{name}_rps"] = round(value)
-        figures[f"{name}_vs_hot"] = round(value / r_hot, 2)
+        wsgi[f"{name}_rps"] = round(value)
+        wsgi[f"{name}_vs_hot"] = round(value / r_hot, 2)
     for fmt, (ours, alone, scratch) in figures_render.items():
-        figures.update({
+        wsgi.update({
             f"cold_{fmt}_ms": round(ours * 1000, 2), f"feedgen_{fmt}_ms": round(alone * 1000, 2),
             f"cold_vs_feedgen_{fmt}": round(ours / alone, 2),
             f"scratch_{fmt}_ms": round(scratch * 1000, 2), f"scratch_vs_feedgen_{fmt}": round(scratch / alone, 2),
         })
-    print(f"  ratios: hot feed {figures['hot_vs_bare']}x a bare endpoint (target >= 0.8); cold render after a "
-          f"new entry {figures['cold_vs_feedgen_atom']}x (Atom) / {figures['cold_vs_feedgen_rss']}x (RSS) "
-          f"feedgen alone (target <= 1.5); from nothing {figures['scratch_vs_feedgen_atom']}x / "
-          f"{figures['scratch_vs_feedgen_rss']}x; every public request is counted: the hot feed is "
+    print(f"  ratios: hot feed {wsgi['hot_vs_bare']}x a bare endpoint (target >= 0.8); cold render after a "
+          f"new entry {wsgi['cold_vs_feedgen_atom']}x (Atom) / {wsgi['cold_vs_feedgen_rss']}x (RSS) "
+          f"feedgen alone (target <= 1.5); from nothing {wsgi['scratch_vs_feedgen_atom']}x / "
+          f"{wsgi['scratch_vs_feedgen_rss']}x; every public request is counted: the hot feed is "
           f"{round(r_hot / usage['hot_not_counted'], 2)}x itself uncounted; subscribers "
-          f"{figures['hot_counting_subscribers_vs_hot']}x the hot feed, a partner's feed {figures['partner_vs_hot']}x "
-          f"(304 {figures['partner_304_vs_hot']}x), limited in the store {figures['partner_limited_store_vs_hot']}x"
-          + (f", in Redis {figures['partner_limited_redis_vs_hot']}x" if "partner_limited_redis_vs_hot" in figures
+          f"{wsgi['hot_counting_subscribers_vs_hot']}x the hot feed, a partner's feed {wsgi['partner_vs_hot']}x "
+          f"(304 {wsgi['partner_304_vs_hot']}x), limited in the store {wsgi['partner_limited_store_vs_hot']}x"
+          + (f", in Redis {wsgi['partner_limited_redis_vs_hot']}x" if "partner_limited_redis_vs_hot" in wsgi
              else ""))
+    figures["wsgi"] = wsgi
     print(json.dumps(figures))
     return 0
 

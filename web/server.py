@@ -64,6 +64,29 @@ def check_free(host: str, port: int, what: str) -> None:
                                f"there? (choose another port for {what})") from None
 
 
+def settings(config: Config, binds: list[str]) -> dict[str, Any]:
+    """gunicorn's settings for serving ``config`` on ``binds`` (bench/serve runs its baseline
+    app with the same ones)."""
+    return {
+        "bind": binds,
+        "workers": worker_count(config),
+        # gthread: keep-alive connections, and a slow client or a cold render does not hold
+        # the whole process (the app is thread-safe: one store connection per thread).
+        "worker_class": "gthread",
+        "threads": config.server.threads,
+        "keepalive": 5,
+        # A cold feed over a big store renders in well under a second; a worker silent for
+        # this long is stuck, and the master replaces it.
+        "timeout": 120,
+        "graceful_timeout": 20,
+        "proc_name": "feedhub",
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "control_socket_disable": True,
+    }
+
+
 class ByListener:
     """One worker serves both listeners when the admin API has its own ([admin] bind): a request
     goes to the admin app exactly when it arrived on the admin listener's socket."""
@@ -198,26 +221,7 @@ class FeedhubServer(BaseApplication):
         if self.separate_admin:
             assert c.admin.address is not None
             binds.append(_address(*c.admin.address))
-        settings: dict[str, Any] = {
-            "bind": binds,
-            "workers": worker_count(c),
-            # gthread: keep-alive connections, and a slow client or a cold render does not
-            # hold the whole process (the app is thread-safe: one store connection per thread).
-            "worker_class": "gthread",
-            "threads": c.server.threads,
-            "keepalive": 5,
-            # A cold feed over a big store renders in well under a second; a worker silent for
-            # this long is stuck, and the master replaces it.
-            "timeout": 120,
-            "graceful_timeout": 20,
-            "proc_name": "feedhub",
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": "warning",
-            "control_socket_disable": True,
-            "worker_exit": _worker_exit,
-        }
-        for key, value in settings.items():
+        for key, value in {**settings(c, binds), "worker_exit": _worker_exit}.items():
             self.cfg.set(key, value)
 
     @property
