@@ -17,7 +17,7 @@ import feedparser
 from feedparser.datetimes import _parse_date as _feedparser_date
 from lxml import etree
 
-from . import fastrss
+from . import fastatom, fastrss
 from .errors import ParseError, describe_failure
 from .model import Category, Person, RawEntry, RawFeed, RawMedia
 
@@ -53,6 +53,16 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
             out = _raw_feed("rss20", feed)
             out.entries = [_entry_from_feedparser(e, _item_media(item)) for e, item in zip(entries, items)]
             return out
+        atom = fastatom.read(body, url, content_type) if b"http://www.w3.org/2005/Atom" in body[:4096] else None
+        if atom is not None:
+            feed, entries, items = atom
+            out = _raw_feed("atom10", feed)
+            authors = _feed_authors(feed)
+            for e, item in zip(entries, items):
+                entry = _entry_from_feedparser(e, _item_media(item))
+                entry.authors = entry.authors or list(authors)
+                out.entries.append(entry)
+            return out
     headers = {"content-location": url} if url else {}
     if content_type:
         headers["content-type"] = content_type
@@ -81,9 +91,7 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
         out.warnings.append(f"feed is not well-formed, read leniently: {problem}")
     out.deleted = _tombstones(body)
     media_by_entry = _media_from_xml(body, len(parsed.entries))
-    # Atom (RFC 4287 4.2.1): an entry without authors has the feed's.
-    feed_authors = [Person(name=a.get("name"), url=a.get("href"), email=a.get("email"))
-                    for a in feed.get("authors") or [] if a.get("name")] if out.format.startswith("atom") else []
+    feed_authors = _feed_authors(feed) if out.format.startswith("atom") else []
     for i, item in enumerate(parsed.entries):
         entry = _entry_from_feedparser(item, media_by_entry[i] if media_by_entry else None)
         entry.authors = entry.authors or list(feed_authors)
@@ -113,6 +121,12 @@ def _replace_forbidden_references(body: bytes) -> bytes:
     if b"&#" not in body:
         return body
     return _CHAR_REF.sub(_fix_reference, body)
+
+
+def _feed_authors(feed: Any) -> list[Person]:
+    """Atom (RFC 4287 4.2.1): an entry without authors has the feed's."""
+    return [Person(name=a.get("name"), url=a.get("href"), email=a.get("email"))
+            for a in feed.get("authors") or [] if a.get("name")]
 
 
 def _raw_feed(fmt: str, feed: Any) -> RawFeed:
