@@ -39,9 +39,11 @@ _CHANNEL_PLAIN = {"title", "link", "description", "language", "copyright", "mana
                   "pubDate", "lastBuildDate", "category", "generator", "docs", "cloud", "ttl", "image",
                   "rating", "textInput", "skipHours", "skipDays", "item"}
 _SY = "{http://purl.org/rss/1.0/modules/syndication/}"
+# Dublin Core on a channel that feedparser files apart from the fields read here
+_CHANNEL_DC = {_DC + name for name in ("date", "creator", "publisher", "rights", "subject")}
 # Item children: (plain RSS) and namespaced ones; media containers may hold the listed media children.
 _ITEM_TEXT = {"title", "link", "description", "author", "category", "comments", "guid", "pubDate", "source",
-              _CONTENT + "encoded", _DC + "creator", _DC + "date", _DC + "subject"}
+              _CONTENT + "encoded", _DC + "creator", _DC + "date", _DC + "subject", _DC + "language"}
 _ITEM_ONCE = {"title", "link", "description", "guid", "pubDate", _CONTENT + "encoded", _DC + "date"}
 _MEDIA_OK = {_MEDIA + "content", _MEDIA + "thumbnail", _MEDIA + "credit", _MEDIA + "group"}
 
@@ -82,6 +84,87 @@ def read(body: bytes, url: str, content_type: str | None) -> tuple[dict[str, Any
 
 
 _XML_TYPES = {"application/rss+xml", "application/xml", "text/xml", "application/atom+xml", "application/rdf+xml"}
+
+_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+_RSS1 = "{http://purl.org/rss/1.0/}"
+#: RSS 2.0 item elements with no RSS 1.0 counterpart: in an RSS 1.0 feed feedparser's reading of
+#: them is not modelled here
+_RSS2_ONLY = {"guid", "pubDate", "author", "category", "comments", "source", "enclosure"}
+
+
+def read_rdf(body: bytes, url: str, content_type: str | None) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                                          list[etree._Element]] | None:
+    """RSS 1.0 (RDF) as feedparser would give it, or None to use feedparser.
+
+    RSS 1.0 is RSS 2.0's item and channel elements in a namespace, items beside the channel, and
+    an item's rdf:about, which feedparser takes as its id as written. Those elements are renamed
+    and read with the RSS 2.0 rules above; anything else is refused as there.
+    """
+    media_type, charset = _content_type(content_type)
+    if media_type and (media_type not in _XML_TYPES or (media_type.startswith("text/") and not charset)):
+        return None
+    if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body or b"xml:base" in body or b"xml:lang" in body:
+        return None
+    try:
+        root = etree.fromstring(body, parser=_PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    if root is None or root.tag != _RDF + "RDF" or root.attrib:
+        return None
+    if charset and _canonical(charset) != _canonical(root.getroottree().docinfo.encoding or "utf-8"):
+        return None
+    try:
+        return _rdf(root, url)
+    except _Unsupported:
+        return None
+
+
+def _rss1_names(el: etree._Element) -> None:
+    """RSS 1.0's namespaced elements under ``el`` renamed to their RSS 2.0 names (in place)."""
+    for inner in el.iter():
+        if isinstance(inner.tag, str) and inner.tag.startswith(_RSS1):
+            name = inner.tag[len(_RSS1):]
+            if name in _RSS2_ONLY:
+                raise _Unsupported(f"RSS 1.0 element {name}")
+            inner.tag = name
+        elif isinstance(inner.tag, str) and inner.tag[:1] != "{":
+            raise _Unsupported(f"an element without a namespace in RSS 1.0: {inner.tag}")
+
+
+def _rdf(root: etree._Element, url: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[etree._Element]]:
+    channel = None
+    entries: list[dict[str, Any]] = []
+    items: list[etree._Element] = []
+    for child in root:
+        if child.tag == _RSS1 + "channel":
+            if channel is not None:
+                raise _Unsupported("two channels")
+            channel = child
+        elif child.tag == _RSS1 + "item":
+            about = child.attrib.pop(_RDF + "about", None)
+            if child.attrib:
+                raise _Unsupported("attributes on an item")
+            _rss1_names(child)
+            entry = _item(child, url)
+            if about:  # feedparser: the item's id, as written (an id element would come after it)
+                entry.setdefault("id", about)
+            entries.append(entry)
+            items.append(child)
+        elif child.tag in (_RSS1 + "image", _RSS1 + "textinput"):
+            continue  # filed apart from everything we read, as in RSS 2.0
+        else:
+            raise _Unsupported(f"RSS 1.0 element {child.tag}")
+    if channel is None:
+        raise _Unsupported("no channel")
+    channel.attrib.pop(_RDF + "about", None)
+    if channel.attrib:
+        raise _Unsupported("attributes on the channel")
+    for child in list(channel):
+        if child.tag in (_RSS1 + "items", _RSS1 + "image", _RSS1 + "textinput"):
+            channel.remove(child)  # the item list and references: nothing feedparser gives us
+    _rss1_names(channel)
+    feed, _, _ = _channel(channel, url)
+    return feed, entries, items
 
 
 def _content_type(value: str | None) -> tuple[str | None, str | None]:
@@ -128,6 +211,8 @@ def _channel(channel: etree._Element, url: str) -> tuple[dict[str, Any], list[di
     seen: set[str] = set()
     for child in channel:
         tag = child.tag
+        if tag == _DC + "language":
+            tag = "language"  # the same field in feedparser (one of the two, at most, is read here)
         if tag in ("title", "link", "language", "ttl", "description"):
             if tag in seen:
                 raise _Unsupported(f"two channel <{tag}>")
@@ -152,6 +237,9 @@ def _channel(channel: etree._Element, url: str) -> tuple[dict[str, Any], list[di
                 raise _Unsupported("an atom:link that could be the feed's link")
         elif tag in ("image", "textInput", "cloud", "skipHours", "skipDays") or tag.startswith(_SY):
             continue  # feedparser files these apart from everything we read
+        elif tag in _CHANNEL_DC:
+            if len(child):
+                raise _Unsupported(f"markup inside channel <{tag}>")
         elif tag in _CHANNEL_PLAIN:
             if len(child):
                 raise _Unsupported(f"markup inside channel <{tag}>")

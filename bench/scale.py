@@ -166,8 +166,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _workers(master: int) -> list[int]:
+    """The forks of ``master`` (its children running the same command line)."""
+    def cmdline(pid: int | str) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master and cmdline(entry) == cmdline(master):
+                out.append(int(entry))
+    return out
+
+
 class Server:
-    """``feedhub serve`` on the bench store, as a user starts it."""
+    """``feedhub serve`` on the bench store, as a user starts it (one worker process: the
+    memory ceiling is per serving process, and cold/hot figures are one process's)."""
 
     def __init__(self, config_path: Path):
         self.port = free_port()
@@ -203,10 +230,10 @@ class Server:
         return time.perf_counter() - t0, body
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """Resident memory of the process that serves: the largest of the server's worker
+        processes (gunicorn's master only watches them); the bench runs one."""
+        found = [_rss_mib(pid) for pid in _workers(self.proc.pid)]
+        return max(found) if found else _rss_mib(self.proc.pid)
 
     def close(self) -> None:
         self.proc.terminate()
@@ -328,6 +355,8 @@ def make_config(folder: Path, database_url: str) -> Path:
     text = text.replace('url = "sqlite:///var/feedhub.db"', f'url = "{database_url}"')
     # No sample sources: the store holds the bench's newsroom only.
     head, _, _ = text.partition("[[sources]]")
+    head = head.replace("\nworkers = 0 ", "\nworkers = 1 ", 1)
+    assert "\nworkers = 1 " in head
     path = folder / "config.toml"
     path.write_text(head, encoding="utf-8")
     return path

@@ -133,3 +133,67 @@ def test_generated_feeds_read_the_same_both_ways(doc: bytes, url: str, content_t
             pass
     fast, slow = both(doc, url, content_type)
     assert fast == slow
+
+
+# --- RSS 1.0 ----------------------------------------------------------------------------------
+
+def test_rss10_takes_the_fast_path_and_reads_the_same():
+    from bench.feedserver import make_mixed, mixed_format
+
+    bodies = [make_mixed(n, 10)[1] for n in range(40) if mixed_format(n) == "rdf"][:5]
+    bodies += [p.read_bytes() for p in sorted((ROOT / "tests" / "data" / "feeds").glob("*.rdf"))]
+    for body in bodies:
+        assert fastrss.read_rdf(body, URL, None) is not None
+        fast, slow = both(body)
+        assert fast.format == "rss10" and fast == slow
+
+
+@st.composite
+def rdf_documents(draw, modeled: bool = False) -> bytes:
+    def el(name: str, attrs: str = "") -> str:
+        return f"<{name}{attrs}>{escape(draw(TEXT))}</{name}>"
+
+    once = ["title", "link", "description", "dc:date", "content:encoded"]
+    many = ["dc:creator", "dc:subject", "dc:language", "media:content"]
+    kinds = st.sampled_from(once + many + ([] if modeled else ["guid", "media:description", "unknown", "title"]))
+    items = []
+    for _ in range(draw(st.integers(0, 3))):
+        chosen = draw(st.lists(kinds, max_size=8))
+        if modeled:
+            chosen = [k for i, k in enumerate(chosen) if k not in once or k not in chosen[:i]]
+        parts = []
+        for kind in chosen:
+            if kind == "media:content":
+                parts.append(f"<media:content url={quoteattr(draw(TEXT))}>{el('media:credit')}</media:content>")
+            elif kind == "unknown":
+                parts.append(el("x:thing"))
+            else:
+                parts.append(el(kind))
+        about = f" rdf:about={quoteattr(draw(TEXT))}" if draw(st.booleans()) else ""
+        items.append(f"<item{about}>" + "".join(parts) + "</item>")
+    channel = [el("title"), el("link"), el("description")]
+    if draw(st.booleans()):
+        channel.insert(draw(st.integers(0, 3)), el("dc:language"))
+    if draw(st.booleans()):
+        channel.append(el("dc:date"))
+    channel.append("<items><rdf:Seq><rdf:li rdf:resource=\"https://x.example/1\"/></rdf:Seq></items>")
+    return ('<?xml version="1.0" encoding="UTF-8"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+            'xmlns="http://purl.org/rss/1.0/" xmlns:content="http://purl.org/rss/1.0/modules/content/" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:media="http://search.yahoo.com/mrss/" '
+            'xmlns:x="urn:example:x"><channel rdf:about="https://x.example/">' + "".join(channel) + "</channel>"
+            + "".join(items) + "</rdf:RDF>").encode("utf-8")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=rdf_documents(), url=st.sampled_from([URL, "", "samples/local.rdf"]), content_type=CONTENT_TYPES)
+def test_generated_rss10_reads_the_same_both_ways(doc: bytes, url: str, content_type: str | None):
+    fast, slow = both(doc, url, content_type)
+    assert fast == slow
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=rdf_documents(modeled=True), url=st.sampled_from([URL, "", "samples/local.rdf"]))
+def test_generated_rss10_it_models_takes_the_fast_path(doc: bytes, url: str):
+    assert fastrss.read_rdf(doc, url, None) is not None
+    fast, slow = both(doc, url)
+    assert fast == slow

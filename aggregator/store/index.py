@@ -258,13 +258,30 @@ def mark_prepared(parents: dict[str, str]) -> None:
         conflict_target=[MetaInfo.key], update={MetaInfo.value: want}).execute()
 
 
+#: the tables PostgreSQL's maintenance vacuums (what every feed read and search plans against)
+_VACUUMED = ("entry", "feed_entry", "entry_search")
+
+
 def analyze() -> None:
     """Refresh the planner's statistics (routine maintenance, and after a bulk load): SQLite's
     ANALYZE, limited to a sample per index so it takes well under a second at a million
-    entries; PostgreSQL's ANALYZE (autovacuum does it too, but not right after a load)."""
+    entries; on PostgreSQL, VACUUM (ANALYZE) of the entries and both indexes.
+
+    The VACUUM matters as much as the statistics. Rows written since the last one are not yet
+    known visible to all; the planner probes the end of an index for a bound past its
+    histogram (every feed's "published up to now"), and each unsettled row it meets there
+    costs a heap visit: measured at a million freshly loaded entries, a search that matched
+    nothing spent 22 ms planning and up to 600 ms in all, against 0.5 ms after a VACUUM.
+    Autovacuum gets there too, later; an hourly pass only visits pages changed since.
+    """
     database = db.obj
     if isinstance(database, pw.SqliteDatabase):
         database.execute_sql("PRAGMA analysis_limit = 1000")
         database.execute_sql("ANALYZE")
-    else:
-        database.execute_sql("ANALYZE")
+        return
+    if database.in_transaction():
+        database.execute_sql("ANALYZE")  # (VACUUM cannot run inside a transaction)
+        return
+    for table in _VACUUMED:
+        database.execute_sql(f"VACUUM (ANALYZE) {table}")
+    database.execute_sql("ANALYZE")
