@@ -160,8 +160,10 @@ class FeedServer:
     def __init__(self, feeds: int, entries: int = 20, delay: float = 0.0, etags: bool = True,
                  mixed: bool = False):
         self.mixed = mixed
-        self.files = corpus(feeds, entries, mixed)
-        self.bodies = {path: body for path, (body, _) in self.files.items()}
+        files = corpus(feeds, entries, mixed)
+        #: path -> body served (a test may replace one) and path -> its Content-Type
+        self.bodies = {path: body for path, (body, _) in files.items()}
+        self.types = {path: content_type for path, (_, content_type) in files.items()}
         self.delay = delay
         self.etags = etags
         self.hits: Counter[str] = Counter()
@@ -185,7 +187,8 @@ class FeedServer:
                     server.hits[self.path] += 1
                     server.active += 1
                     server.max_active = max(server.max_active, server.active)
-                body, content_type = server.files.get(self.path, (None, ""))
+                body = server.bodies.get(self.path)
+                content_type = server.types.get(self.path, "application/rss+xml; charset=utf-8")
                 if server.delay:
                     threading.Event().wait(server.delay)
                 with server._lock:
@@ -239,8 +242,7 @@ class ProcessFeedServer:
 
     def __init__(self, feeds: int, entries: int = 20, mixed: bool = False):
         self.mixed = mixed
-        self.files = corpus(feeds, entries, mixed)
-        self.bodies = {path: body for path, (body, _) in self.files.items()}
+        self.bodies = {path: body for path, (body, _) in corpus(feeds, entries, mixed).items()}
         self._pipe, child = multiprocessing.Pipe()
         self._process = multiprocessing.get_context("fork").Process(
             target=_serve_child, args=(child, feeds, entries, mixed), daemon=True)
