@@ -48,23 +48,9 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
     """
     body = _replace_forbidden_references(body)
     if fast:
-        for fmt, reader in (("rss20", fastrss.read), ("rss10", fastrss.read_rdf)):
-            quick = reader(body, url, content_type)
-            if quick is not None:
-                feed, entries, items = quick
-                out = _raw_feed(fmt, feed)
-                out.entries = [_entry_from_feedparser(e, _item_media(item)) for e, item in zip(entries, items)]
-                return out
-        atom = fastatom.read(body, url, content_type) if b"http://www.w3.org/2005/Atom" in body[:4096] else None
-        if atom is not None:
-            feed, entries, items = atom
-            out = _raw_feed("atom10", feed)
-            authors = _feed_authors(feed)
-            for e, item in zip(entries, items):
-                entry = _entry_from_feedparser(e, _item_media(item))
-                entry.authors = entry.authors or list(authors)
-                out.entries.append(entry)
-            return out
+        quick = _fast_read(body, url, content_type)
+        if quick is not None:
+            return quick
     headers = {"content-location": url} if url else {}
     if content_type:
         headers["content-type"] = content_type
@@ -97,6 +83,31 @@ def parse_xml_feed(body: bytes, url: str = "", content_type: str | None = None, 
     for i, item in enumerate(parsed.entries):
         entry = _entry_from_feedparser(item, media_by_entry[i] if media_by_entry else None)
         entry.authors = entry.authors or list(feed_authors)
+        out.entries.append(entry)
+    return out
+
+
+def _fast_read(body: bytes, url: str, content_type: str | None) -> RawFeed | None:
+    """The feed read by the fast reader for its format (picked from the document's start, so
+    the body is parsed once), or None for feedparser."""
+    head = body[:4096]
+    if b"<rss" in head:
+        reader, fmt = fastrss.read, "rss20"
+    elif b"RDF" in head and b"purl.org/rss/1.0/" in head:
+        reader, fmt = fastrss.read_rdf, "rss10"
+    elif b"http://www.w3.org/2005/Atom" in head and b"<feed" in head:
+        reader, fmt = fastatom.read, "atom10"
+    else:
+        return None
+    quick = reader(body, url, content_type)
+    if quick is None:
+        return None
+    feed, entries, items = quick
+    out = _raw_feed(fmt, feed)
+    authors = _feed_authors(feed) if fmt == "atom10" else []
+    for e, item in zip(entries, items):
+        entry = _entry_from_feedparser(e, _item_media(item))
+        entry.authors = entry.authors or list(authors)
         out.entries.append(entry)
     return out
 
