@@ -25,13 +25,10 @@ from feedparser.datetimes import _parse_date as _feedparser_date
 from feedparser.urls import _urljoin
 from lxml import etree
 
-from .fastrss import _PARSER, _canonical, _clean, _content_type, _Unsupported
+from .fastrss import _MEDIA_OK, _clean, _Unsupported, media_only, tree
 
 _A = "{http://www.w3.org/2005/Atom}"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-_MEDIA = "{http://search.yahoo.com/mrss/}"
-_MEDIA_OK = {_MEDIA + "content", _MEDIA + "thumbnail", _MEDIA + "credit", _MEDIA + "group"}
-_XML_TYPES = {"application/atom+xml", "application/xml", "text/xml"}
 #: Atom text-construct types and the content types feedparser maps them to
 _TEXT_TYPES = {"text": "text/plain", "html": "text/html", "text/plain": "text/plain", "text/html": "text/html"}
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
@@ -42,20 +39,12 @@ _ENTRY_ONCE = {_A + name for name in ("id", "title", "summary", "content", "publ
 def read(body: bytes, url: str, content_type: str | None) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                       list[etree._Element]] | None:
     """(feed, entries, entry elements) as feedparser would give them, or None to use feedparser."""
-    media_type, charset = _content_type(content_type)
-    if media_type and (media_type not in _XML_TYPES or (media_type.startswith("text/") and not charset)):
+    if body.count(b"xml:lang") > 1:
         return None
-    if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body or b"xml:base" in body or body.count(b"xml:lang") > 1:
-        return None
-    try:
-        root = etree.fromstring(body, parser=_PARSER)
-    except (etree.XMLSyntaxError, ValueError):
-        return None
+    root = tree(body, content_type, lang=True)
     if root is None or root.tag != _A + "feed" or set(root.attrib) - {_XML_LANG}:
         return None  # (xml:lang once, on the feed: the language of everything in it)
     if b"xml:lang" in body and _XML_LANG not in root.attrib:
-        return None
-    if charset and _canonical(charset) != _canonical(root.getroottree().docinfo.encoding or "utf-8"):
         return None
     try:
         return _feed(root, url, (root.get(_XML_LANG) or "").replace("_", "-") or None)
@@ -192,9 +181,7 @@ def _entry(entry: etree._Element, url: str, lang: str | None) -> dict[str, Any]:
                 raise _Unsupported(f"two <{tag}> in one entry")
             seen.add(tag)
         if tag in _MEDIA_OK:
-            for inner in child.iter():
-                if inner.tag not in _MEDIA_OK:
-                    raise _Unsupported(f"media element {inner.tag}")
+            media_only(child)
             continue
         if tag == _A + "id":
             value = _uri(child, url)

@@ -62,25 +62,44 @@ class _Unsupported(Exception):
 def read(body: bytes, url: str, content_type: str | None) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                       list[etree._Element]] | None:
     """(feed, entries, item elements) as feedparser would give them, or None to use feedparser."""
+    root = tree(body, content_type)
+    if root is None or root.tag != "rss" or root.get("version") != "2.0" or len(root) != 1 \
+            or root[0].tag != "channel" or root[0].attrib:
+        return None
+    try:
+        return _channel(root[0], url)
+    except _Unsupported:
+        return None
+
+
+def tree(body: bytes, content_type: str | None, lang: bool = False) -> etree._Element | None:
+    """The document's tree, or None for what the fast readers leave to feedparser: another
+    media type (and text/xml's us-ascii default, RFC 3023), a DOCTYPE or entity, xml:base,
+    xml:lang (``lang``: the caller checks it), mark-up that is not well-formed, and an HTTP
+    charset that overrides the document's."""
     media_type, charset = _content_type(content_type)
     if media_type and (media_type not in _XML_TYPES or (media_type.startswith("text/") and not charset)):
-        return None  # other types, and text/xml's us-ascii default (RFC 3023), are feedparser's rules
-    head = body[:2048]
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in body or b"xml:base" in body or b"xml:lang" in body:
+        return None
+    if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body or b"xml:base" in body \
+            or (not lang and b"xml:lang" in body):
         return None
     try:
         root = etree.fromstring(body, parser=_PARSER)
     except (etree.XMLSyntaxError, ValueError):
         return None
-    if root is None or root.tag != "rss" or root.get("version") != "2.0" or len(root) != 1 \
-            or root[0].tag != "channel" or root[0].attrib:
+    if root is None:
         return None
     if charset and _canonical(charset) != _canonical(root.getroottree().docinfo.encoding or "utf-8"):
-        return None  # an HTTP charset that overrides the document's: RFC 3023 is feedparser's business
-    try:
-        return _channel(root[0], url)
-    except _Unsupported:
         return None
+    return root
+
+
+def media_only(element: etree._Element) -> None:
+    """Refuse a media element holding more than the media this reader models (captions, titles
+    and categories change what feedparser makes of the entry's own text)."""
+    for inner in element.iter():
+        if inner.tag not in _MEDIA_OK:
+            raise _Unsupported(f"media element {inner.tag}")
 
 
 _XML_TYPES = {"application/rss+xml", "application/xml", "text/xml", "application/atom+xml", "application/rdf+xml"}
@@ -100,18 +119,8 @@ def read_rdf(body: bytes, url: str, content_type: str | None) -> tuple[dict[str,
     an item's rdf:about, which feedparser takes as its id as written. Those elements are renamed
     and read with the RSS 2.0 rules above; anything else is refused as there.
     """
-    media_type, charset = _content_type(content_type)
-    if media_type and (media_type not in _XML_TYPES or (media_type.startswith("text/") and not charset)):
-        return None
-    if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body or b"xml:base" in body or b"xml:lang" in body:
-        return None
-    try:
-        root = etree.fromstring(body, parser=_PARSER)
-    except (etree.XMLSyntaxError, ValueError):
-        return None
+    root = tree(body, content_type)
     if root is None or root.tag != _RDF + "RDF" or root.attrib:
-        return None
-    if charset and _canonical(charset) != _canonical(root.getroottree().docinfo.encoding or "utf-8"):
         return None
     try:
         return _rdf(root, url)
@@ -303,9 +312,7 @@ def _item(item: etree._Element, url: str) -> dict[str, Any]:  # noqa: C901
                 raise _Unsupported(f"two <{tag}> in one item")
             seen.add(tag)
         if tag in _MEDIA_OK:
-            for inner in child.iter():
-                if inner.tag not in _MEDIA_OK:
-                    raise _Unsupported(f"media element {inner.tag}")  # captions, titles, categories
+            media_only(child)
             continue
         if tag not in _ITEM_TEXT and tag != "enclosure":
             raise _Unsupported(f"item element {tag}")

@@ -104,13 +104,19 @@ def test_sighup_makes_collect_loop_provision_a_new_source(tmp_path: Path, db_url
                       "the new source collected by the running loop")
         assert found[0].managed == "config" and found[0].status == "ok"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop(proc)
         close_store()
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, as systemd stops a service; killed if it has not stopped within a minute."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
 
 
 def test_a_collector_reload_uses_the_new_taxonomy_from_its_next_run(tmp_path: Path, db_url: str):

@@ -23,7 +23,7 @@ from aggregator.config import Config, load_config
 from aggregator.store import topics
 
 from .conftest import PG_URL, ROOT, close_store, write_config
-from .test_reload import free_port, until
+from .test_reload import free_port, stop, until
 
 
 def children(pid: int) -> list[int]:
@@ -78,13 +78,7 @@ def feedhub(cfg: Path, command: str, port: int) -> Iterator[subprocess.Popen[str
         assert proc.poll() is None, proc.communicate()
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop(proc)
         close_store()
 
 
