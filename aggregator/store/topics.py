@@ -214,11 +214,14 @@ class _Listener:
 
     @classmethod
     def for_database(cls, database: PostgresDatabase) -> _Listener:
-        key = (database.database, tuple(sorted((k, str(v)) for k, v in database.connect_params.items())))
+        # Channels belong to a database, not a schema: one listener serves every store in it
+        # (a process that opens many, as the tests do, must not open a connection for each).
+        params = {k: v for k, v in database.connect_params.items() if k != "options"}
+        key = (database.database, tuple(sorted((k, str(v)) for k, v in params.items())))
         with cls._registry_lock:
             listener = cls._by_database.get(key)
             if listener is None or not listener._thread.is_alive():
-                listener = cls._by_database[key] = cls(database.database, dict(database.connect_params))
+                listener = cls._by_database[key] = cls(database.database, params)
             return listener
 
     def __init__(self, dbname: str, params: dict[str, object]):
