@@ -272,3 +272,23 @@ def test_postgres_revisions_stay_exact_when_the_listener_is_cut(pg_revisions, mo
     revisions.get("en:latest")
     revisions.get("en:latest")
     assert len(calls) == 2
+
+
+def test_one_listener_per_database_whatever_the_schema(tmp_path: Path):
+    """Channels belong to a database: stores in two schemas of one database share a listener
+    (a process that opens many stores must not hold a connection for each)."""
+    if not PG_URL:
+        pytest.skip("FEEDHUB_TEST_POSTGRES_URL is not set")
+    from .conftest import PgSchema
+
+    schemas = [PgSchema(), PgSchema()]
+    try:
+        listeners = []
+        for schema in schemas:
+            database = store.init_db(schema.url)
+            listeners.append(store.TopicRevisions(database)._listener)
+            close_store()
+        assert listeners[0] is not None and listeners[0] is listeners[1]
+    finally:
+        for schema in schemas:
+            schema.drop()
