@@ -88,18 +88,13 @@ class _SecureWhenHttps(SecureCookieSessionInterface):
 RESTART_ONLY = ("database_url", "server", "admin", "cache")
 
 
-def reload_app(app: Flask, config: Config) -> list[str]:
-    """Serve with a reloaded config (taxonomy, editions, site, sources) from the next request on:
-    feeds rendered with the old one are forgotten. Returns the changed settings that still need
-    a restart (database, listeners), which keep their old values."""
-    old: Config = app.config["FEEDHUB"]
-    need_restart = [name for name in RESTART_ONLY if getattr(old, name) != getattr(config, name)]
-    kept = {name: getattr(old, name) for name in need_restart}
-    if kept:
+def with_started(started: Config, new: Config) -> tuple[Config, list[str]]:
+    """A reloaded config as a running server takes it (SIGHUP): ``new``, with the settings that
+    need a restart (database, listeners, workers, caches) kept at their ``started`` values, and
+    the names of those that changed in the file."""
+    need_restart = [name for name in RESTART_ONLY if getattr(started, name) != getattr(new, name)]
+    if need_restart:
         import dataclasses
 
-        config = dataclasses.replace(config, **kept)
-    app.config["FEEDHUB"] = config
-    for name in ("feedhub.cache", "feedhub.fragments", "feedhub.hot"):
-        app.extensions[name].clear()
-    return need_restart
+        new = dataclasses.replace(new, **{name: getattr(started, name) for name in need_restart})
+    return new, need_restart

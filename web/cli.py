@@ -483,7 +483,7 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config, host: str, port: int, helpers: list[Any] | None = None) -> None:
-    from .app import RESTART_ONLY
+    from .app import with_started
     from .server import FeedhubServer, check_free, worker_count
 
     open_store(config)
@@ -497,7 +497,7 @@ def _serve(config: Config, host: str, port: int, helpers: list[Any] | None = Non
 
     def reload(new: Config) -> None:
         store.sync_sources(new)
-        stale = [name for name in RESTART_ONLY if getattr(config, name) != getattr(new, name)]
+        _, stale = with_started(config, new)
         if stale:
             log.warning("SIGHUP: %s changed in the file; that needs a restart", ", ".join(stale))
     _reloaders.append(reload)

@@ -13,7 +13,6 @@ separate process (see web.cli).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -261,10 +260,10 @@ class FeedhubServer(BaseApplication):
         store.close_connection()  # the reload used the store; the new workers must not inherit it
         if new is None:
             return False
-        from .app import RESTART_ONLY
+        from .app import with_started
 
         # Listeners, workers, the database and the caches stay as started (the reload warned).
-        self.config = dataclasses.replace(new, **{name: getattr(self.config, name) for name in RESTART_ONLY})
+        self.config, _ = with_started(self.config, new)
         return True
 
     # --- worker side ----------------------------------------------------------------------
