@@ -176,6 +176,8 @@ def edit_source(actor: Actor, key: str, changes: Any, config: Config, when: date
         store.update_source(state.id, columns)
         if state.settings.get("rights", "everyone") != after["rights"]:
             topics = store.bump_source_topics(state.id, config.taxonomy.parents)  # who may see its copy changed
+        if state.settings.get("in_latest", not state.settings.get("breaking")) != after["in_latest"]:
+            topics |= store.reindex_source(state.id, config.taxonomy.parents)
         store.audit(actor.name, actor.via, action, f"source:{key}", state.settings, after, when)
     return Done(source(key), topics)
 

@@ -28,7 +28,7 @@ from . import schedule, store
 from .config import Config, SourceConfig, check_source
 from .errors import ClaimLost, ConfigError, FeedhubError, FetchError, SourceError, StoreUnavailable, describe_failure
 from .fetch import Fetcher, FetchResult
-from .normalize import Context, canonical_link, plain_text
+from .normalize import Context, canonical_link, plain_text, slugify
 from .work import DEFAULT_TARGET, ParseJob, ParsePool
 
 log = logging.getLogger("feedhub.collect")
@@ -224,6 +224,13 @@ def prune(config: Config, now: datetime, dry_run: bool = False) -> store.PruneRe
     keep = [slug for slug, cov in config.taxonomy.coverage.items() if cov.keep]
     return store.prune(list(config.editions), cutoff, keep, config.taxonomy.parents, now, dry_run=dry_run)
 
+
+
+def related_policy(sc: SourceConfig, config: Config) -> store.RelatedPolicy:
+    """What relates a source's entries: not the tags it gives all of them, nor the edition's
+    most common tags ([related])."""
+    return store.RelatedPolicy(frozenset(slugify(t) for t in sc.tags), config.related.max_tag_share,
+                               config.related.recent_entries)
 
 class Collector:
     """Collects configured sources into the store bound to ``store.db``."""
@@ -595,7 +602,8 @@ class Collector:
                 saved = store.save_entries(row, self._within_retention(output.entries, started), started,
                                            self.parents,
                                            max_revisions=self.config.collect.max_revisions,
-                                           ignore_updates=sc.ignore_updates, mirrors=self._mirror_ids(sc))
+                                           ignore_updates=sc.ignore_updates, mirrors=self._mirror_ids(sc),
+                                           related=related_policy(sc, self.config))
                 if saved.ignored:
                     log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
                              "revision cap)", sc.id, saved.ignored)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .words import LABEL_KEYS, builtin_label
 
 DEFAULT_CONFIG = "config.toml"
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -37,6 +38,16 @@ class Edition:
     title: str
     language: str
     direction: str = "ltr"
+    #: the site's title and description in this edition ("": the site's own, [site])
+    site_title: str = ""
+    site_description: str = ""
+    #: the words feeds and pages show around the labels ("latest", "breaking", "tag", ...):
+    #: feeds.labels has them for English, Arabic and Spanish; these override them
+    labels: dict[str, str] = field(default_factory=dict)
+    #: the feed's logo (wide) and icon (square), absolute URLs or paths on this site
+    #: ("": the site's, [site] logo and icon)
+    logo: str = ""
+    icon: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,9 @@ class Taxonomy:
     sections: dict[str, Section]
     regions: dict[str, str]
     coverage: dict[str, Coverage] = field(default_factory=dict)
+    #: labels in the other editions: "section:politics", "region:asia", "coverage:<slug>",
+    #: "coverage-description:<slug>" -> edition -> text (see feeds.labels)
+    translations: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def section_family(self, slug: str) -> tuple[str, ...]:
         """The slugs a section feed holds: the section itself and all its subsections."""
@@ -147,6 +161,9 @@ class SourceConfig:
     #: a future date from this source is an embargo: the entry is in no feed before it
     #: (within [collect] embargo_days; further ahead it is a clock error, and clamped)
     embargo: bool = False
+    #: its entries are in the latest feeds (default: yes, but not for a breaking source,
+    #: whose one-liners stay in breaking, section and tag feeds)
+    in_latest: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,6 +200,16 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class RelatedConfig:
+    """What makes entries related beyond sharing a tag or a dossier."""
+
+    #: a tag on more than this share of an edition's recent entries does not relate them
+    max_tag_share: float = 0.1
+    #: how many of an edition's newest entries that share is counted over
+    recent_entries: int = 1000
+
+
+@dataclass(frozen=True)
 class AdminConfig:
     """The admin API: on the public listener, on its own (``bind``), or off."""
 
@@ -214,6 +241,10 @@ class SiteConfig:
     tombstone_days: int = 30
     #: hours after which a breaking item leaves the breaking feed (0: it never does)
     breaking_hours: int = 0
+    #: the feeds' logo (wide, RSS <image> and atom:logo) and icon (square, atom:icon, JSON
+    #: Feed icon and favicon): absolute URLs, or paths on this site such as /static/logo.png
+    logo: str = ""
+    icon: str = ""
 
 
 @dataclass(frozen=True)
@@ -345,6 +376,10 @@ class Config:
     partner_profiles: dict[str, PartnerProfile] = field(default_factory=dict)
     cache: CacheConfig = field(default_factory=CacheConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    related: RelatedConfig = field(default_factory=RelatedConfig)
+    #: what is not wrong but should be looked at (a label with no translation for an
+    #: edition), one line each naming the key; shown by `feedhub check` and logged at start
+    warnings: tuple[str, ...] = ()
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with that id (KeyError if none)."""
@@ -366,6 +401,8 @@ class _Checker:
     def __init__(self, path: Path):
         self.path = path
         self.problems: list[str] = []
+        #: the edition codes, once read (labels name them)
+        self.editions: tuple[str, ...] = ()
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
@@ -457,7 +494,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
         "database": (dict, {}), "server": (dict, {}), "site": (dict, {}), "collect": (dict, {}),
         "editions": (dict, _REQUIRED), "sections": (dict, _REQUIRED), "regions": (dict, {}),
         "sources": (list, []), "websub": (dict, {}), "coverage": (dict, {}), "admin": (dict, {}),
-        "partners": (dict, {}), "cache": (dict, {}), "store": (dict, {}),
+        "partners": (dict, {}), "cache": (dict, {}), "store": (dict, {}), "related": (dict, {}),
     })
 
     db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
@@ -485,12 +522,16 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     server = ServerConfig(**srv)
 
     editions = _editions(top["editions"], c)
+    c.editions = tuple(editions)
     site_raw = c.table(top["site"], "site", {
         "title": (str, SiteConfig.title), "link": (str, SiteConfig.link),
         "description": (str, SiteConfig.description), "id_authority": (str, SiteConfig.id_authority),
         "rights": (str, ""), "default_edition": (str, "en"),
         "feed_max_age": (int, SiteConfig.feed_max_age), "breaking_max_age": (int, SiteConfig.breaking_max_age),
-        "tombstone_days": (int, SiteConfig.tombstone_days), "breaking_hours": (int, 0)})
+        "tombstone_days": (int, SiteConfig.tombstone_days), "breaking_hours": (int, 0),
+        "logo": (str, ""), "icon": (str, "")})
+    for name in ("logo", "icon"):
+        _image_url(site_raw[name], f"site.{name}", c)
     if site_raw["breaking_hours"] is not None and site_raw["breaking_hours"] < 0:
         c.problem("site.breaking_hours", "must be 0 (never) or a positive number of hours")
     for key in ("feed_max_age", "breaking_max_age", "tombstone_days"):
@@ -554,8 +595,9 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
             c.problem("admin.bind", "is the public listener (server.host and server.port); leave it empty to "
                       "serve the API there, or choose another port")
     taxonomy = _taxonomy(top["sections"], top["regions"], c)
+    translations = dict(taxonomy.translations)
     taxonomy = Taxonomy(sections=taxonomy.sections, regions=taxonomy.regions,
-                        coverage=_coverage(top["coverage"], c))
+                        coverage=_coverage(top["coverage"], c, translations), translations=translations)
     sources = _sources(top["sources"], c, base, collect.samples_dir, editions, taxonomy)
     cache = c.table(top["cache"], "cache", {"redis_url": (str, ""), "memory_mb": (int, CacheConfig.memory_mb)})
     if cache["memory_mb"] is not None and cache["memory_mb"] < 4:
@@ -565,6 +607,13 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
         c.problem("store.keep_days", f"must be 0 (keep everything) or a number of days, got {kept['keep_days']}")
     if cache["redis_url"] and urlsplit(cache["redis_url"]).scheme not in ("redis", "rediss", "unix"):
         c.problem("cache.redis_url", f"must be a redis://, rediss:// or unix:// URL, got {cache['redis_url']!r}")
+    rel = c.table(top["related"], "related", {"max_tag_share": (float, RelatedConfig.max_tag_share),
+                                              "recent_entries": (int, RelatedConfig.recent_entries)})
+    if rel["max_tag_share"] is not None and not 0 < rel["max_tag_share"] <= 1:
+        c.problem("related.max_tag_share", f"must be a share above 0 and at most 1 (1: every tag counts), "
+                  f"got {rel['max_tag_share']}")
+    if rel["recent_entries"] is not None and rel["recent_entries"] < 1:
+        c.problem("related.recent_entries", f"must be a positive number of entries, got {rel['recent_entries']}")
     partners = c.table(top["partners"], "partners", {"profiles": (dict, {})})
     profiles = {name: _profile(name, data, f"partners.profiles.{name}", c, editions, taxonomy)
                 for name, data in (partners["profiles"] or {}).items()}
@@ -576,7 +625,9 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
                   admin=AdminConfig(enabled=adm["enabled"] is not False, bind=adm["bind"] or ""),
                   partner_profiles=profiles,
                   cache=CacheConfig(redis_url=cache["redis_url"] or "", memory_mb=cache["memory_mb"]),
-                  store=StoreConfig(keep_days=kept["keep_days"] or 0))
+                  store=StoreConfig(keep_days=kept["keep_days"] or 0),
+                  related=RelatedConfig(max_tag_share=rel["max_tag_share"], recent_entries=rel["recent_entries"]),
+                  warnings=_translation_warnings(taxonomy, editions, site.default_edition))
 
 
 # (C901: one check per profile key, in order)
@@ -711,28 +762,117 @@ def _editions(raw: dict[str, Any], c: _Checker) -> dict[str, Edition]:
             c.problem(key, "edition codes are two or three lowercase letters, e.g. 'en', 'ar', 'es'")
             continue
         d = c.table(data, key, {"title": (str, _REQUIRED), "language": (str, code),
-                                "direction": (str, "ltr")})
+                                "direction": (str, "ltr"), "site_title": (str, ""), "site_description": (str, ""),
+                                "labels": (dict, {}), "logo": (str, ""), "icon": (str, "")})
         if d["direction"] not in ("ltr", "rtl"):
             c.problem(f"{key}.direction", f"must be 'ltr' or 'rtl', got {d['direction']!r}")
+        labels: dict[str, str] = {}
+        for name, text in (d["labels"] or {}).items():
+            if name not in LABEL_KEYS:
+                c.unknown(f"{key}.labels.{name}", name, LABEL_KEYS)
+            elif not isinstance(text, str) or not text.strip() or not _one_line(text):
+                c.problem(f"{key}.labels.{name}", f"must be one line of text, got {_describe(text)}")
+            else:
+                labels[name] = text.strip()
+        for name in ("site_title", "site_description"):
+            if d[name] and not _one_line(d[name]):
+                c.problem(f"{key}.{name}", "must be one line of text")
+        for name in ("logo", "icon"):
+            _image_url(d[name], f"{key}.{name}", c)
         out[code] = Edition(code=code, title=d["title"] or code, language=d["language"],
-                            direction=d["direction"])
+                            direction=d["direction"], site_title=(d["site_title"] or "").strip(),
+                            site_description=(d["site_description"] or "").strip(), labels=labels,
+                            logo=d["logo"] or "", icon=d["icon"] or "")
     if not out and raw is not None:
         c.problem("editions", "at least one edition is required, e.g. [editions.en] title = \"English\"")
     return out
 
 
+def _image_url(value: str, key: str, c: _Checker) -> None:
+    """A logo or icon: an absolute http(s) URL, or a path on this site ("/static/logo.png")."""
+    if not value:
+        return
+    parts = urlsplit(value)
+    if value.startswith("/") and not value.startswith("//") and not parts.scheme:
+        return
+    if parts.scheme not in ("http", "https") or not parts.netloc or not _one_line(value) or " " in value:
+        c.problem(key, f"must be an absolute http(s) URL or a path on this site starting with '/', got {value!r}")
+
+
+def _titles(data: Any, key: str, c: _Checker) -> dict[str, str]:
+    """A label's per-edition forms: ``titles = { ar = "...", es = "..." }``."""
+    if not isinstance(data, dict):
+        c.problem(key, f"must be a table of edition = title, e.g. {{ ar = \"...\", es = \"...\" }}, "
+                  f"got {_describe(data)}")
+        return {}
+    out: dict[str, str] = {}
+    for edition, text in data.items():
+        if c.editions and edition not in c.editions:
+            c.problem(f"{key}.{edition}", f"unknown edition {edition!r}; " + _one_of(edition, c.editions))
+        elif not isinstance(text, str) or not text.strip() or not _one_line(text):
+            c.problem(f"{key}.{edition}", f"must be one line of text, got {_describe(text)}")
+        else:
+            out[edition] = text.strip()
+    return out
+
+
+def _label(value: Any, key: str, c: _Checker, what: str) -> tuple[str, dict[str, str]] | None:
+    """A subsection's or region's label: its title, or a table with ``title`` and ``titles``."""
+    if isinstance(value, str):
+        return value, {}
+    if isinstance(value, dict):
+        d = c.table(value, key, {"title": (str, _REQUIRED), "titles": (dict, {})})
+        return d["title"] or "", _titles(d["titles"] or {}, f"{key}.titles", c)
+    c.problem(key, f"must be the {what}'s title (a string), or a table such as "
+              f"{{ title = \"...\", titles = {{ ar = \"...\" }} }}, got {_describe(value)}")
+    return None
+
+
+def _translation_warnings(taxonomy: Taxonomy, editions: dict[str, Edition], default: str) -> tuple[str, ...]:
+    """One line per label an edition shows in the main edition's words (it still works)."""
+    others = [e for code, e in editions.items() if code != default]
+    warnings: list[str] = []
+    places = {"section": "sections.{slug}.titles", "region": "regions.{slug}.titles",
+              "coverage": "coverage.{slug}.titles", "coverage-description": "coverage.{slug}.descriptions"}
+    for ed in others:
+        for label, text in _taxonomy_labels(taxonomy):
+            if text and ed.code not in taxonomy.translations.get(label, {}):
+                kind, _, slug = label.partition(":")
+                section = taxonomy.sections.get(slug)
+                place = places[kind].format(slug=f"{section.parent}.subsections.{slug}"
+                                            if kind == "section" and section and section.parent else slug)
+                warnings.append(f"{place}.{ed.code}: no {ed.title} ({ed.code}) form; {text!r} is shown")
+        if not ed.site_title:
+            warnings.append(f"editions.{ed.code}.site_title: no {ed.title} ({ed.code}) site title; "
+                            "the site's own is shown")
+        for name in LABEL_KEYS:
+            if name not in ed.labels and builtin_label(ed.language, name) is None:
+                warnings.append(f"editions.{ed.code}.labels.{name}: no {ed.title} ({ed.code}) form; "
+                                f"{builtin_label('en', name)!r} is shown")
+    return tuple(warnings)
+
+
+def _taxonomy_labels(taxonomy: Taxonomy) -> list[tuple[str, str]]:
+    labels = [(f"section:{slug}", s.title) for slug, s in taxonomy.sections.items()]
+    labels += [(f"region:{slug}", title) for slug, title in taxonomy.regions.items()]
+    for slug, cov in taxonomy.coverage.items():
+        labels += [(f"coverage:{slug}", cov.title), (f"coverage-description:{slug}", cov.description)]
+    return labels
+
+
 def _taxonomy(sections_raw: dict[str, Any], regions_raw: dict[str, Any], c: _Checker) -> Taxonomy:
     sections: dict[str, Section] = {}
+    translations: dict[str, dict[str, str]] = {}
     for slug, data in (sections_raw or {}).items():
         key = f"sections.{slug}"
         if not SLUG_RE.match(slug):
             c.problem(key, "section slugs are lowercase words joined by '-', e.g. 'arts-culture'")
-        d = c.table(data, key, {"title": (str, _REQUIRED), "subsections": (dict, {})})
+        d = c.table(data, key, {"title": (str, _REQUIRED), "subsections": (dict, {}), "titles": (dict, {})})
         children = []
-        for sub, title in (d["subsections"] or {}).items():
+        for sub, value in (d["subsections"] or {}).items():
             skey = f"{key}.subsections.{sub}"
-            if not isinstance(title, str):
-                c.problem(skey, f"must be the subsection's title (a string), got {_describe(title)}")
+            label = _label(value, skey, c, "subsection")
+            if label is None:
                 continue
             if not SLUG_RE.match(sub):
                 c.problem(skey, "subsection slugs are lowercase words joined by '-'")
@@ -740,16 +880,18 @@ def _taxonomy(sections_raw: dict[str, Any], regions_raw: dict[str, Any], c: _Che
                 # Section feeds are addressed by slug alone, so slugs must be unique site-wide.
                 c.problem(skey, f"slug {sub!r} is already used by another section or subsection")
                 continue
-            sections[sub] = Section(slug=sub, title=title, parent=slug)
+            sections[sub] = Section(slug=sub, title=label[0], parent=slug)
+            translations[f"section:{sub}"] = label[1]
             children.append(sub)
         if slug in sections:
             c.problem(key, f"slug {slug!r} is already used by a subsection")
             continue
         sections[slug] = Section(slug=slug, title=d["title"] or slug, children=tuple(children))
+        translations[f"section:{slug}"] = _titles(d["titles"] or {}, f"{key}.titles", c)
     regions: dict[str, str] = {}
-    for slug, title in (regions_raw or {}).items():
-        if not isinstance(title, str):
-            c.problem(f"regions.{slug}", f"must be the region's title (a string), got {_describe(title)}")
+    for slug, value in (regions_raw or {}).items():
+        label = _label(value, f"regions.{slug}", c, "region")
+        if label is None:
             continue
         if not SLUG_RE.match(slug):
             c.problem(f"regions.{slug}", "region slugs are lowercase words joined by '-'")
@@ -760,11 +902,14 @@ def _taxonomy(sections_raw: dict[str, Any], regions_raw: dict[str, Any], c: _Che
             c.problem(f"regions.{slug}", f"slug {slug!r} is already a {what}; regions and sections "
                       "need different slugs (e.g. '{slug}-region')".replace("{slug}", slug))
             continue
-        regions[slug] = title
-    return Taxonomy(sections=sections, regions=regions)
+        regions[slug] = label[0]
+        translations[f"region:{slug}"] = label[1]
+    return Taxonomy(sections=sections, regions=regions, translations=translations)
 
 
-def _coverage(raw: dict[str, Any], c: _Checker) -> dict[str, Coverage]:
+def _coverage(raw: dict[str, Any], c: _Checker,
+              translations: dict[str, dict[str, str]]) -> dict[str, Coverage]:
+    """The dossiers; their labels in other editions go into ``translations``."""
     from .normalize import slugify  # pure helper; imported here to keep config importable alone
 
     out: dict[str, Coverage] = {}
@@ -773,7 +918,10 @@ def _coverage(raw: dict[str, Any], c: _Checker) -> dict[str, Coverage]:
         if not SLUG_RE.match(slug):
             c.problem(key, "coverage slugs are lowercase words joined by '-', e.g. 'election-2026'")
         d = c.table(data, key, {"title": (str, _REQUIRED), "description": (str, ""), "tags": (list, []),
-                                "keywords": (list, []), "keep": (bool, False)})
+                                "keywords": (list, []), "keep": (bool, False), "titles": (dict, {}),
+                                "descriptions": (dict, {})})
+        translations[f"coverage:{slug}"] = _titles(d["titles"] or {}, f"{key}.titles", c)
+        translations[f"coverage-description:{slug}"] = _titles(d["descriptions"] or {}, f"{key}.descriptions", c)
         for name in ("tags", "keywords"):
             if not all(isinstance(v, str) and v.strip() for v in d[name] or []):
                 c.problem(f"{key}.{name}", "must be a list of non-empty strings")
@@ -792,6 +940,7 @@ _SOURCE_SPEC: dict[str, tuple[type, Any]] = {
     "tags": (list, []), "origin": (str, ""), "breaking": (bool, False), "interval": (int, 0),
     "enabled": (bool, True), "ignore_updates": (bool, False), "mirrors": (list, []), "rules": (list, []),
     "rights": (str, "everyone"), "rights_statement": (str, ""), "embargo": (bool, False),
+    "in_latest": (bool, None),
 }
 
 _RULE_SPEC: dict[str, tuple[type, Any]] = {
@@ -927,7 +1076,8 @@ def _source(data: Any, key: str, c: _Checker, base: Path, samples_dir: Path,  # 
         interval=d["interval"] or None, enabled=d["enabled"] is not False,
         ignore_updates=bool(d["ignore_updates"]), mirrors=tuple(mirrors), rules=rules, local_path=local_path,
         rights=d["rights"] if d["rights"] in RIGHTS else "everyone", rights_statement=d["rights_statement"] or "",
-        embargo=bool(d["embargo"]))
+        embargo=bool(d["embargo"]),
+        in_latest=not d["breaking"] if d["in_latest"] is None else bool(d["in_latest"]))
 
 
 #: the fields of a source, as config.toml and the admin API spell them
@@ -954,7 +1104,8 @@ def source_settings(sc: SourceConfig) -> dict[str, Any]:
                            "origin": sc.origin or "", "breaking": sc.breaking, "interval": sc.interval or 0,
                            "enabled": sc.enabled, "ignore_updates": sc.ignore_updates, "mirrors": list(sc.mirrors),
                            "rules": [rule_settings(r) for r in sc.rules], "rights": sc.rights,
-                           "rights_statement": sc.rights_statement, "embargo": sc.embargo}
+                           "rights_statement": sc.rights_statement, "embargo": sc.embargo,
+                           "in_latest": sc.in_latest}
     return out
 
 

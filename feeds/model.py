@@ -167,6 +167,9 @@ class FeedDoc:
     expires: datetime | None = None
     #: a licence link at feed level (a partner profile's)
     licence: str = ""
+    #: absolute URLs of the feed's logo (wide) and icon (square); "" for none
+    logo: str = ""
+    icon: str = ""
 
     @property
     def ttl_minutes(self) -> int:

@@ -28,6 +28,7 @@ from lxml import etree
 from aggregator.model import Media
 from aggregator.normalize import xml_safe
 
+from .labels import directed_html
 from .model import FeedDoc, FeedItem, LazyItems
 
 # feedgen builds Atom elements without a namespace and writes xmlns as a plain
@@ -278,6 +279,10 @@ def _generator(doc: FeedDoc, fmt: str, items: list[FeedItem]) -> FeedGenerator:
     fg.updated(doc.updated)
     if doc.rights:
         fg.rights(xml_safe(doc.rights))
+    if doc.logo:  # RSS <image> (its title and link must be the channel's) and atom:logo
+        fg.image(url=doc.logo, title=xml_safe(doc.title), link=doc.home_url)
+    if doc.icon:
+        fg.icon(doc.icon)
     fg.generator(*GENERATOR)
     fg.ttl(doc.ttl_minutes)
     for item in items:
@@ -301,14 +306,18 @@ def _generator(doc: FeedDoc, fmt: str, items: list[FeedItem]) -> FeedGenerator:
             # lead (or, for a bare headline, the headline) is all the text there is.
             fe.content(xml_safe(item.summary or item.title), type="text")
             continue
+        if fmt == "atom" and not item.content and not item.summary:
+            # A bare headline publishes no body in RSS and JSON Feed. Atom is the exception: the
+            # W3C validator warns about an entry with no textual content, and about an empty
+            # one, so the headline is its summary.
+            fe.summary(xml_safe(item.title))
+            continue
+        # A headline with no other text (a ticker's one-liner) publishes no body: a reader
+        # would show the headline twice.
         if item.summary:
             fe.summary(xml_safe(item.summary))
-        elif not item.content:
-            # A ticker headline has no other text; readers (and the W3C validator)
-            # expect some textual content, and the headline is exactly that.
-            fe.summary(xml_safe(item.title))
         if item.content:
-            fe.content(xml_safe(item.content), type="html")
+            fe.content(xml_safe(directed_html(item.content, item.language)), type="html")
     return fg
 
 
@@ -381,9 +390,11 @@ def json_item(item: FeedItem) -> dict[str, Any]:
         out["url"] = item.link
     out["title"] = item.title
     if item.content:
-        out["content_html"] = item.content
+        out["content_html"] = directed_html(item.content, item.language)
     else:
-        out["content_text"] = item.summary or item.title  # the spec requires one of the two
+        # The spec requires one of the two; a headline with no other text has an empty body
+        # (its title again would show twice in a reader).
+        out["content_text"] = item.summary
     if item.summary:
         out["summary"] = item.summary
     lead = item.lead_image
@@ -434,6 +445,9 @@ def render_json(doc: FeedDoc) -> bytes:
         "authors": [{"name": doc.author_name}],
         "items": [json_item(i) for i in doc.items],
     }
+    if doc.icon:  # one square image: large enough for an icon, and the favicon too
+        feed["icon"] = doc.icon
+        feed["favicon"] = doc.icon
     if doc.hubs:
         feed["hubs"] = [{"type": "WebSub", "url": hub} for hub in doc.hubs]
     if doc.next_url:

@@ -17,6 +17,7 @@ from aggregator.errors import BadRequest, NotFound
 from aggregator.model import Author, Media
 
 from . import clock
+from .labels import Labels, isolate
 from .model import FeedDoc, FeedItem, LazyItems, RelatedRef, SourceRef, Term, Tombstone
 
 FEED_KINDS = ("latest", "section", "region", "tag", "author", "coverage", "breaking")
@@ -335,6 +336,7 @@ class _Terms:
         prefix = "" if req.edition == config.site.default_edition else f"/{req.edition}"
         self.scheme = f"{base_url}{prefix}/feeds/"
         self.taxonomy = config.taxonomy
+        self.labels = Labels(config, req.edition)
         self._made: dict[tuple[str, str, str], Term] = {}
 
     def term(self, kind: str, slug: str, label: str) -> Term:
@@ -345,13 +347,13 @@ class _Terms:
 
     def of(self, section: str | None, regions: list[str], tags: list[tuple[str, str]],
            coverage: list[str]) -> tuple[Term, ...]:
-        tax, term = self.taxonomy, self.term
+        tax, term, labels = self.taxonomy, self.term, self.labels
         terms: list[Term] = []
         if section in tax.sections:
-            terms.append(term("section", section, tax.sections[section].title))
-        terms += [term("region", r, tax.regions.get(r, r)) for r in regions]
+            terms.append(term("section", section, labels.section(section)))
+        terms += [term("region", r, labels.region(r)) for r in regions]
         terms += [term("tag", slug, name) for slug, name in tags]
-        terms += [term("coverage", slug, tax.coverage[slug].title) for slug in coverage if slug in tax.coverage]
+        terms += [term("coverage", slug, labels.coverage(slug)) for slug in coverage if slug in tax.coverage]
         return tuple(terms)
 
 
@@ -386,8 +388,11 @@ def _item(row: store.PageRow, source: SourceRef | None, raw: list[tuple[Any, ...
             media.append(Media(r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11])))
         else:
             related.append(RelatedRef(id=r[2], title=r[3], url=r[4]))
+    # A body that only says the headline again (a ticker's one-liner) is not published.
+    summary = "" if repeats_title(row.title, row.summary) else row.summary
+    content = "" if row.content and repeats_title(row.title, _TAG.sub(" ", row.content)) else row.content
     return FeedItem(
-        id=row.public_id, title=row.title, link=row.link, summary=row.summary, content=row.content,
+        id=row.public_id, title=row.title, link=row.link, summary=summary, content=content,
         published=row.published, updated=row.updated,
         language=row.language, authors=tuple(authors), terms=terms.of(row.section, regions, tags, coverage),
         media=tuple(media), section=row.section,
@@ -396,35 +401,36 @@ def _item(row: store.PageRow, source: SourceRef | None, raw: list[tuple[Any, ...
         related=tuple(related), fingerprint=fingerprint)
 
 
+_TAG = re.compile(r"<[^>]*>")
+_WORD = re.compile(r"\w+")
+
+
+def repeats_title(title: str, text: str) -> bool:
+    """Does ``text`` say nothing its title does not (the same words in the same order, within
+    it: "BREAKING: Bridge closed" and "Bridge closed.")? Case, markup
+    and punctuation aside."""
+    said = _WORD.findall(html.unescape(text).casefold())
+    if not said:
+        return bool(text)  # only punctuation or markup: nothing to say either
+    words = _WORD.findall(title.casefold())
+    span = len(said)
+    return any(words[i:i + span] == said for i in range(len(words) - span + 1))
+
+
 def cache_lifetime(kind: str, config: Config) -> int:
     """How long pollers may keep a feed of this kind (seconds): the one place that decides it."""
     return config.site.breaking_max_age if kind == "breaking" else config.site.feed_max_age
 
 
 def feed_title(req: FeedRequest, config: Config) -> str:
-    """Human title of a feed, e.g. 'Example Newsroom: Politics'."""
-    tax = config.taxonomy
-    slug = req.slug or ""
-    if req.kind == "latest":
-        what = "Latest news"
-    elif req.kind == "breaking":
-        what = "Breaking news"
-    elif req.kind == "section":
-        what = tax.sections[slug].title
-    elif req.kind == "region":
-        what = tax.regions[slug]
-    elif req.kind == "tag":
-        what = f"Tag: {store.tag_name(slug)}"
-    elif req.kind == "coverage":
-        what = f"Coverage: {tax.coverage[slug].title}"
-    else:
-        what = f"Author: {store.author_name(slug)}"
-    site = config.site.title
-    if req.edition != config.site.default_edition:
-        site = f"{site} ({config.editions[req.edition].title})"
+    """Human title of a feed in its edition's words, e.g. 'Example Newsroom: Politics'."""
+    labels = Labels(config, req.edition)
+    display = store.tag_name(req.slug or "") if req.kind == "tag" else \
+        store.author_name(req.slug or "") if req.kind == "author" else None
+    what = labels.feed_name(req.kind, req.slug, display)
     if req.filters:
-        what += " (" + ", ".join(f"{k}: {v}" for k, v in req.filters) + ")"
-    return f"{site}: {what}"
+        what += " (" + ", ".join(isolate(f"{k}: {v}", labels.direction) for k, v in req.filters) + ")"
+    return f"{labels.site_title}: {what}"
 
 
 def newest_change(req: FeedRequest, config: Config) -> datetime:
@@ -453,7 +459,8 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
     feed_key = req.path.lstrip("/") + (f"?{req.query_string()}" if req.query_string() else "")
     if req.profile is not None:  # another document than the public feed: its own id
         feed_key = f"partner-profile/{req.profile.name}/{feed_key}"
-    about = config.taxonomy.coverage[req.slug or ""].description if req.kind == "coverage" else ""
+    labels = Labels(config, req.edition)
+    about = labels.coverage_description(req.slug or "") if req.kind == "coverage" else ""
     expires = None
     if req.kind == "breaking" and config.site.breaking_hours and page.rows:
         # The ticker changes with the clock too: it is valid until its oldest item leaves.
@@ -465,12 +472,14 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
         if held is not None:
             delay = timedelta(minutes=req.profile.delay_minutes) if req.profile else timedelta(0)
             expires = min(expires, held + delay) if expires else held + delay
+    title = feed_title(req, config)
     return FeedDoc(
-        id=f"tag:{config.site.id_authority}:{feed_key}", title=feed_title(req, config),
-        description=f"{feed_title(req, config)}. {about or config.site.description}",
+        id=f"tag:{config.site.id_authority}:{feed_key}", title=title,
+        description=f"{title}. {about or labels.site_description}",
+        logo=_absolute(labels.image("logo"), base_url), icon=_absolute(labels.image("icon"), base_url),
         self_url=alternates[fmt], home_url=config.site.link, language=edition.language,
         updated=updated, items=items, rights=config.site.rights,
-        max_age=cache_lifetime(req.kind, config), author_name=config.site.title, alternates=alternates,
+        max_age=cache_lifetime(req.kind, config), author_name=labels.site_title, alternates=alternates,
         direction=edition.direction, hubs=config.websub.hubs,
         first_url=url(fmt, first=True) if req.page else None,
         next_url=url(fmt, page.next) if page.next else None,
@@ -478,3 +487,8 @@ def build_feed(req: FeedRequest, config: Config, base_url: str, fmt: str,
         if page.has_previous else None,
         tombstones=tuple(tombstones), expires=expires,
         licence=req.profile.licence if req.profile else "")
+
+
+def _absolute(url: str, base_url: str) -> str:
+    """A configured logo or icon as an absolute URL (a path is on this site)."""
+    return f"{base_url}{url}" if url.startswith("/") else url

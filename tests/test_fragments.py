@@ -160,7 +160,7 @@ def test_the_web_app_reuses_entries_across_feeds(newsroom: Config):
         client.get("/feeds/latest.atom?limit=200")
         written = frags.written
         assert written > 0
-        sections = [s for s in newsroom.taxonomy.sections]
+        sections = [s for s in newsroom.taxonomy.sections if s != "live"]  # (the ticker's are not in latest)
         bodies = {s: client.get(f"/feeds/section/{s}.atom?limit=200").get_data() for s in sections}
         assert frags.written == written  # every section entry was written for the latest feed
         with app.app_context():
@@ -169,7 +169,9 @@ def test_the_web_app_reuses_entries_across_feeds(newsroom: Config):
                 assert body == render(build_feed(req, newsroom, "http://localhost", "atom", SUFFIXES), "atom")
         # An entry changed at its source: its feeds show the change, and only it is written again.
         E = store.Entry
-        entry = E.select().where(E.edition == "en", E.retracted_at.is_null()).order_by(E.published.desc()).get()
+        ticker = store.Source.get(store.Source.key == "ticker")
+        entry = E.select().where(E.edition == "en", E.retracted_at.is_null(), E.source != ticker).order_by(
+            E.published.desc()).get()
         with store.write_transaction():
             E.update(title="Corrected headline").where(E.id == entry.id).execute()
             store.bump_topics(["en:latest"], store.utcnow())

@@ -92,7 +92,9 @@ def test_a_tag_on_every_entry_stays_bounded(config_factory, samples_dir: Path, t
         f'<?xml version="1.0"?><rss version="2.0"><channel><title>Desk</title>'
         f"<link>https://desk.example.org/</link><description>d</description>{items}</channel></rss>",
         encoding="utf-8")
-    cfg = config_factory(DESK)
+    # Every tag counts here ([related] max_tag_share = 1): a tag on every entry would
+    # otherwise relate nothing at all (the next test).
+    cfg = config_factory(DESK, extra="[related]\nmax_tag_share = 1.0\n")
     store.init_db(cfg.database_url)
     with Collector(cfg) as c:
         assert c.collect().new == 120

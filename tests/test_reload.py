@@ -65,11 +65,11 @@ def test_sighup_takes_a_new_region_and_refuses_a_broken_file(tmp_path: Path, db_
     try:
         until(lambda: status_of(port, "/feeds/latest.rss") == 200, "the server")
         assert status_of(port, "/feeds/region/arctic.rss") == 404
-        cfg.write_text(text.replace('africa = "Africa"', 'africa = "Africa"\narctic = "Arctic"'), encoding="utf-8")
+        cfg.write_text(text.replace('[regions]\n', '[regions]\narctic = "Arctic"\n'), encoding="utf-8")
         proc.send_signal(signal.SIGHUP)
         until(lambda: status_of(port, "/feeds/region/arctic.rss") == 200, "the reloaded region")
         # A broken file: refused, and the running config (with the new region) stays.
-        cfg.write_text(text.replace('africa = "Africa"', 'africa = "Africa"\narctic = "Arctic"')
+        cfg.write_text(text.replace('[regions]\n', '[regions]\narctic = "Arctic"\n')
                        .replace('section = "news"', 'section = "nwes"', 1), encoding="utf-8")
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)  # (no event to wait on: the old config simply stays)
@@ -124,7 +124,7 @@ def test_a_collector_reload_uses_the_new_taxonomy_from_its_next_run(tmp_path: Pa
     store.init_db(cfg.database_url)
     with Collector(cfg) as c:
         c.collect()
-        text = cfg.path.read_text(encoding="utf-8").replace('africa = "Africa"', 'africa = "Africa"\narctic = "Arctic"')
+        text = cfg.path.read_text(encoding="utf-8").replace('[regions]\n', '[regions]\narctic = "Arctic"\n')
         cfg.path.write_text(text, encoding="utf-8")
         c.reload(load_config(cfg.path, environ={}))
         c.collect()

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Every command takes them after its name too (`feedhub collect --config FILE -v`): there
     # they default to "not given", so they never undo the same option given before the name.
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    sub.add_parser("check", help="check config.toml: every mistake (exit 2), then every warning (exit 0)",
+                   description="Read config.toml and report every mistake (exit 2) or, when there is "
+                               "none, every warning, such as a label with no translation for an edition.")
     sub.add_parser("init", help="create the store (or migrate an older one)",
                    description="Create the store's schema, or migrate an existing store to this version.")
     c = sub.add_parser("collect", help="collect every enabled source once (or keep polling)",
@@ -269,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _config_file[:] = [config_path_from_env(args.config)]
         config = load_config(_config_file[0])
+        if args.command != "check":
+            for warning in config.warnings:  # the file works; what it lacks is said at every start
+                log.warning("%s: %s", config.path.name, warning)
         return COMMANDS[args.command](config, args)
     except ConfigError as e:
         print(f"feedhub: {e}", file=sys.stderr)
@@ -843,7 +849,15 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
 
 
-COMMANDS = {"init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
+def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    """The config is valid (main reports mistakes, exit 2): print its warnings, one per line."""
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(f"{config.path}: valid; {len(config.warnings)} warning(s)")
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
             "prune": cmd_prune, "unretract": cmd_unretract, "users": cmd_users, "breaking": cmd_breaking,
             "partners": cmd_partners,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}

@@ -229,6 +229,8 @@ def desk_source(key: str, name: str, url: str, edition: str, when: datetime) -> 
     row = Source.get_or_none(Source.key == key)
     if row is not None:
         return row.id
+    # Unlike a collected ticker's one-liners, what an editor pushes by hand is also news for
+    # the latest feeds: the desk's source keeps in_latest.
     Source.insert(key=key, url=url, name=name, kind="cms", edition=edition, enabled=False, breaking=True,
                   managed="desk", created_at=stored(when)).on_conflict_ignore().execute()
     return Source.get(Source.key == key).id

@@ -6,6 +6,7 @@ import dataclasses
 import heapq
 import json
 import operator
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def _same_stories(source: SourceRow, fresh: list[model.Entry], mirrors: list[int
 def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetime,
                  parents: dict[str, str] | None = None, max_revisions: int | None = None,
                  ignore_updates: bool = False, mirrors: list[int] | None = None,
-                 one_story_one_entry: bool = True) -> SaveResult:
+                 one_story_one_entry: bool = True, related: RelatedPolicy | None = None) -> SaveResult:
     """Upsert a source's entries; an entry whose fingerprint is unchanged is not written.
 
     Call inside a transaction: the caller commits entries and the source's new
@@ -173,11 +174,11 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
         for child in (EntryAuthor, EntryTag, EntryRegion, EntryCoverage, Media):
             child.delete().where(child.entry.in_(replaced)).execute()
     _insert_children(written, authors, tags)
-    topics |= stored_topics(relate(written, tags), parents)
+    topics |= stored_topics(relate(written, tags, related or RelatedPolicy()), parents)
     fresh_postings = []
     for entry_id, e in written:
         own = entry_topics(e.edition, e.section, e.regions, [t.slug for t in e.tags],
-                           [a.slug for a in e.authors], e.breaking, parents, e.coverage)
+                           [a.slug for a in e.authors], e.breaking, parents, e.coverage, source.in_latest)
         topics |= own
         # An update keeps the entry's publication date, so its place in the feeds.
         published = published_of.get(entry_id, e.published)
@@ -288,17 +289,63 @@ def _naive(value: datetime | str) -> datetime:
     return aware(value).replace(tzinfo=None)
 
 
-def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int]) -> list[int]:
+@dataclass(frozen=True)
+class RelatedPolicy:
+    """Which shared tags make two entries related: not a tag the source gives all its entries
+    (a wire's "Wire"), nor one on more than ``max_share`` of the edition's ``recent`` newest
+    entries (it says nothing about a story)."""
+
+    ignore_tags: frozenset[str] = frozenset()
+    max_share: float = 1.0
+    recent: int = 1000
+
+
+#: fewer recent entries than this in an edition: too few to tell a common tag
+COMMON_TAG_SAMPLE = 100
+#: how long an edition's common tags are trusted (seconds): they move slowly
+COMMON_TAG_TTL = 60.0
+_common: dict[tuple[int, str, float, int], tuple[float, frozenset[int]]] = {}
+
+
+def common_tags(edition: str, max_share: float, recent: int) -> frozenset[int]:
+    """Tag ids on more than ``max_share`` of the edition's ``recent`` newest live entries (none
+    while the edition has fewer than COMMON_TAG_SAMPLE); remembered for COMMON_TAG_TTL."""
+    if max_share >= 1.0:
+        return frozenset()
+    key = (id(db.obj), edition, max_share, recent)
+    now = time.monotonic()
+    found = _common.get(key)
+    if found is not None and found[0] > now:
+        return found[1]
+    e_t, t_t, param = Entry._meta.table_name, EntryTag._meta.table_name, db.obj.param
+    window = (f"SELECT id FROM {e_t} WHERE edition = {param} AND retracted_at IS NULL "
+              f"ORDER BY id DESC LIMIT {int(recent)}")
+    (sample,) = db.obj.execute_sql(f"SELECT COUNT(*) FROM ({window}) w", (edition,)).fetchone()
+    tags: frozenset[int] = frozenset()
+    if sample >= COMMON_TAG_SAMPLE:
+        tags = frozenset(t for (t,) in db.obj.execute_sql(
+            f"SELECT l.tag_id FROM {t_t} l JOIN ({window}) w ON w.id = l.entry_id GROUP BY l.tag_id "
+            f"HAVING COUNT(*) > {param}", (edition, max_share * sample)))
+    _common[key] = (now + COMMON_TAG_TTL, tags)
+    return tags
+
+
+def relate(written: list[tuple[int, model.Entry]], tag_ids: dict[str, int],
+           policy: RelatedPolicy = RelatedPolicy()) -> list[int]:
     """Store the best related entries of each written entry, and the reverse links.
 
     Candidates are the newest RELATED_POOL live entries of the same edition that share
-    a tag or coverage dossier, fetched with one bounded query per batch (so a tag on
-    every entry costs the same as a rare one). Returns the ids of older entries that
-    gained a link: their feeds changed.
+    a tag (but those the policy leaves out) or coverage dossier, fetched with one bounded
+    query per batch (so a tag on every entry costs the same as a rare one). Returns the ids
+    of older entries that gained a link: their feeds changed.
     """
     keys: dict[int, set[tuple[str, object]]] = {}
+    common = {edition: common_tags(edition, policy.max_share, policy.recent)
+              for edition in {e.edition for _, e in written}}
     for entry_id, e in written:
-        keys[entry_id] = ({("tag", tag_ids[t.slug]) for t in e.tags}
+        ignored = common[e.edition]
+        keys[entry_id] = ({("tag", tag_ids[t.slug]) for t in e.tags
+                           if t.slug not in policy.ignore_tags and tag_ids[t.slug] not in ignored}
                           | {("coverage", c) for c in e.coverage})
     wanted = sorted({(e.edition, key) for entry_id, e in written for key in keys[entry_id]}, key=repr)
     if not wanted:

@@ -305,6 +305,31 @@ def page_rows(q: FeedQuery, start: tuple[datetime, int] | None, count: int) -> l
     return rows
 
 
+class FeedSummary(NamedTuple):
+    """What a directory shows of a feed: how many entries (up to a cap), and its newest."""
+
+    entries: int
+    #: the count stopped at the cap: there are more
+    more: bool
+    newest_title: str | None
+    newest_link: str | None
+    newest_published: datetime | None
+
+
+def feed_summary(q: FeedQuery, cap: int) -> FeedSummary:
+    """The feed's live entries counted up to ``cap`` (a walk of at most ``cap`` index rows,
+    whatever the store's size), and its newest entry."""
+    walk = _walk(q)
+    if walk is None:
+        return FeedSummary(0, False, None, None, None)
+    inner = _walk_sql(walk, f"e.id, {walk.key}", True, cap + 1)
+    (count,) = db.obj.execute_sql(f"SELECT COUNT(*) FROM ({inner}) w", walk.params).fetchone()
+    newest = _select(q, "e.title, e.link, e.published", None, None, newest_first=True, count=1)
+    if not newest:
+        return FeedSummary(0, False, None, None, None)
+    return FeedSummary(min(count, cap), count > cap, newest[0][0], newest[0][1], aware(newest[0][2]))
+
+
 def newer_rows(q: FeedQuery, first: PageRow, count: int) -> list[tuple[int, datetime]]:
     """(id, published) of up to ``count`` live entries just newer than ``first``, oldest first."""
     low = index.sort_key(first.published, first.id) + 1

@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 class BaseModel(pw.Model):
@@ -81,6 +81,8 @@ class Source(BaseModel):
     #: who may redistribute its copy (config.RIGHTS) and the statement its items carry
     rights = pw.CharField(max_length=16, default="everyone")
     rights_statement = pw.TextField(default="")
+    #: its entries are in the latest feeds (a ticker's one-liners are in breaking only)
+    in_latest = pw.BooleanField(default=True)
     #: when an admin last asked for a fetch now: a fetch that started before it does not
     #: consume it (the request came while that fetch was in flight)
     refresh_requested_at = pw.DateTimeField(null=True)
@@ -574,10 +576,19 @@ def _to_v10(database: pw.Database) -> None:
     at the next start, in batches."""
 
 
+def _to_v11(database: pw.Database) -> None:
+    """v11: whether a source's entries are in the latest feeds; the feed index is rebuilt at
+    the next start (its version changed)."""
+    have = {c.name for c in database.get_columns(Source._meta.table_name)}
+    if "in_latest" not in have:
+        migrate(SchemaMigrator.from_database(database).add_column(
+            Source._meta.table_name, "in_latest", Source._meta.fields["in_latest"]))
+
+
 # version -> function that upgrades a store from version-1 to version
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6,
                                                              7: _to_v7, 8: _to_v8, 9: _to_v9,
-                                                             10: _to_v10}
+                                                             10: _to_v10, 11: _to_v11}
 
 
 def schema_version() -> int:

@@ -8,6 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import peewee as pw
 
@@ -31,6 +32,7 @@ def sync_sources(config: Config) -> int:
         wanted = {s.id for s in config.sources}
         new: list[dict[str, object]] = []
         rights_changed: list[int] = []
+        latest_changed: list[int] = []
         for sc in config.sources:
             fields = _source_fields(sc, config)
             row = rows.get(sc.id)
@@ -41,6 +43,8 @@ def sync_sources(config: Config) -> int:
             if any(getattr(row, k) != v for k, v in fields.items()):
                 if row.rights != fields["rights"]:
                     rights_changed.append(row.id)
+                if row.in_latest != fields["in_latest"]:
+                    latest_changed.append(row.id)
                 Source.update(**fields).where(Source.id == row.id).execute()
                 rows[sc.id] = Source.get_by_id(row.id)
         if new:
@@ -53,7 +57,26 @@ def sync_sources(config: Config) -> int:
                 Source.update(enabled=False).where(Source.id == row.id).execute()
         for source_id in rights_changed:
             bump_source_topics(source_id, config.taxonomy.parents)
+        for source_id in latest_changed:
+            reindex_source(source_id, config.taxonomy.parents)
     return len(rows)
+
+
+def reindex_source(source_id: int, parents: dict[str, str]) -> set[str]:
+    """The source's entries filed again in the feed index (whether they are in the latest
+    feeds changed), in the caller's transaction; their feeds, before and after, are bumped."""
+    from .index import repost  # (index reads the topics module, which reads these tables)
+
+    ids = [i for (i,) in Entry.select(Entry.id).where(Entry.source == source_id).tuples()]
+    topics: set[str] = set()
+    for chunk in pw.chunked(ids, 500):
+        chunk = list(chunk)
+        topics |= stored_topics(chunk, parents)
+        repost(chunk, parents)
+    editions = {t.split(":", 1)[0] for t in topics}
+    topics |= {f"{e}:latest" for e in editions}
+    bump_topics(topics, utcnow())
+    return topics
 
 
 def bump_source_topics(source_id: int, parents: dict[str, str]) -> set[str]:
@@ -89,6 +112,8 @@ class SourceRow:
     consecutive_failures: int
     #: the source's settings as a config.toml source table (JSON; see config.check_source)
     settings: str | None
+    #: its entries are in the latest feeds
+    in_latest: bool = True
 
 
 _ROW_COLUMNS = tuple(f.name for f in dataclasses.fields(SourceRow))
@@ -139,7 +164,13 @@ def claim_sources(owner: str, now: datetime, lease_seconds: int, *, only_due: bo
         rows = database.execute_sql(f"SELECT {', '.join(_ROW_COLUMNS)} FROM {table} WHERE id IN ({marks}) "
                                     f"AND lease_owner = {param} AND lease_until = {param} "
                                     "ORDER BY next_due_at ASC NULLS FIRST, id", [*ids, owner, until])
-        return [SourceRow(**{**dict(zip(_ROW_COLUMNS, row)), "breaking": bool(row[6])}) for row in rows]
+        return [_source_row(row) for row in rows]
+
+
+def _source_row(row: tuple[Any, ...]) -> SourceRow:
+    values = dict(zip(_ROW_COLUMNS, row))
+    values["breaking"], values["in_latest"] = bool(values["breaking"]), bool(values["in_latest"])
+    return SourceRow(**values)
 
 
 def release_claims(owner: str) -> int:
@@ -209,7 +240,7 @@ def source_columns(sc: SourceConfig, default_interval: int) -> dict[str, object]
     return {"url": sc.url, "name": sc.name, "kind": sc.kind, "edition": sc.edition,
             "enabled": sc.enabled, "breaking": sc.breaking,
             "interval": sc.interval or default_interval, "rights": sc.rights,
-            "rights_statement": sc.rights_statement,
+            "rights_statement": sc.rights_statement, "in_latest": sc.in_latest,
             "settings": json.dumps(source_settings(sc), ensure_ascii=False, sort_keys=True)}
 
 

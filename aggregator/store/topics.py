@@ -21,6 +21,7 @@ from .schema import (
     EntryCoverage,
     EntryRegion,
     EntryTag,
+    Source,
     Tag,
     Topic,
 )
@@ -28,9 +29,10 @@ from .schema import (
 
 def entry_topics(edition: str, section: str | None, regions: Iterable[str], tags: Iterable[str],
                  authors: Iterable[str], breaking: bool, parents: dict[str, str],
-                 coverage: Iterable[str] = ()) -> set[str]:
-    """Every public feed that holds an entry so classified (``parents``: subsection -> section)."""
-    keys = {f"{edition}:latest"}
+                 coverage: Iterable[str] = (), in_latest: bool = True) -> set[str]:
+    """Every public feed that holds an entry so classified (``parents``: subsection -> section;
+    ``in_latest``: its source's entries are in the latest feeds)."""
+    keys = {f"{edition}:latest"} if in_latest else set()
     if breaking:
         keys.add(f"{edition}:breaking")
     if section:
@@ -327,9 +329,10 @@ def topics_by_entry(entry_ids: list[int], parents: dict[str, str]) -> dict[int, 
                f"UNION ALL SELECT 'c', entry_id, coverage FROM {names[EntryCoverage]} WHERE entry_id IN ({marks})")
         for kind, entry_id, value in database.execute_sql(sql, chunk * 4):
             terms[kind].setdefault(entry_id, []).append(value)
-        sql = f"SELECT id, edition, section, breaking FROM {Entry._meta.table_name} WHERE id IN ({marks})"
-        for entry_id, edition, section, breaking in database.execute_sql(sql, chunk):
+        sql = (f"SELECT e.id, e.edition, e.section, e.breaking, s.in_latest FROM {Entry._meta.table_name} e "
+               f"JOIN {Source._meta.table_name} s ON s.id = e.source_id WHERE e.id IN ({marks})")
+        for entry_id, edition, section, breaking, in_latest in database.execute_sql(sql, chunk):
             found[entry_id] = entry_topics(edition, section, terms["r"].get(entry_id, ()),
                                            terms["t"].get(entry_id, ()), terms["a"].get(entry_id, ()),
-                                           bool(breaking), parents, terms["c"].get(entry_id, ()))
+                                           bool(breaking), parents, terms["c"].get(entry_id, ()), bool(in_latest))
     return found
