@@ -214,3 +214,16 @@ def serving_app(app: Any, threads: int = 4) -> Iterator[int]:
         server.close()
         server.task_dispatcher.shutdown()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Debian chromium per test module (see tests/browser_support.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser_support import CHROMIUM
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()

@@ -4,7 +4,6 @@ and axe-core checking every page. Screenshots of every page go to the run's outp
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -19,19 +18,14 @@ from aggregator import auth, store
 from aggregator.collect import Collector
 from aggregator.config import Config, load_config
 
-from .conftest import LOOPBACK, ROOT, close_store, serving_app, write_config
+from .browser_support import axe_check as _axe_check
+from .browser_support import require_browser
+from .conftest import LOOPBACK, close_store, serving_app, write_config
 from .test_admin_api import rss
 
-CHROMIUM = Path("/usr/bin/chromium")
-AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+require_browser()
 
-if not (CHROMIUM.exists() and AXE.exists()):
-    reason = "the console's browser tests need Debian's chromium and axe-core: run `make test` (it installs them)"
-    if os.environ.get("CI"):
-        raise RuntimeError(reason)  # in CI a missing browser is a failure, never a skip
-    pytest.skip(reason, allow_module_level=True)
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 PASSWORD = "correct horse battery"
 
@@ -45,14 +39,6 @@ class Console:
 
     def url(self, path: str) -> str:
         return self.base + path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -84,13 +70,8 @@ def login(page: Page, c: Console, name: str) -> None:
 
 
 def axe_check(page: Page, c: Console, name: str) -> None:
-    """No serious or critical accessibility violation; a screenshot of the page, wide and narrow."""
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-           if v["impact"] in ("serious", "critical")]
-    page.screenshot(path=str(c.shots / f"{name}.png"), full_page=True)
-    assert not bad, f"{name}: {bad}"
+    """No serious or critical accessibility violation; a screenshot of the page."""
+    _axe_check(page, c.shots, name)
 
 
 def feeds_json(c: Console, path: str) -> dict[str, Any]:

@@ -148,8 +148,8 @@ def page(key: str) -> ResponseReturnValue:
     config = _config()
     base = f"{base_url()}/partner/{key}"
     editions = [e for e in config.editions if not profile.editions or e in profile.editions]
-    groups = {e: [(group, [link for link in links if _in_scope(link["urls"]["atom"], profile, config)])
-                  for group, links in feed_groups(e, base) if group in ("Main", "Sections", "Regions")]
+    groups = {e: [(group.label, [link for link in group.feeds if _in_scope(link["urls"]["atom"], profile, config)])
+                  for group in feed_groups(e, base) if group.key in ("main", "sections", "regions")]
               for e in editions}
     resp = Response(render_template("partner.html", site=config.site, partner=holder, profile=profile,
                                     editions={e: config.editions[e] for e in editions}, groups=groups,

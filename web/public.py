@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from typing import TypedDict
+from typing import NamedTuple, NotRequired, TypedDict
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -14,8 +17,9 @@ from aggregator import store
 from aggregator.config import Config
 from aggregator.errors import NotFound, StoreDamaged
 from feeds import clock
+from feeds.labels import Labels, language_direction
 from feeds.render import CONTENT_TYPES, SUFFIXES, render
-from feeds.select import FeedRequest, build_feed, feed_path, parse_request
+from feeds.select import FeedRequest, build_feed, cache_lifetime, feed_path, feed_query, parse_request
 
 from .cache import RenderCache, Rendered
 from .errors import RETRY_AFTER
@@ -55,7 +59,11 @@ def _edition(edition: str | None) -> str | None:
 @public.route("/feeds/<name>")
 @public.route("/<edition>/feeds/<name>")
 def top_feed(name: str, edition: str | None = None) -> ResponseReturnValue:
-    """/feeds/latest.<fmt> and /feeds/breaking.<fmt>, per edition."""
+    """/feeds/latest.<fmt> and /feeds/breaking.<fmt>, per edition; without a suffix, the feed's page."""
+    if "." not in name:  # no slug holds a dot: a name without one is a feed's page
+        if name not in ("latest", "breaking"):
+            raise NotFound(f"unknown feed {name!r}; see /feeds/ for every feed")
+        return _feed_page(name, None, _edition(edition))
     stem, fmt = _split_format(name)
     if stem not in ("latest", "breaking"):
         raise NotFound(f"unknown feed {stem!r}; see /feeds/ for every feed")
@@ -68,6 +76,8 @@ def slug_feed(kind: str, name: str, edition: str | None = None) -> ResponseRetur
     """/feeds/{section,region,tag,author}/<slug>.<fmt>, per edition."""
     if kind not in SLUG_KINDS:
         raise NotFound(f"unknown feed kind {kind!r}; kinds: {', '.join(SLUG_KINDS)}")
+    if "." not in name:
+        return _feed_page(kind, name, _edition(edition))
     slug, fmt = _split_format(name)
     return _serve(kind, slug, edition, fmt)
 
@@ -155,47 +165,161 @@ def _render(req: FeedRequest, config: Config, base: str, fmt: str, revision: int
 
 
 class FeedLinks(TypedDict):
-    """One feed in the directory and the OPML list: its title and its URL in every format."""
+    """One feed in the directory and the OPML list: its title, its URL in every format and its
+    HTML page; with ``stats``, what it holds (see feed_groups)."""
 
     title: str
     urls: dict[str, str]
+    page: str
+    summary: NotRequired[store.FeedSummary]
 
 
-def feed_groups(edition: str, base: str) -> list[tuple[str, list[FeedLinks]]]:
-    """Every public feed of an edition, grouped as the directory and the OPML list show them."""
+class FeedGroup(NamedTuple):
+    """The feeds of one kind: ``key`` names the kind (main, sections, regions, coverage, tags,
+    authors), ``label`` is what the edition calls it."""
+
+    key: str
+    label: str
+    feeds: list[FeedLinks]
+
+
+#: entries counted per feed in the directory: past it, "1,000+" (the count walks at most that)
+COUNT_CAP = 1000
+
+
+def feed_groups(edition: str, base: str, stats: bool = False) -> list[FeedGroup]:
+    """Every public feed of an edition, grouped by kind, in the edition's words. With
+    ``stats``, each carries its summary (count, newest), and feeds with no entry are left out."""
     config = _config()
+    labels = Labels(config, edition)
 
     def links(kind: str, slug: str | None, title: str) -> FeedLinks:
         path = feed_path(kind, slug, edition, config.site.default_edition)
-        return {"title": title, "urls": {fmt: f"{base}{path}.{fmt}" for fmt in SUFFIXES}}
+        feed: FeedLinks = {"title": title, "urls": {fmt: f"{base}{path}.{fmt}" for fmt in SUFFIXES},
+                           "page": f"{base}{path}"}
+        if stats:
+            req = FeedRequest(kind=kind, edition=edition, slug=slug, default_edition=config.site.default_edition)
+            feed["summary"] = store.feed_summary(feed_query(req, config), COUNT_CAP)
+        return feed
 
     sections = config.taxonomy.sections
-    groups: list[tuple[str, list[FeedLinks]]] = [
-        ("Main", [links("latest", None, "Latest news"), links("breaking", None, "Breaking news")]),
-        ("Sections", [links("section", s.slug, s.title if not s.parent else f"{sections[s.parent].title}: {s.title}")
-                      for s in sections.values()]),
-        ("Regions", [links("region", slug, title) for slug, title in config.taxonomy.regions.items()]),
-        ("Coverage", [links("coverage", slug, cov.title) for slug, cov in config.taxonomy.coverage.items()]),
+    groups = [
+        FeedGroup("main", labels.word("group_main"),
+                  [links("latest", None, labels.word("latest")), links("breaking", None, labels.word("breaking"))]),
+        FeedGroup("sections", labels.word("group_sections"),
+                  [links("section", slug, labels.section_path(slug))
+                   for top in sections.values() if not top.parent for slug in (top.slug, *top.children)]),
+        FeedGroup("regions", labels.word("group_regions"),
+                  [links("region", slug, labels.region(slug)) for slug in config.taxonomy.regions]),
+        FeedGroup("coverage", labels.word("group_coverage"),
+                  [links("coverage", slug, labels.coverage(slug)) for slug in config.taxonomy.coverage]),
+        FeedGroup("tags", labels.word("group_tags"),
+                  [links("tag", slug, name) for slug, name in store.edition_tags(edition)]),
+        FeedGroup("authors", labels.word("group_authors"),
+                  [links("author", slug, name) for slug, name in store.edition_authors(edition)]),
     ]
-    groups.append(("Tags", [links("tag", slug, name) for slug, name in store.edition_tags(edition)]))
-    groups.append(("Authors", [links("author", slug, name) for slug, name in store.edition_authors(edition)]))
+    if stats:
+        groups = [g._replace(feeds=[f for f in g.feeds if f["summary"].entries]) for g in groups]
+        groups = [g for g in groups if g.feeds]
     return groups
+
+
+_directories: dict[tuple[str, str], tuple[float, list[FeedGroup]]] = {}
+_directories_lock = threading.Lock()
+#: how long a directory's counts are reused (seconds): they cost a walk of every feed's index
+DIRECTORY_MAX_AGE = 60
+
+
+def directory_groups(edition: str, base: str) -> list[FeedGroup]:
+    """The edition's non-empty feeds with their summaries, reused for DIRECTORY_MAX_AGE (one
+    thread works them out; the others wait for it rather than all walking the index)."""
+    key = (edition, base)
+    with _directories_lock:
+        found = _directories.get(key)
+        if found is None or found[0] < time.monotonic():
+            found = _directories[key] = (time.monotonic() + DIRECTORY_MAX_AGE, feed_groups(edition, base, stats=True))
+    return found[1]
+
+
+def _page_headers(resp: Response, max_age: int) -> Response:
+    resp.cache_control.public = True
+    resp.cache_control.max_age = max_age
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    # The pages' own script and styles only; images from anywhere (entries' lead images).
+    resp.headers["Content-Security-Policy"] = (
+        "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; script-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    resp.add_etag()
+    resp.make_conditional(request)
+    return resp
+
+
+def _editions_nav(config: Config, path_of: Callable[[str], str]) -> list[dict[str, str]]:
+    return [{"code": code, "title": ed.title, "language": ed.language, "direction": ed.direction,
+             "href": path_of(code)} for code, ed in config.editions.items()]
 
 
 @public.route("/feeds/")
 @public.route("/<edition>/feeds/")
-def directory(edition: str | None = None) -> str:
-    """An HTML directory of the edition's feeds with autodiscovery links."""
+def directory(edition: str | None = None) -> ResponseReturnValue:
+    """The edition's feeds for people: grouped by kind, each with its entry count, last update
+    and newest headline, a filter box, and links to each feed's page, formats and the OPML."""
     config = _config()
     edition = _edition(edition) or config.site.default_edition
-    return render_template("directory.html", site=config.site, edition=config.editions[edition],
-                           groups=feed_groups(edition, base_url()), editions=config.editions,
-                           default_edition=config.site.default_edition)
+    default = config.site.default_edition
+    base = base_url()
+    labels = Labels(config, edition)
+    body = render_template(
+        "directory.html", labels=labels, edition=config.editions[edition],
+        groups=directory_groups(edition, base), cap=COUNT_CAP,
+        editions=_editions_nav(config, lambda code: feed_path("latest", None, code, default)[:-len("latest")]),
+        main=[feed_path(k, None, edition, default) for k in ("latest", "breaking")], base=base,
+        opml=f"{base}/feeds.opml", formats=FORMAT_NAMES)
+    return _page_headers(Response(body, content_type="text/html; charset=utf-8"), DIRECTORY_MAX_AGE)
+
+
+#: the formats as the pages name them
+FORMAT_NAMES = {"rss": "RSS 2.0", "atom": "Atom 1.0", "json": "JSON Feed 1.1"}
+#: entries a feed page shows unless ?limit= says otherwise
+PAGE_ENTRIES = 20
+
+
+def _feed_page(kind: str, slug: str | None, edition: str | None) -> ResponseReturnValue:
+    """A feed's page for people: what the feed holds, in the edition's language and direction,
+    with its subscribe links (the feed URLs stay exactly as they are)."""
+    config = _config()
+    if edition == config.site.default_edition:
+        target = feed_path(kind, slug, edition, edition)
+        if request.query_string:
+            target += "?" + request.query_string.decode("latin-1")
+        return redirect(target, code=308)
+    args = request.args.to_dict()
+    feed = parse_request(config, kind, slug, edition, args)  # the feed the page subscribes to
+    req = parse_request(config, kind, slug, edition, {"limit": str(PAGE_ENTRIES), **args})
+    base = base_url()
+    doc = build_feed(req, config, base, "json", SUFFIXES)
+    labels = Labels(config, req.edition)
+    qs = feed.query_string()
+    feed_urls = {fmt: f"{base}{req.path}.{fmt}" + (f"?{qs}" if qs else "") for fmt in SUFFIXES}
+    default = config.site.default_edition
+    body = render_template(
+        "feed.html", doc=doc, labels=labels, edition=config.editions[req.edition], urls=feed_urls,
+        formats=FORMAT_NAMES, items=list(doc.items), directory=feed_path("latest", None, req.edition, default)[
+            :-len("latest")],
+        editions=_editions_nav(config, lambda code: feed_path(kind, slug, code, default)),
+        local_time=_local_time, direction=language_direction)
+    return _page_headers(Response(body, content_type="text/html; charset=utf-8"),
+                         cache_lifetime(req.kind, config))
+
+
+def _local_time(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @public.route("/feeds.opml")
 def opml() -> Response:
-    """Every public feed of every edition as OPML 2.0, grouped by edition and kind (Atom URLs)."""
+    """Every public feed with entries, of every edition, as OPML 2.0, grouped by edition and kind
+    in each edition's words (Atom URLs)."""
     config = _config()
     root = etree.Element("opml", version="2.0")
     head = etree.SubElement(root, "head")
@@ -206,13 +330,14 @@ def opml() -> Response:
     body = etree.SubElement(root, "body")
     base = base_url()
     for code, ed in config.editions.items():
-        ed_outline = etree.SubElement(body, "outline", text=ed.title, title=ed.title)
-        for group, feeds in feed_groups(code, base):
-            group_outline = etree.SubElement(ed_outline, "outline", text=group, title=group)
-            for feed in feeds:
-                etree.SubElement(group_outline, "outline", type="rss", text=str(feed["title"]),
-                                 title=str(feed["title"]), xmlUrl=feed["urls"]["atom"],
-                                 htmlUrl=config.site.link, language=ed.language)
+        labels = Labels(config, code)
+        ed_outline = etree.SubElement(body, "outline", text=ed.title, title=labels.site_title)
+        for group in directory_groups(code, base):
+            group_outline = etree.SubElement(ed_outline, "outline", text=group.label, title=group.label)
+            for feed in group.feeds:
+                etree.SubElement(group_outline, "outline", type="rss", text=feed["title"],
+                                 title=feed["title"], xmlUrl=feed["urls"]["atom"],
+                                 htmlUrl=feed["page"], language=ed.language)
     data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
     resp = Response(data, content_type="text/x-opml; charset=utf-8")
     resp.headers["Access-Control-Allow-Origin"] = "*"
