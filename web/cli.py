@@ -857,7 +857,8 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "init": cmd_init, "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
+COMMANDS = {"check": cmd_check, "init": cmd_init,
+            "collect": cmd_collect, "serve": cmd_serve, "run": cmd_run, "backup": cmd_backup,
             "prune": cmd_prune, "unretract": cmd_unretract, "users": cmd_users, "breaking": cmd_breaking,
             "partners": cmd_partners,
             "sources": cmd_sources, "retract": cmd_retract, "rules": cmd_rules}
