@@ -6,10 +6,12 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import feedparser
 import pytest
+from flask import Flask
 from lxml import etree
 
 from aggregator import store
@@ -27,8 +29,23 @@ CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
 
 
 @pytest.fixture
-def app(collected):
-    return create_app(collected)
+def made() -> Iterator[list[Flask]]:
+    """The apps a test makes, their usage writers closed after it (each holds a connection to
+    the store: left open, a run of tests on PostgreSQL runs out of connections)."""
+    apps: list[Flask] = []
+    yield apps
+    for a in apps:
+        a.extensions["feedhub.usage"].close()
+
+
+def new_app(made: list[Flask], config) -> Flask:
+    made.append(create_app(config))
+    return made[-1]
+
+
+@pytest.fixture
+def app(collected, made):
+    return new_app(made, collected)
 
 
 def get(client, path: str) -> bytes:
@@ -58,7 +75,8 @@ def test_every_format_carries_the_editions_own_labels(app):
         assert json.loads(get(c, "/feeds/latest.json"))["title"] == "Example Newsroom: Latest news"
 
 
-def test_a_missing_translation_is_a_warning_naming_the_key_and_falls_back(tmp_path: Path, db_url: str, capsys):
+def test_a_missing_translation_is_a_warning_naming_the_key_and_falls_back(tmp_path: Path, db_url: str, capsys,
+                                                                          made):
     path = write_config(tmp_path, db_url)
     text = path.read_text(encoding="utf-8")
     text = text.replace('politics = { title = "Politics", titles = { ar = "سياسة", es = "Política" } }',
@@ -78,7 +96,7 @@ def test_a_missing_translation_is_a_warning_naming_the_key_and_falls_back(tmp_pa
     store.init_db(cfg.database_url)
     with Collector(cfg) as col:
         col.collect(source_ids=["cms-arabic"])
-    with create_app(cfg).test_client() as c:
+    with new_app(made, cfg).test_client() as c:
         title = etree.fromstring(get(c, "/ar/feeds/section/politics.rss")).findtext("channel/title")
     # the main edition's words, the English name isolated inside the right-to-left title
     assert title == f"{FSI}Example Newsroom{PDI} (العربية): Politics"
@@ -155,7 +173,7 @@ def test_a_breaking_sources_entries_stay_out_of_latest_but_in_its_other_feeds(ap
     assert not latest & ticker_ids and ticker_ids <= breaking and ticker_ids <= live
 
 
-def test_in_latest_changed_in_config_refiles_the_sources_entries(collected, tmp_path: Path, db_url: str):
+def test_in_latest_changed_in_config_refiles_the_sources_entries(collected, made):
     path = collected.path
     text = path.read_text(encoding="utf-8")
     marker = 'breaking = true\ninterval = 60\n'
@@ -163,7 +181,7 @@ def test_in_latest_changed_in_config_refiles_the_sources_entries(collected, tmp_
     path.write_text(text.replace(marker, marker + "in_latest = true\n", 1), encoding="utf-8")
     cfg = load_config(path, environ={})
     assert cfg.source("ticker").in_latest and not collected.source("ticker").in_latest
-    app = create_app(collected)
+    app = new_app(made, collected)
     with app.test_client() as c:
         before = json.loads(get(c, "/feeds/latest.json?limit=200"))["items"]
         store.sync_sources(cfg)  # what collect, serve and a reload do with a changed config
@@ -209,7 +227,7 @@ def test_a_sources_default_tag_does_not_relate_its_entries(app, collected):
             assert tags[entry] & tags[other] or coverage[entry] & coverage[other], (entry, other)
 
 
-def test_a_tag_on_most_recent_entries_does_not_relate_them(config_factory, tmp_path: Path):
+def test_a_tag_on_most_recent_entries_does_not_relate_them(config_factory, tmp_path: Path, made):
     items = "".join(
         f"<item><title>Story {n}</title><link>https://desk.example.org/{n}</link>"
         f"<pubDate>{1 + n % 28:02d} Oct 2026 {n % 24:02d}:00:00 GMT</pubDate><category>Politics news</category>"
@@ -224,7 +242,7 @@ def test_a_tag_on_most_recent_entries_does_not_relate_them(config_factory, tmp_p
     store.init_db(cfg.database_url)
     with Collector(cfg) as c:
         assert c.collect().new == 160
-    with create_app(cfg).test_client() as client:
+    with new_app(made, cfg).test_client() as client:
         related = _related_ids(client, "/feeds/latest.json?limit=200")
     harbour = {f"https://desk.example.org/{n}" for n in range(0, 160, 40)}
     # "Politics news", on every entry, relates nothing; "Harbour", on four of them, relates those four
