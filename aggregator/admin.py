@@ -174,10 +174,10 @@ def edit_source(actor: Actor, key: str, changes: Any, config: Config, when: date
     topics: set[str] = set()
     with store.write_transaction():
         store.update_source(state.id, columns)
-        if state.settings.get("rights", "everyone") != after["rights"]:
-            topics = store.bump_source_topics(state.id, config.taxonomy.parents)  # who may see its copy changed
-        if state.settings.get("in_latest", not state.settings.get("breaking")) != after["in_latest"]:
-            topics |= store.reindex_source(state.id, config.taxonomy.parents)
+        refile = state.in_latest != sc.in_latest  # compared with the row: what the index was filed by
+        if refile or state.settings.get("rights", "everyone") != after["rights"]:
+            # who may see its copy changed, or whether its entries are in the latest feeds
+            topics = store.bump_source_topics(state.id, config.taxonomy.parents, refile=refile)
         store.audit(actor.name, actor.via, action, f"source:{key}", state.settings, after, when)
     return Done(source(key), topics)
 

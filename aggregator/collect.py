@@ -225,12 +225,12 @@ def prune(config: Config, now: datetime, dry_run: bool = False) -> store.PruneRe
     return store.prune(list(config.editions), cutoff, keep, config.taxonomy.parents, now, dry_run=dry_run)
 
 
-
 def related_policy(sc: SourceConfig, config: Config) -> store.RelatedPolicy:
     """What relates a source's entries: not the tags it gives all of them, nor the edition's
     most common tags ([related])."""
     return store.RelatedPolicy(frozenset(slugify(t) for t in sc.tags), config.related.max_tag_share,
                                config.related.recent_entries)
+
 
 class Collector:
     """Collects configured sources into the store bound to ``store.db``."""

@@ -325,3 +325,23 @@ def test_feed_pages_answer_like_the_feeds_for_wrong_names(app):
         assert c.get("/feeds/section/politics?region=nowhere").status_code == 400
         filtered = get(c, "/feeds/section/news?region=europe").decode()
         assert 'value="http://localhost/feeds/section/news.rss?region=europe"' in filtered
+
+
+def test_in_latest_changed_through_the_admin_api_refiles_a_store_managed_source(config_factory, made):
+    from aggregator import admin
+
+    actor = admin.Actor("tests", "admin", "cli")
+    cfg = config_factory(sources="")  # no source in config.toml: the ticker is the store's own
+    store.init_db(cfg.database_url)
+    now = store.utcnow()
+    admin.add_source(actor, {"id": "desk-ticker", "name": "Ticker", "url": "samples/breaking.rss",
+                             "breaking": True}, cfg, now)
+    with Collector(cfg) as col:
+        assert col.collect().new == 15
+    with new_app(made, cfg).test_client() as c:
+        assert json.loads(get(c, "/feeds/latest.json"))["items"] == []  # a breaking source: not in latest
+        done = admin.edit_source(actor, "desk-ticker", {"in_latest": True}, cfg, now)
+        assert "en:latest" in done.topics
+        assert len(json.loads(get(c, "/feeds/latest.json"))["items"]) == 15
+        admin.edit_source(actor, "desk-ticker", {"in_latest": False}, cfg, now)
+        assert json.loads(get(c, "/feeds/latest.json"))["items"] == []

@@ -1,6 +1,7 @@
 """Public feeds: /feeds/..., /<edition>/feeds/..., the feed directory and /healthz."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -295,7 +296,7 @@ def _feed_page(kind: str, slug: str | None, edition: str | None) -> ResponseRetu
         return redirect(target, code=308)
     args = request.args.to_dict()
     feed = parse_request(config, kind, slug, edition, args)  # the feed the page subscribes to
-    req = parse_request(config, kind, slug, edition, {"limit": str(PAGE_ENTRIES), **args})
+    req = feed if "limit" in args else dataclasses.replace(feed, limit=PAGE_ENTRIES)
     base = base_url()
     doc = build_feed(req, config, base, "json", SUFFIXES)
     labels = Labels(config, req.edition)

@@ -174,7 +174,6 @@ from .sources import (
                          moved_fields,
                          new_owner_id,
                          record_move,
-                         reindex_source,
                          release_claims,
                          release_sources,
                          source_columns,
@@ -211,8 +210,7 @@ from .users import (
 __all__ = [
     "ingest_by_hour", "session_secret", "FeedRequests", "feed_requests",
     "UsageCount", "add_usage", "feed_subscribers", "partner_agents", "partner_usage", "PartnerAgent",
-    "keep_refreshes", "bump_source_topics",
-    "reindex_source", "lift_embargoes", "next_held", "next_visible", "take_tokens", "RateBucket",
+    "keep_refreshes", "bump_source_topics", "lift_embargoes", "next_held", "next_visible", "take_tokens", "RateBucket",
     "PartnerUsage", "FeedSubscribers",
     "KeyHolder", "KeyInfo", "PartnerInfo", "add_key", "add_partner", "delete_profile", "key_holder", "note_key_use",
     "partner", "partners", "profile_in_use", "put_profile",

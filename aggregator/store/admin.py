@@ -32,6 +32,8 @@ class SourceState:
     enabled: bool
     url: str
     removed: bool
+    #: whether its entries are filed in the latest feeds now (what the feed index holds)
+    in_latest: bool = True
 
 
 def source_state(key: str) -> SourceState | None:
@@ -40,7 +42,7 @@ def source_state(key: str) -> SourceState | None:
     if row is None:
         return None
     return SourceState(row.id, row.key, row.managed, json.loads(row.settings) if row.settings else {},
-                       row.enabled, row.url, row.removed_at is not None)
+                       row.enabled, row.url, row.removed_at is not None, bool(row.in_latest))
 
 
 def live_source_urls() -> dict[str, str]:

@@ -324,7 +324,7 @@ def feed_summary(q: FeedQuery, cap: int) -> FeedSummary:
         return FeedSummary(0, False, None, None, None)
     inner = _walk_sql(walk, f"e.id, {walk.key}", True, cap + 1)
     (count,) = db.obj.execute_sql(f"SELECT COUNT(*) FROM ({inner}) w", walk.params).fetchone()
-    newest = _select(q, "e.title, e.link, e.published", None, None, newest_first=True, count=1)
+    newest = _select(q, "e.title, e.link, e.published", None, None, newest_first=True, count=1) if count else []
     if not newest:
         return FeedSummary(0, False, None, None, None)
     return FeedSummary(min(count, cap), count > cap, newest[0][0], newest[0][1], aware(newest[0][2]))

@@ -577,8 +577,9 @@ def _to_v10(database: pw.Database) -> None:
 
 
 def _to_v11(database: pw.Database) -> None:
-    """v11: whether a source's entries are in the latest feeds; the feed index is rebuilt at
-    the next start (its version changed)."""
+    """v11: whether a source's entries are in the latest feeds (true for every source, as the
+    feed index holds them; the next sync with config.toml files a breaking source's entries
+    again, see store.sync_sources)."""
     have = {c.name for c in database.get_columns(Source._meta.table_name)}
     if "in_latest" not in have:
         migrate(SchemaMigrator.from_database(database).add_column(

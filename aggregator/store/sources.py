@@ -55,16 +55,16 @@ def sync_sources(config: Config) -> int:
         for key, row in rows.items():
             if key not in wanted and row.enabled and row.managed == "config":
                 Source.update(enabled=False).where(Source.id == row.id).execute()
-        for source_id in rights_changed:
-            bump_source_topics(source_id, config.taxonomy.parents)
-        for source_id in latest_changed:
-            reindex_source(source_id, config.taxonomy.parents)
+        for source_id in sorted(set(rights_changed) | set(latest_changed)):
+            bump_source_topics(source_id, config.taxonomy.parents, refile=source_id in latest_changed)
     return len(rows)
 
 
-def reindex_source(source_id: int, parents: dict[str, str]) -> set[str]:
-    """The source's entries filed again in the feed index (whether they are in the latest
-    feeds changed), in the caller's transaction; their feeds, before and after, are bumped."""
+def bump_source_topics(source_id: int, parents: dict[str, str], refile: bool = False) -> set[str]:
+    """Bump every feed holding one of the source's entries: its rights changed (the feeds that
+    may carry its copy change without any entry changing). ``refile``: whether its entries are
+    in the latest feeds changed too, and they are filed again in the feed index (in the
+    caller's transaction), the latest feeds of their editions bumped with the rest."""
     from .index import repost  # (index reads the topics module, which reads these tables)
 
     ids = [i for (i,) in Entry.select(Entry.id).where(Entry.source == source_id).tuples()]
@@ -72,20 +72,10 @@ def reindex_source(source_id: int, parents: dict[str, str]) -> set[str]:
     for chunk in pw.chunked(ids, 500):
         chunk = list(chunk)
         topics |= stored_topics(chunk, parents)
-        repost(chunk, parents)
-    editions = {t.split(":", 1)[0] for t in topics}
-    topics |= {f"{e}:latest" for e in editions}
-    bump_topics(topics, utcnow())
-    return topics
-
-
-def bump_source_topics(source_id: int, parents: dict[str, str]) -> set[str]:
-    """Bump every feed holding one of the source's entries (its rights changed: the feeds that
-    may carry its copy change without any entry changing)."""
-    ids = [i for (i,) in Entry.select(Entry.id).where(Entry.source == source_id).tuples()]
-    topics: set[str] = set()
-    for chunk in pw.chunked(ids, 500):
-        topics |= stored_topics(list(chunk), parents)
+        if refile:
+            repost(chunk, parents)
+    if refile:  # (in them before, or in them now: stored_topics saw the new setting)
+        topics |= {f"{t.split(':', 1)[0]}:latest" for t in topics}
     bump_topics(topics, utcnow())
     return topics
 
