@@ -345,3 +345,14 @@ def test_in_latest_changed_through_the_admin_api_refiles_a_store_managed_source(
         assert len(json.loads(get(c, "/feeds/latest.json"))["items"]) == 15
         admin.edit_source(actor, "desk-ticker", {"in_latest": False}, cfg, now)
         assert json.loads(get(c, "/feeds/latest.json"))["items"] == []
+
+
+def test_the_directories_kept_stay_bounded_whatever_hosts_ask(app):
+    from web import public
+
+    public._directories.clear()
+    with app.test_client() as c:
+        for n in range(public.DIRECTORY_KEYS + 10):
+            assert c.get("/feeds/", headers={"Host": f"host{n}.example.org"}).status_code == 200
+    assert len(public._directories) == public.DIRECTORY_KEYS
+    assert ("en", f"http://host{public.DIRECTORY_KEYS + 9}.example.org") in public._directories  # the newest kept

@@ -184,7 +184,7 @@ class FeedGroup(NamedTuple):
     feeds: list[FeedLinks]
 
 
-#: entries counted per feed in the directory: past it, "1,000+" (the count walks at most that)
+#: entries counted per feed in the directory: past it, "1000+" (the count walks at most that)
 COUNT_CAP = 1000
 
 
@@ -229,6 +229,8 @@ _directories: dict[tuple[str, str], tuple[float, list[FeedGroup]]] = {}
 _directories_lock = threading.Lock()
 #: how long a directory's counts are reused (seconds): they cost a walk of every feed's index
 DIRECTORY_MAX_AGE = 60
+#: directories kept at once (editions x the hosts they are asked under)
+DIRECTORY_KEYS = 32
 
 
 def directory_groups(edition: str, base: str) -> list[FeedGroup]:
@@ -236,9 +238,16 @@ def directory_groups(edition: str, base: str) -> list[FeedGroup]:
     thread works them out; the others wait for it rather than all walking the index)."""
     key = (edition, base)
     with _directories_lock:
+        now = time.monotonic()
         found = _directories.get(key)
-        if found is None or found[0] < time.monotonic():
-            found = _directories[key] = (time.monotonic() + DIRECTORY_MAX_AGE, feed_groups(edition, base, stats=True))
+        if found is None or found[0] < now:
+            # The base comes from the request's Host when [server] base_url is not set: keep
+            # only what is still fresh, and at most DIRECTORY_KEYS of it, whatever hosts ask.
+            for stale in [k for k, (expires, _) in _directories.items() if expires < now]:
+                del _directories[stale]
+            while len(_directories) >= DIRECTORY_KEYS:
+                del _directories[next(iter(_directories))]
+            found = _directories[key] = (now + DIRECTORY_MAX_AGE, feed_groups(edition, base, stats=True))
     return found[1]
 
 
