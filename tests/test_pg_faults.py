@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,23 @@ def served(cfg: Config, threads: int = 4) -> Iterator[int]:
         yield port
 
 
+def listening_through(proxy: TcpProxy) -> bool:
+    """Is this process's topic listener for the database behind ``proxy`` still trusted?"""
+    from aggregator.store.topics import _Listener
+
+    return any(listener.version() is not None for listener in list(_Listener._by_database.values())
+               if listener._params.get("port") in (proxy.port, str(proxy.port)))
+
+
+def until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    """Wait for ``check`` (a deadline for a hung test, not a speed claim)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -92,7 +110,11 @@ def test_serving_answers_503_while_the_database_is_away_and_recovers_by_itself(
         cfg = newsroom_on(via_proxy(pg_schema.url, proxy), tmp_path)
         with served(cfg) as port:
             assert {s for _, s, _, _ in get_all(port, rounds=1)} == {200}
+            until(lambda: listening_through(proxy), "the topic listener")  # (what the wait below watches)
             proxy.cut()  # a restart or failover: every connection gone, none accepted
+            # Until its LISTEN connection's end reaches the process (its own thread reads it,
+            # within moments), a cached feed may still be answered: from then on, none is.
+            until(lambda: not listening_through(proxy), "the topic listener to see the cut")
             down = get_all(port, rounds=2)
             for path, status, headers, body in down:
                 assert status == 503, (path, status, body[:300])
