@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -124,3 +126,44 @@ def test_serving_answers_503_while_the_database_is_away_and_recovers_by_itself(
             assert json.loads(body)["error"]["status"] == 503
             proxy.restore()  # the database is back: no restart of feedhub needed
             assert [(p, s) for p, s, _, _ in get_all(port) if s != 200] == []
+
+
+_OPEN = "import sys; from aggregator import store; store.init_db(sys.argv[1]); print(store.SCHEMA_VERSION)"
+
+
+def _open_in_process(url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", _OPEN, url], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_opening_a_current_store_waits_for_no_writer(pg_schema: PgSchema):
+    """A process starting beside a writer mid-transaction opens the store at once. It used to
+    run CREATE INDEX IF NOT EXISTS on every table at start, which queues behind (or deadlocks
+    with) any open write: seen in CI as a deadlock between a starting server and an admin edit."""
+    import psycopg2
+
+    store.init_db(pg_schema.url)
+    close_store()
+    writer = psycopg2.connect(pg_schema.url)
+    try:
+        with writer.cursor() as cur:  # an open transaction holding row-exclusive locks
+            cur.execute("INSERT INTO audit (at, actor, via, action, target) "
+                        "VALUES (now(), 't', 'cli', 'test', 'x')")
+            cur.execute("UPDATE feedhub_meta SET value = value WHERE key = 'schema_version'")
+        proc = _open_in_process(pg_schema.url)
+        out, err = proc.communicate(timeout=60)  # before: blocked until the writer commits
+        assert proc.returncode == 0, err
+        assert out.strip() == str(store.SCHEMA_VERSION)
+    finally:
+        writer.rollback()
+        writer.close()
+
+
+def test_processes_creating_one_store_at_once_all_succeed(pg_schema: PgSchema):
+    """Web processes and a collector started together on an empty database: one creates the
+    schema while the others wait for it, instead of racing on CREATE TABLE."""
+    procs = [_open_in_process(pg_schema.url) for _ in range(4)]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
+    store.init_db(pg_schema.url)
+    assert store.MetaInfo.get(store.MetaInfo.key == "schema_version").value == str(store.SCHEMA_VERSION)

@@ -444,24 +444,40 @@ MODELS: tuple[type[BaseModel], ...] = (
     StoredProfile, RateBucket, PartnerUsage, PartnerAgent, FeedSubscribers, FeedRequests, FeedKey)
 
 
+# The PostgreSQL advisory lock key (any constant) that processes opening one store take while
+# they create or migrate its schema.
+_SCHEMA_LOCK = 0x66656564
+
+
+def _schema_version() -> int | None:
+    if not MetaInfo.table_exists():
+        return None
+    row = MetaInfo.get_or_none(MetaInfo.key == "schema_version")
+    return int(row.value) if row else None
+
+
 def init_db(url: str) -> pw.Database:
-    """Open the store, create the schema when missing, and migrate an older one."""
+    """Open the store, create the schema when missing, and migrate an older one.
+
+    A store already at this version gets no DDL at all: even ``CREATE INDEX IF NOT EXISTS``
+    takes a SHARE lock on its table in PostgreSQL before it looks, so a process starting
+    beside running writers (a second web process, the collector) could deadlock with them.
+    Processes that do need to create or migrate take one advisory lock in turn, and each
+    re-reads the version once it holds it.
+    """
     database = open_database(url)
     try:
         database.connect(reuse_if_open=True)
-        found = None
-        if MetaInfo.table_exists():
-            row = MetaInfo.get_or_none(MetaInfo.key == "schema_version")
-            found = int(row.value) if row else None
-        if found is not None and found != SCHEMA_VERSION:
-            _migrate(found, database)  # before create_tables: current indexes need current columns
-        with write_transaction():
-            database.create_tables(MODELS, safe=True)
-            from .index import create_tables  # (it reads these models)
-
-            create_tables(database)
-            if found is None:
-                MetaInfo.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
+        if _schema_version() == SCHEMA_VERSION:
+            return database
+        postgres = isinstance(database, pw.PostgresqlDatabase)
+        if postgres:
+            database.execute_sql("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        try:
+            _prepare(database)
+        finally:
+            if postgres:
+                database.execute_sql("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
     except (StoreError, StoreFull):
         raise
     except Exception as e:
@@ -472,6 +488,22 @@ def init_db(url: str) -> pw.Database:
             raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
         raise
     return database
+
+
+def _prepare(database: pw.Database) -> None:
+    """Create what is missing and migrate an older schema (the caller holds the schema lock)."""
+    found = _schema_version()
+    if found == SCHEMA_VERSION:
+        return  # another process did it while this one waited
+    if found is not None:
+        _migrate(found, database)  # before create_tables: current indexes need current columns
+    with write_transaction():
+        database.create_tables(MODELS, safe=True)
+        from .index import create_tables  # (it reads these models)
+
+        create_tables(database)
+        if found is None:
+            MetaInfo.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
 
 
 def _migrate(found: int, database: pw.Database) -> None:
