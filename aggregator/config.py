@@ -181,6 +181,18 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """Live streams (Server-Sent Events at a feed's path + ``/stream``), per web process."""
+
+    #: open streams a web process holds; past it, 503 with Retry-After
+    max_clients: int = 1000
+    #: seconds between heartbeats on an idle stream (proxies drop silent connections)
+    heartbeat: float = 15.0
+    #: events sent at most when a client resumes with Last-Event-ID
+    replay: int = 200
+
+
+@dataclass(frozen=True)
 class CacheConfig:
     """Shared state of several web processes beyond the store."""
 
@@ -377,6 +389,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     related: RelatedConfig = field(default_factory=RelatedConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     #: what is not wrong but should be looked at (a label with no translation for an
     #: edition), one line each naming the key; shown by `feedhub check` and logged at start
     warnings: tuple[str, ...] = ()
@@ -495,6 +508,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
         "editions": (dict, _REQUIRED), "sections": (dict, _REQUIRED), "regions": (dict, {}),
         "sources": (list, []), "websub": (dict, {}), "coverage": (dict, {}), "admin": (dict, {}),
         "partners": (dict, {}), "cache": (dict, {}), "store": (dict, {}), "related": (dict, {}),
+        "stream": (dict, {}),
     })
 
     db = c.table(top["database"], "database", {"url": (str, "sqlite:///var/feedhub.db")})
@@ -614,6 +628,15 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
                   f"got {rel['max_tag_share']}")
     if rel["recent_entries"] is not None and rel["recent_entries"] < 1:
         c.problem("related.recent_entries", f"must be a positive number of entries, got {rel['recent_entries']}")
+    sd = StreamConfig()
+    live = c.table(top["stream"], "stream", {"max_clients": (int, sd.max_clients), "heartbeat": (float, sd.heartbeat),
+                                             "replay": (int, sd.replay)})
+    if live["max_clients"] is not None and live["max_clients"] < 0:
+        c.problem("stream.max_clients", f"must be 0 (no streams) or more, got {live['max_clients']}")
+    if live["heartbeat"] is not None and not 0 < live["heartbeat"] <= 300:
+        c.problem("stream.heartbeat", f"must be above 0 and at most 300 seconds, got {live['heartbeat']}")
+    if live["replay"] is not None and not 0 <= live["replay"] <= 10_000:
+        c.problem("stream.replay", f"must be from 0 to 10000 events, got {live['replay']}")
     partners = c.table(top["partners"], "partners", {"profiles": (dict, {})})
     profiles = {name: _profile(name, data, f"partners.profiles.{name}", c, editions, taxonomy)
                 for name, data in (partners["profiles"] or {}).items()}
@@ -627,6 +650,8 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
                   cache=CacheConfig(redis_url=cache["redis_url"] or "", memory_mb=cache["memory_mb"]),
                   store=StoreConfig(keep_days=kept["keep_days"] or 0),
                   related=RelatedConfig(max_tag_share=rel["max_tag_share"], recent_entries=rel["recent_entries"]),
+                  stream=StreamConfig(max_clients=live["max_clients"], heartbeat=live["heartbeat"],
+                                      replay=live["replay"]),
                   warnings=_translation_warnings(taxonomy, editions, site.default_edition))
 
 

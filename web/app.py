@@ -17,6 +17,7 @@ from .limits import buckets_for
 from .metrics import metrics
 from .partner import partner
 from .public import public
+from .stream import StreamHub
 from .usage import UsageRecorder
 from .websub import HubPublisher
 
@@ -60,6 +61,7 @@ def create_app(config: Config, parts: str = "all") -> Flask:
     app.wsgi_app = app.extensions["feedhub.hot"] = HotFeeds(  # type: ignore[method-assign]
         app.wsgi_app, revisions, on_feed_request=usage.public)
     if parts != "admin":
+        app.extensions["feedhub.streams"] = StreamHub(config, database, revisions)
         app.register_blueprint(public)
         app.register_blueprint(partner)
         app.register_blueprint(metrics)
@@ -85,7 +87,7 @@ class _SecureWhenHttps(SecureCookieSessionInterface):
 
 
 #: settings a running server cannot take from a reloaded file (they need a restart)
-RESTART_ONLY = ("database_url", "server", "admin", "cache")
+RESTART_ONLY = ("database_url", "server", "admin", "cache", "stream")
 
 
 def with_started(started: Config, new: Config) -> tuple[Config, list[str]]:

@@ -110,6 +110,8 @@ class HotFeeds:
             self._hot.clear()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # The server's own start_response, for a live stream that takes its connection (web.stream).
+        environ.setdefault("feedhub.start_response", start_response)
         method = environ.get("REQUEST_METHOD")
         if method != "GET" and method != "HEAD":
             return self.app(environ, start_response)

@@ -16,15 +16,17 @@ from lxml import etree
 
 from aggregator import store
 from aggregator.config import Config
-from aggregator.errors import NotFound, StoreDamaged
+from aggregator.errors import BadRequest, NotFound, StoreDamaged
 from feeds import clock
 from feeds.labels import Labels, language_direction
 from feeds.render import CONTENT_TYPES, SUFFIXES, render
 from feeds.select import FeedRequest, build_feed, cache_lifetime, feed_path, feed_query, parse_request
 
 from .cache import RenderCache, Rendered
-from .errors import RETRY_AFTER
+from .errors import RETRY_AFTER, error_response
 from .hot import Replayable, offer, replay_kind
+from .stream import HEADERS as STREAM_HEADERS
+from .stream import StreamHub, StreamResponse, parse_event_id
 
 public = Blueprint("public", __name__)
 
@@ -81,6 +83,49 @@ def slug_feed(kind: str, name: str, edition: str | None = None) -> ResponseRetur
         return _feed_page(kind, name, _edition(edition))
     slug, fmt = _split_format(name)
     return _serve(kind, slug, edition, fmt)
+
+
+@public.route("/feeds/<name>/stream")
+@public.route("/<edition>/feeds/<name>/stream")
+def top_stream(name: str, edition: str | None = None) -> ResponseReturnValue:
+    """/feeds/latest/stream and /feeds/breaking/stream, per edition: the feed live (web.stream)."""
+    if name not in ("latest", "breaking"):
+        raise NotFound(f"unknown feed {name!r}; see /feeds/ for every feed")
+    return _stream(name, None, edition)
+
+
+@public.route("/feeds/<kind>/<name>/stream")
+@public.route("/<edition>/feeds/<kind>/<name>/stream")
+def slug_stream(kind: str, name: str, edition: str | None = None) -> ResponseReturnValue:
+    """/feeds/{section,region,tag,author,coverage}/<slug>/stream, per edition."""
+    if kind not in SLUG_KINDS:
+        raise NotFound(f"unknown feed kind {kind!r}; kinds: {', '.join(SLUG_KINDS)}")
+    return _stream(kind, name, edition)
+
+
+def _stream(kind: str, slug: str | None, edition: str | None) -> ResponseReturnValue:
+    config = _config()
+    if edition == config.site.default_edition:
+        target = feed_path(kind, slug, edition, edition) + "/stream"
+        if request.query_string:
+            target += "?" + request.query_string.decode("latin-1")
+        return redirect(target, code=308)
+    args = request.args.to_dict()
+    for name in ("q", "page"):
+        if name in args:
+            raise BadRequest(f"{name} is not available on a live stream; it sends every entry of the feed "
+                             "as it is written")
+    last = request.headers.get("Last-Event-ID", args.pop("last_event_id", ""))
+    req: FeedRequest = parse_request(config, kind, slug, edition, args)
+    if request.method == "HEAD":
+        return Response(headers=STREAM_HEADERS)
+    hub: StreamHub = current_app.extensions["feedhub.streams"]
+    if hub.full():
+        resp = error_response(503, "this server holds as many live streams as it may; please retry shortly")
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+        return resp
+    client, head = hub.register(req, base_url(), parse_event_id(last) if last else None)
+    return StreamResponse(hub, client, head)
 
 
 def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> ResponseReturnValue:

@@ -112,6 +112,7 @@ from .reads import (
                          FeedSource,
                          FeedSummary,
                          PageRow,
+                         StreamRow,
                          author_name,
                          feed_sources,
                          feed_summary,
@@ -122,8 +123,10 @@ from .reads import (
                          next_visible,
                          page_rows,
                          plan_sql,
+                         stream_rows,
                          tag_name,
                          tombstone_rows,
+                         written_since,
 )
 from .retention import PruneReport, oldest_published, prune
 from .schema import (
@@ -223,6 +226,7 @@ __all__ = [
     "ApiToken", "User", "NoSuchUser", "TokenInfo", "UserExists", "UserInfo", "add_token", "add_user", "list_tokens",
     "list_users", "password_hash", "revoke_token", "token_user", "set_password",
     "stored",
+    "StreamRow", "stream_rows", "written_since",
     "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
     "page_rows", "tag_name", "tombstone_rows", "plan_sql", "prepare_index", "analyze",
     "PruneReport", "oldest_published", "prune", "repost", "unpost_entries", "deferred_bumps",

@@ -14,7 +14,7 @@ from typing import Any
 import peewee as pw
 
 from ..errors import Conflict
-from .connection import aware, savepoint, stored
+from .connection import aware, savepoint, stored, utcnow
 from .index import repost
 from .reads import _contains
 from .schema import Audit, Entry, EntryRegion, EntryTag, FetchLog, Source, Tag
@@ -211,7 +211,7 @@ def set_filing(entry_id: int, section: str | None, regions: tuple[str, ...], tag
         Tag.insert_many(missing).on_conflict_ignore().execute()
         known = dict(Tag.select(Tag.slug, Tag.id).where(Tag.slug.in_(list(tags))).tuples())
     Entry.update(section=section, breaking=breaking, override=json.dumps(override, ensure_ascii=False, sort_keys=True),
-                 override_by=by, override_at=stored(when), stored_at=stored(when)).where(Entry.id == entry_id).execute()
+                 override_by=by, override_at=stored(when), stored_at=utcnow()).where(Entry.id == entry_id).execute()
     EntryRegion.delete().where(EntryRegion.entry == entry_id).execute()
     EntryTag.delete().where(EntryTag.entry == entry_id).execute()
     if regions:

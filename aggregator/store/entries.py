@@ -19,7 +19,7 @@ import peewee as pw
 from .. import model
 from ..search import document
 from . import index
-from .connection import aware, db, insert_rows, placeholders, stored
+from .connection import aware, db, insert_rows, placeholders, stored, utcnow
 from .schema import (
     Author,
     BaseModel,
@@ -90,6 +90,9 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     parents = parents or {}
     entries = list(entries)
     database = db.obj
+    # stored_at is when the row is written, not when its fetch began (``now``): live streams
+    # read what changed by it, and a fetch can start a minute before its commit.
+    write_time = utcnow()
     # Only the rows of this batch's guids (the unique (source, guid) index): a source with a
     # year of entries costs what a new one does.
     guids = list(dict.fromkeys(e.guid for e in entries))
@@ -139,7 +142,7 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
                       origin=e.origin, breaking=e.breaking, reading_time=e.reading_time,
                       published=e.published, updated=e.updated, date_missing=e.date_missing,
                       date_clamped=e.date_clamped, published_raw=e.published_raw, updated_raw=e.updated_raw,
-                      title_key=e.title_key, fingerprint=e.fingerprint, stored_at=now)
+                      title_key=e.title_key, fingerprint=e.fingerprint, stored_at=write_time)
         found = existing.get(e.guid)
         if found is None and e.guid in carried:
             unchanged += 1  # the first source's copy is the one published
@@ -451,7 +454,7 @@ def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str
         return set()
     # A retracted entry also leaves the related lists of other entries (and so their feeds).
     topics = stored_topics(live + _relating_to(live), parents)
-    Entry.update(retracted_at=when, retraction_reason=reason, stored_at=when).where(Entry.id.in_(live)).execute()
+    Entry.update(retracted_at=when, retraction_reason=reason, stored_at=utcnow()).where(Entry.id.in_(live)).execute()
     bump_topics(topics, when)
     return topics
 
@@ -466,6 +469,8 @@ def lift_embargoes(editions: list[str], since: datetime, until: datetime, parent
     if not held:
         return set()
     topics = stored_topics(held, parents)
+    # Coming out is the change a live stream sends: it reads what changed by stored_at.
+    Entry.update(stored_at=utcnow()).where(Entry.id.in_(held)).execute()
     bump_topics(topics, stored(until))
     return topics
 
@@ -476,7 +481,7 @@ def unretract(entry_ids: list[int], when: datetime, parents: dict[str, str]) -> 
     dead = [e.id for e in Entry.select(Entry.id).where(Entry.id.in_(entry_ids), Entry.retracted_at.is_null(False))]
     if not dead:
         return set()
-    Entry.update(retracted_at=None, retraction_reason=None, stored_at=when).where(Entry.id.in_(dead)).execute()
+    Entry.update(retracted_at=None, retraction_reason=None, stored_at=utcnow()).where(Entry.id.in_(dead)).execute()
     topics = stored_topics(dead + _relating_to(dead), parents)
     bump_topics(topics, when)
     return topics

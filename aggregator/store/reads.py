@@ -465,3 +465,66 @@ def author_name(slug: str) -> str | None:
     """An author's name, or None for a slug no entry has."""
     author = Author.get_or_none(Author.slug == slug)
     return author.name if author else None
+
+
+class StreamRow(NamedTuple):
+    """An entry of a feed as a live stream sends it: when the store wrote it (aware UTC), the
+    entry as a page shows it, and its retraction if it was retracted."""
+
+    stored_at: datetime
+    row: PageRow
+    retracted_at: datetime | None
+    reason: str | None
+
+
+def written_since(since: datetime, count: int) -> list[tuple[int, datetime]]:
+    """(id, stored_at) of up to ``count`` entries written at or after ``since``, oldest write
+    first: what every live stream of a process looks at once per commit."""
+    database = db.obj
+    rows = database.execute_sql(
+        f"SELECT id, stored_at FROM {Entry._meta.table_name} WHERE stored_at >= {database.param} "
+        f"ORDER BY stored_at, id LIMIT {int(count)}", (stored(since),))
+    return [(entry_id, aware(at)) for entry_id, at in rows]
+
+
+def stream_rows(q: FeedQuery, since: datetime, count: int, among: list[int] | None = None) -> list[StreamRow]:
+    """The feed's entries written at or after ``since`` (new, changed or retracted), oldest
+    write first, at most ``count``; ``among`` limits them to those ids. Visibility is the
+    feed's own (edition, breaking window, embargo, rights); ``q`` must not search."""
+    plan = _plan(q)
+    if plan.search is not None:
+        raise ValueError("a stream cannot search")
+    wanted = [plan.drive, *plan.also]
+    ids = index.feed_ids(wanted)
+    if any(key not in ids for key in wanted) or among == []:
+        return []
+    p, key = db.obj.param, index.key_sql("e")
+    where = [f"e.stored_at >= {p}", f"e.edition = {p}"]
+    params: list[Any] = [stored(since), q.edition]
+    if among is not None:
+        where.append(f"e.id IN ({placeholders(len(among))})")
+        params += among
+    if q.breaking_since is not None:
+        where.append(f"e.published >= {p}")
+        params.append(stored(q.breaking_since))
+    if q.until is not None:
+        where.append(f"e.published <= {p}")
+        params.append(stored(q.until))
+    if plan.since is not None:
+        where.append(f"e.updated >= {p}")
+        params.append(stored(plan.since))
+    for feed in wanted:
+        where.append(_in_feed(key))
+        params.append(ids[feed])
+    if q.rights or q.source_kinds:
+        sql, extra = _allowed_sources(q.rights, q.source_kinds)
+        where.append(sql)
+        params += extra
+    sql = (f"SELECT {_PAGE_COLUMNS}, e.stored_at, e.retracted_at, e.retraction_reason "
+           f"FROM {Entry._meta.table_name} e WHERE {' AND '.join(where)} ORDER BY e.stored_at, e.id LIMIT {int(count)}")
+    out = []
+    for r in db.obj.execute_sql(sql, params):
+        row = PageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], aware(r[7]), aware(r[8]), r[9], r[10], bool(r[11]),
+                      r[12], r[13])
+        out.append(StreamRow(aware(r[14]), row, aware(r[15]), r[16]))
+    return out

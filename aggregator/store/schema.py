@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 class BaseModel(pw.Model):
@@ -133,6 +133,8 @@ class Entry(BaseModel):
             (("edition", "retracted_at"), False),
             # a source's newest entries (previous ids, its publishing rhythm)
             (("source", "published"), False),
+            # what was written since a moment: the live streams (web.stream) and their resumes
+            (("stored_at",), False),
         )
 
 
@@ -618,10 +620,15 @@ def _to_v11(database: pw.Database) -> None:
             Source._meta.table_name, "in_latest", Source._meta.fields["in_latest"]))
 
 
+def _to_v12(database: pw.Database) -> None:
+    """v12: the index on entries' write time for live streams (created with the other missing
+    indexes)."""
+
+
 # version -> function that upgrades a store from version-1 to version
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6,
                                                              7: _to_v7, 8: _to_v8, 9: _to_v9,
-                                                             10: _to_v10, 11: _to_v11}
+                                                             10: _to_v10, 11: _to_v11, 12: _to_v12}
 
 
 def schema_version() -> int:

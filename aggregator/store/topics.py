@@ -179,6 +179,17 @@ class TopicRevisions:
                     self._memo[key] = revision
         return revision
 
+    def change_count(self) -> object | None:
+        """A value that changes whenever a commit may have changed entries (any process's);
+        None when nothing tells (in-memory SQLite, the listener down): then only reading the
+        store tells."""
+        if self._conn is not None:
+            with self._lock:
+                return self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._listener is not None:
+            return self._listener.version()
+        return None
+
     def _get_sqlite(self, key: str) -> int:
         assert self._conn is not None
         with self._lock:
