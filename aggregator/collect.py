@@ -29,6 +29,7 @@ from .config import Config, SourceConfig, check_source
 from .errors import ClaimLost, ConfigError, FeedhubError, FetchError, SourceError, StoreUnavailable, describe_failure
 from .fetch import Fetcher, FetchResult
 from .normalize import Context, canonical_link, plain_text, slugify
+from .subscribe import Subscriptions
 from .work import DEFAULT_TARGET, ParseJob, ParsePool
 
 log = logging.getLogger("feedhub.collect")
@@ -274,6 +275,8 @@ class Collector:
         #: threads start no new fetch, parse or write
         self._stopping = threading.Event()
         self._closed = False
+        self.subscriptions = Subscriptions(config, self.fetcher)
+        self._pushed: tuple[float, set[int]] = (0.0, set())
 
     def __enter__(self) -> "Collector":
         return self
@@ -572,73 +575,12 @@ class Collector:
                                             last_modified=row.last_modified)
             if result.not_modified:
                 return self._record_cheaply(*self._success(row, started, t0, "not-modified", result))
-            assert result.body is not None
-            digest = hashlib.sha256(result.body).hexdigest()
-            if digest == row.content_hash:
-                return self._record_cheaply(*self._success(row, started, t0, "unchanged", result))
-            self._check_stopping()
-            output = self.pool.run(ParseJob(
-                body=result.body, url=result.url, content_type=result.headers.get("Content-Type"),
-                source=sc, now=started, id_rule=row.id_rule,
-                previous=store.previous_ids(row) if row.id_rule == "guid" else {}))
-            for w in output.warnings:
-                log.warning("%s: %s", sc.id, w)
-            fetched = result
-            logs: list[_Record] = []  # the fetch log of this write, kept once it has committed
-
-            def write() -> SourceOutcome:
-                logs.clear()
-                if not store.holds_claim(row.id, self.owner):
-                    raise ClaimLost(
-                        f"another collector took this source over while this one was still working on it "
-                        f"(the {self.config.collect.lease_seconds} s claim ran out); it wrote nothing, and "
-                        "the other collector's result stands")
-                extra: dict[str, object] = {}
-                rekeyed: set[str] = set()
-                if output.id_rule != row.id_rule:
-                    log.warning("%s: %s", sc.id, output.id_rule_reason)
-                    rekeyed = store.rekey_source(row, output.id_rule, started, self.parents)
-                    extra = dict(id_rule=output.id_rule, id_rule_reason=output.id_rule_reason)
-                saved = store.save_entries(row, self._within_retention(output.entries, started), started,
-                                           self.parents,
-                                           max_revisions=self.config.collect.max_revisions,
-                                           ignore_updates=sc.ignore_updates, mirrors=self._mirror_ids(sc),
-                                           related=related_policy(sc, self.config))
-                if saved.ignored:
-                    log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
-                             "revision cap)", sc.id, saved.ignored)
-                topics = set(saved.topics) | rekeyed | self._retract_deleted(row, output.deleted, started)
-                topics |= store.refile_by_rules(row, output.filtered, [e.guid for e in output.entries], started,
-                                                self.parents)
-                record, outcome = self._success(
-                    row, started, t0, "ok", fetched, new=saved.new, updated=saved.updated,
-                    extra=dict(content_hash=digest, entries_seen=len(output.entries),
-                               warnings="\n".join(output.warnings)[:4000] or None,
-                               feed_title=plain_text(output.title) or None,
-                               feed_link=canonical_link(output.link), feed_ttl=output.ttl, **extra))
-                # The source's new validators and hash commit with its entries; its fetch-log
-                # row and metrics go with the batch's once this has committed.
-                record.settle()
-                store.update_sources([(row.id, record.fields)], self.owner)
-                store.keep_refreshes([row.id])
-                logs.append(record.log_only())
-                return dataclasses.replace(outcome, topics=frozenset(topics))
-
-            # Entries and the source's new validators and hash commit together, so a
-            # crash leaves either both or neither: never entries re-fetched as "unchanged".
-            for attempt in range(1, 4):
-                self._check_stopping()
-                try:
-                    outcome = self._group.run(write)
-                    with self._pending_lock:
-                        self._pending += logs
-                    return outcome
-                except Exception as e:
-                    # The transaction was rolled back whole; PostgreSQL may ask for a retry.
-                    if attempt == 3 or not store.is_transient(e):
-                        raise
-                    log.info("%s: %s; retrying the write", sc.id, str(e).splitlines()[0])
-            raise AssertionError("unreachable: the last try returns or raises")
+            outcome = self._ingest(row, sc, result, started, t0, "ok")
+            body = result.body
+            if outcome.outcome == "ok" and body is not None and self.subscriptions.enabled():
+                fetched = result
+                self._store_call(lambda: self.subscriptions.want(row.id, body, fetched.headers, fetched.url, started))
+            return outcome
         except ClaimLost as e:
             # Not ours any more: the source's health and log are the other collector's to write.
             log.warning("%s: %s", sc.id, e)
@@ -657,6 +599,78 @@ class Collector:
             error = SourceError(describe_failure(e))
             error.kind = "internal"
             return self._record_failure(row, started, t0, error, result.status if result else None)
+
+    def _ingest(self, row: store.SourceRow, sc: SourceConfig, result: FetchResult, started: datetime, t0: float,
+                label: str) -> SourceOutcome:
+        """Parse, normalise and store a body (fetched, or delivered by a hub: ``label`` "pushed")
+        for a claimed source; raises what collect_source handles."""
+        assert result.body is not None
+        digest = hashlib.sha256(result.body).hexdigest()
+        if digest == row.content_hash:
+            return self._record_cheaply(*self._success(row, started, t0, "unchanged", result))
+        self._check_stopping()
+        output = self.pool.run(ParseJob(
+            body=result.body, url=result.url, content_type=result.headers.get("Content-Type"),
+            source=sc, now=started, id_rule=row.id_rule,
+            previous=store.previous_ids(row) if row.id_rule == "guid" else {}))
+        for w in output.warnings:
+            log.warning("%s: %s", sc.id, w)
+        fetched = result
+        logs: list[_Record] = []  # the fetch log of this write, kept once it has committed
+
+        def write() -> SourceOutcome:
+            logs.clear()
+            if not store.holds_claim(row.id, self.owner):
+                raise ClaimLost(
+                    f"another collector took this source over while this one was still working on it "
+                    f"(the {self.config.collect.lease_seconds} s claim ran out); it wrote nothing, and "
+                    "the other collector's result stands")
+            extra: dict[str, object] = {}
+            rekeyed: set[str] = set()
+            if output.id_rule != row.id_rule:
+                log.warning("%s: %s", sc.id, output.id_rule_reason)
+                rekeyed = store.rekey_source(row, output.id_rule, started, self.parents)
+                extra = dict(id_rule=output.id_rule, id_rule_reason=output.id_rule_reason)
+            saved = store.save_entries(row, self._within_retention(output.entries, started), started,
+                                       self.parents,
+                                       max_revisions=self.config.collect.max_revisions,
+                                       ignore_updates=sc.ignore_updates, mirrors=self._mirror_ids(sc),
+                                       related=related_policy(sc, self.config))
+            if saved.ignored:
+                log.info("%s: %d changed entr(y/ies) not applied (ignore_updates or the "
+                         "revision cap)", sc.id, saved.ignored)
+            topics = set(saved.topics) | rekeyed | self._retract_deleted(row, output.deleted, started)
+            topics |= store.refile_by_rules(row, output.filtered, [e.guid for e in output.entries], started,
+                                            self.parents)
+            record, outcome = self._success(
+                row, started, t0, label, fetched, new=saved.new, updated=saved.updated,
+                extra=dict(content_hash=digest, entries_seen=len(output.entries),
+                           warnings="\n".join(output.warnings)[:4000] or None,
+                           feed_title=plain_text(output.title) or None,
+                           feed_link=canonical_link(output.link), feed_ttl=output.ttl, **extra))
+            # The source's new validators and hash commit with its entries; its fetch-log
+            # row and metrics go with the batch's once this has committed.
+            record.settle()
+            store.update_sources([(row.id, record.fields)], self.owner)
+            store.keep_refreshes([row.id])
+            logs.append(record.log_only())
+            return dataclasses.replace(outcome, topics=frozenset(topics))
+
+        # Entries and the source's new validators and hash commit together, so a
+        # crash leaves either both or neither: never entries re-fetched as "unchanged".
+        for attempt in range(1, 4):
+            self._check_stopping()
+            try:
+                outcome = self._group.run(write)
+                with self._pending_lock:
+                    self._pending += logs
+                return outcome
+            except Exception as e:
+                # The transaction was rolled back whole; PostgreSQL may ask for a retry.
+                if attempt == 3 or not store.is_transient(e):
+                    raise
+                log.info("%s: %s; retrying the write", sc.id, str(e).splitlines()[0])
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _check_stopping(self) -> None:
         if self._stopping.is_set():
@@ -693,6 +707,9 @@ class Collector:
             row.interval, cfg, ttl_minutes=ttl, breaking=row.breaking,
             max_age=schedule.max_age_seconds(result.headers.get("Cache-Control")),
             recent=self._recent_dates(row) if cfg.adaptive else ())
+        if row.id in self._pushed_sources():
+            # Its content arrives by push: polling is only the safety net.
+            interval = max(interval, self.config.websub.push_poll_interval)
         fields: dict[str, object] = dict(
             last_fetched_at=started, last_success_at=started, last_status=result.status,
             last_error=None, last_error_kind=None, consecutive_failures=0,
@@ -774,6 +791,79 @@ class Collector:
         self._store_call(store.analyze)
         return report
 
+    def _pushed_sources(self) -> set[int]:
+        """Sources whose content arrives by push (read at most every few seconds)."""
+        at, ids = self._pushed
+        if time.monotonic() - at > 5:
+            ids = store.websub.pushed_sources(store.utcnow())
+            self._pushed = (time.monotonic(), ids)
+        return ids
+
+    def take_deliveries(self) -> int:
+        """Store what hubs delivered (web.subscriber kept it): each body goes through the same
+        parse, normalise and store path as a fetched one, under the source's claim. A source
+        that another collector is fetching right now keeps its delivery for the next look.
+        Returns how many deliveries were done with."""
+        done = 0
+        for delivery in store.websub.pending():
+            outcome = self._take_delivery(delivery)
+            if outcome is None:
+                continue
+            store.websub.delivered(delivery.id, outcome, store.utcnow())
+            done += 1
+        return done
+
+    def _take_delivery(self, delivery: store.websub.Delivery) -> str | None:
+        key = delivery.source_key
+        if key is None or not delivery.source_live:
+            return "not stored: the source is disabled or gone"
+        rows = store.claim_sources(self.owner, self.clock(), self.config.collect.lease_seconds,
+                                   only_due=False, keys=[key], limit=1)
+        if not rows:
+            return None  # being fetched right now: the next look takes it
+        row = rows[0]
+        sc = self.source_config(row)
+        started, t0 = self.clock(), time.monotonic()
+        pushed = FetchResult(url=delivery.topic, status=200, body=delivery.body,
+                             headers={"Content-Type": delivery.content_type or ""},
+                             etag=row.etag, last_modified=row.last_modified)
+        try:
+            outcome = self._ingest(row, sc, pushed, started, t0, "pushed")
+        except SourceError as e:
+            # The hub's content is bad, not the source's feed: said on the subscription, and
+            # the source is polled as before.
+            store.release_sources([row.id])
+            log.warning("%s: content delivered by its hub not stored: %s", sc.id, e)
+            store.websub.reject(delivery.subscription_id, f"delivered content not stored: {e}")
+            return f"not stored: {e}"
+        except Exception:
+            store.release_sources([row.id])
+            raise
+        if outcome.topics and self.on_topics:
+            self.on_topics(set(outcome.topics))
+        return f"{outcome.outcome}: {outcome.new} new, {outcome.updated} updated"
+
+    def run_push(self, stop: threading.Event, tick: float = 0.1, upkeep: float = 5.0) -> None:
+        """Until ``stop``: store hub deliveries within ``tick`` seconds of their arrival, and keep
+        the subscriptions (ask, renew, unsubscribe) every ``upkeep`` seconds. Runs beside
+        run_forever, whose collect cycles can be long."""
+        looked = 0.0
+        while not stop.wait(tick):
+            try:
+                if store.websub.any_pending() and self.take_deliveries():
+                    self._flush()  # what changed nothing is written with a batch: this is its batch
+                if time.monotonic() - looked >= upkeep:
+                    looked = time.monotonic()
+                    self.subscriptions.tick(store.aware(self.clock()))
+            except Exception as e:  # a store hiccup: the next tick tries again
+                failure = store.diagnose(e)
+                if failure is None:
+                    log.exception("WebSub upkeep failed")
+                else:
+                    store.reset_connection()
+                    log.error("WebSub upkeep stopped: %s; trying again", failure)
+                stop.wait(1.0)
+
     def _recent_dates(self, row: store.SourceRow) -> list[datetime]:
         return store.recent_published(row.id, 20)
 
@@ -791,7 +881,10 @@ class Collector:
     def run_forever(self, stop: threading.Event, tick: float = 5.0,
                     progress: Callable[[SourceOutcome], None] | None = None) -> None:
         """Collect due sources until ``stop`` is set; sleeps in short ticks so stop is prompt.
-        Each tick also announces the feeds whose embargoed entries came out meanwhile."""
+        Each tick also announces the feeds whose embargoed entries came out meanwhile. Hub
+        deliveries and subscriptions are kept by a thread of their own (run_push)."""
+        push = threading.Thread(target=self.run_push, args=(stop,), name="websub-in", daemon=True)
+        push.start()
         looked = store.aware(self.clock())
         maintained = None
         while not stop.is_set():

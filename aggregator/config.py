@@ -330,6 +330,14 @@ class WebSubConfig:
     attempts: int = 4
     retry_delay: float = 2.0
     timeout: float = 10.0
+    #: subscribe to the hubs sources name (needs server.base_url: the hubs call us back there)
+    subscribe: bool = True
+    #: the lease asked of a source's hub, in seconds (the hub may grant another); renewed before it ends
+    lease_seconds: int = 864000
+    #: seconds between polls of a source whose content arrives by push (the safety net)
+    push_poll_interval: int = 900
+    #: seconds a hub has to verify a request before it is asked again (doubling, up to 6 hours)
+    verify_timeout: int = 300
 
 
 @dataclass(frozen=True)
@@ -701,7 +709,10 @@ def profile_settings(p: PartnerProfile) -> dict[str, Any]:
 def _websub(raw: dict[str, Any], server: ServerConfig, c: _Checker) -> WebSubConfig:
     d = WebSubConfig()
     w = c.table(raw, "websub", {"hubs": (list, []), "batch": (int, d.batch), "attempts": (int, d.attempts),
-                                "retry_delay": (float, d.retry_delay), "timeout": (float, d.timeout)})
+                                "retry_delay": (float, d.retry_delay), "timeout": (float, d.timeout),
+                                "subscribe": (bool, d.subscribe), "lease_seconds": (int, d.lease_seconds),
+                                "push_poll_interval": (int, d.push_poll_interval),
+                                "verify_timeout": (int, d.verify_timeout)})
     hubs = []
     for i, hub in enumerate(w["hubs"] or []):
         parts = urlsplit(hub) if isinstance(hub, str) else None
@@ -718,8 +729,14 @@ def _websub(raw: dict[str, Any], server: ServerConfig, c: _Checker) -> WebSubCon
     for key in ("retry_delay", "timeout"):
         if w[key] is not None and w[key] <= 0:
             c.problem(f"websub.{key}", "must be a positive number of seconds")
+    for key, low, high in (("lease_seconds", 60, 365 * 86400), ("push_poll_interval", 60, 7 * 86400),
+                           ("verify_timeout", 5, 86400)):
+        if w[key] is not None and not low <= w[key] <= high:
+            c.problem(f"websub.{key}", f"must be from {low} to {high} seconds, got {w[key]}")
     return WebSubConfig(hubs=tuple(hubs), batch=w["batch"], attempts=w["attempts"],
-                        retry_delay=w["retry_delay"], timeout=w["timeout"])
+                        retry_delay=w["retry_delay"], timeout=w["timeout"], subscribe=w["subscribe"] is not False,
+                        lease_seconds=w["lease_seconds"], push_poll_interval=w["push_poll_interval"],
+                        verify_timeout=w["verify_timeout"])
 
 
 def _allow_networks(values: list[Any], c: _Checker) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -321,6 +321,27 @@ class Fetcher:
             raise FetchError(f"cannot read {path}: {e.strerror}") from e
         content_type = _LOCAL_TYPES.get(path.suffix.lower(), "application/octet-stream")
         return FetchResult(url=url, status=200, body=body, headers={"Content-Type": content_type})
+
+    def post_form(self, url: str, fields: dict[str, str]) -> tuple[int, str]:
+        """POST a form (a WebSub hub's subscription request) under the same address policy and
+        timeouts as fetches; (status, the first of its answer as text). FetchError if unreachable."""
+        body = urlencode(fields).encode()
+        headers = {"User-Agent": self.config.user_agent, "Content-Type": "application/x-www-form-urlencoded"}
+        try:
+            pool, path = self._route(url)
+            resp = pool.urlopen("POST", path, body=body, headers=headers, redirect=False, retries=False,
+                                preload_content=False, timeout=self._timeout)
+        except FetchError:
+            raise
+        except urllib3.exceptions.HTTPError as e:
+            raise FetchError(f"cannot reach {url}: {_reason(e)}") from e
+        try:
+            answer = resp.read(2000, decode_content=True) or b""
+        except urllib3.exceptions.HTTPError:
+            answer = b""
+        finally:
+            _release(resp)
+        return resp.status, answer.decode("utf-8", "replace").strip()
 
     def close(self) -> None:
         self.pool.clear()

@@ -305,6 +305,7 @@ def source_view(h: store.SourceHealth) -> dict[str, Any]:
                        "consecutive_failures": h.consecutive_failures, "next_due_at": h.next_due_at,
                        "entries_seen": h.entries_seen, "entries_stored": h.entries_stored, "fetch_url": h.fetch_url,
                        "disabled_reason": h.disabled_reason, "id_rule": h.id_rule, "warnings": list(h.warnings)},
+            "websub": h.websub,
             "links": {"self": base, "log": f"{base}/log", "rules": f"{base}/rules"}}
 
 

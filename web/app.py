@@ -18,6 +18,7 @@ from .metrics import metrics
 from .partner import partner
 from .public import public
 from .stream import StreamHub
+from .subscriber import subscriber
 from .usage import UsageRecorder
 from .websub import HubPublisher
 
@@ -64,6 +65,7 @@ def create_app(config: Config, parts: str = "all") -> Flask:
         app.extensions["feedhub.streams"] = StreamHub(config, database, revisions)
         app.register_blueprint(public)
         app.register_blueprint(partner)
+        app.register_blueprint(subscriber)
         app.register_blueprint(metrics)
     if config.admin.enabled and (parts == "admin" or (parts == "all" and not config.admin.bind)):
         app.register_blueprint(api)

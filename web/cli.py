@@ -656,7 +656,7 @@ def cmd_sources(config: Config, args: argparse.Namespace) -> int:
             "next_due_at": _iso(h.next_due_at), "entries_seen": h.entries_seen,
             "fetch_url": h.fetch_url, "disabled_reason": h.disabled_reason,
             "id_rule": h.id_rule, "id_rule_reason": h.id_rule_reason, "warnings": list(h.warnings),
-            "entries_stored": h.entries_stored,
+            "entries_stored": h.entries_stored, "websub": h.websub,
         } for h in sources]
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return 0

@@ -89,7 +89,16 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "SourcePatch": {"type": "object", "additionalProperties": False, "properties": source_fields},
         "Source": {"type": "object", "properties": {
             **source_fields, "managed": {"enum": ["config", "store"]}, "read_only": {"type": "boolean"},
-            "health": _ref("Health"), "links": {"type": "object"}}},
+            "health": _ref("Health"), "websub": {"oneOf": [_ref("Subscription"), {"type": "null"}]},
+            "links": {"type": "object"}}},
+        "Subscription": {"type": "object", "description": "feedhub's WebSub subscription at the hub the source's "
+                         "feed names (content arrives by push while it is active)", "properties": {
+            "hub": _STR, "topic": _STR,
+            "state": {"enum": ["new", "requested", "active", "denied", "unsubscribing", "ended"]},
+            "requested_at": _INSTANT, "verified_at": _INSTANT, "lease_seconds": {"type": ["integer", "null"]},
+            "expires_at": _INSTANT, "next_attempt_at": _INSTANT, "attempts": {"type": "integer"},
+            "last_error": _STR_NULL, "deliveries": {"type": "integer"}, "rejected": {"type": "integer"},
+            "last_delivery_at": _INSTANT}},
         "Health": {"type": "object", "properties": {
             "status": {"enum": ["ok", "failing", "gone", "never", "disabled"]}, "last_fetched_at": _INSTANT,
             "last_success_at": _INSTANT, "last_status": {"type": ["integer", "null"]}, "last_error": _STR_NULL,

@@ -10,6 +10,7 @@ of it, so a module can be split or merged without touching callers.
 """
 from __future__ import annotations
 
+from . import websub as websub  # (used as store.websub.*)
 from .admin import (
                          ENTRY_STATUSES,
                          AuditRow,

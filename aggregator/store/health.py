@@ -10,6 +10,7 @@ from typing import Any
 
 import peewee as pw
 
+from . import websub
 from .connection import aware, db, stored, write_transaction
 from .schema import CollectRun, Entry, MetaInfo, Source, schema_version
 
@@ -62,6 +63,8 @@ class SourceHealth:
     managed: str = "config"
     #: the source's settings as a config.toml source table
     settings: dict[str, Any] = field(default_factory=dict)
+    #: its WebSub subscription (store.websub.Subscription.view), if its feed names a hub
+    websub: dict[str, Any] | None = None
 
 
 def sources_health(keys: list[str] | None = None) -> list[SourceHealth]:
@@ -73,6 +76,7 @@ def sources_health(keys: list[str] | None = None) -> list[SourceHealth]:
         query = query.where(Source.key.in_(keys))
         counts = counts.join(Source).where(Source.key.in_(keys))
     stored = dict(counts.tuples())
+    subscriptions = websub.by_source()
     return [SourceHealth(
         key=s.key, name=s.name, url=s.url, kind=s.kind, enabled=s.enabled,
         status=source_status(s.enabled, s.disabled_reason, s.last_fetched_at, s.consecutive_failures),
@@ -81,7 +85,8 @@ def sources_health(keys: list[str] | None = None) -> list[SourceHealth]:
         next_due_at=aware(s.next_due_at), entries_seen=s.entries_seen, fetch_url=s.fetch_url or s.url,
         disabled_reason=s.disabled_reason, id_rule=s.id_rule, id_rule_reason=s.id_rule_reason,
         warnings=tuple(s.warnings.splitlines()) if s.warnings else (), entries_stored=stored.get(s.id, 0),
-        managed=s.managed, settings=json.loads(s.settings) if s.settings else {})
+        managed=s.managed, settings=json.loads(s.settings) if s.settings else {},
+        websub=subscriptions[s.id].view() if s.id in subscriptions else None)
         for s in query.order_by(Source.key)]
 
 

@@ -439,11 +439,56 @@ class CollectRun(BaseModel):
     failed = pw.IntegerField(default=0)
 
 
+class WebSubSubscription(BaseModel):
+    """feedhub subscribed to a source's hub (WebSub): the hub, the topic, the secret content is
+    signed with, and where the subscription stands (see aggregator.subscribe for the states).
+    The source may be gone (null): the row stays until the hub has been told to stop."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    source = pw.ForeignKeyField(Source, null=True, on_delete="SET NULL")
+    #: the opaque last part of the callback URL (/websub/callback/<callback_id>)
+    callback_id = pw.CharField(unique=True, max_length=64)
+    hub = pw.TextField()
+    topic = pw.TextField()
+    secret = pw.CharField(max_length=128)
+    state = pw.CharField(max_length=16, index=True)
+    created_at = pw.DateTimeField()
+    requested_at = pw.DateTimeField(null=True)
+    verified_at = pw.DateTimeField(null=True)
+    lease_seconds = pw.IntegerField(null=True)
+    expires_at = pw.DateTimeField(null=True)
+    #: when the collector next acts on it (asks, asks again, renews, unsubscribes)
+    next_attempt_at = pw.DateTimeField(null=True, index=True)
+    attempts = pw.IntegerField(default=0)
+    last_error = pw.TextField(null=True)
+    deliveries = pw.IntegerField(default=0)
+    rejected = pw.IntegerField(default=0)
+    last_delivery_at = pw.DateTimeField(null=True)
+
+
+class WebSubDelivery(BaseModel):
+    """Content a hub delivered: kept until the collector has stored it (parsed like a fetched
+    body), and its digest for a while after, so a delivery replayed is not applied twice."""
+
+    id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
+    subscription = pw.ForeignKeyField(WebSubSubscription, on_delete="CASCADE")
+    digest = pw.CharField(max_length=64)
+    received_at = pw.DateTimeField()
+    body = pw.BlobField(null=True)
+    content_type = pw.TextField(null=True)
+    processed_at = pw.DateTimeField(null=True, index=True)
+    outcome = pw.TextField(null=True)
+
+    class Meta:
+        indexes = ((("subscription", "digest"), True),)
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     MetaInfo, Source, Entry, Author, EntryAuthor, Tag, EntryTag, EntryRegion, EntryCoverage, EntrySource, Media,
     Related, FetchLog,
     SourceUrlHistory, Metric, Topic, User, ApiToken, Audit, CollectRun, Partner, PartnerKey,
-    StoredProfile, RateBucket, PartnerUsage, PartnerAgent, FeedSubscribers, FeedRequests, FeedKey)
+    StoredProfile, RateBucket, PartnerUsage, PartnerAgent, FeedSubscribers, FeedRequests, FeedKey,
+    WebSubSubscription, WebSubDelivery)
 
 
 # The PostgreSQL advisory lock key (any constant) that processes opening one store take while
@@ -621,8 +666,8 @@ def _to_v11(database: pw.Database) -> None:
 
 
 def _to_v12(database: pw.Database) -> None:
-    """v12: the index on entries' write time for live streams (created with the other missing
-    indexes)."""
+    """v12: the index on entries' write time for live streams, and the WebSub subscriptions and
+    deliveries (created with the other missing tables and indexes)."""
 
 
 # version -> function that upgrades a store from version-1 to version
