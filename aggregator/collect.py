@@ -811,6 +811,8 @@ class Collector:
                 continue
             store.websub.delivered(delivery.id, outcome, store.utcnow())
             done += 1
+        if done:
+            self._flush()  # their fetch-log rows, and what changed nothing: this is their batch
         return done
 
     def _take_delivery(self, delivery: store.websub.Delivery) -> str | None:
@@ -850,8 +852,8 @@ class Collector:
         looked = 0.0
         while not stop.wait(tick):
             try:
-                if store.websub.any_pending() and self.take_deliveries():
-                    self._flush()  # what changed nothing is written with a batch: this is its batch
+                if store.websub.any_pending():
+                    self.take_deliveries()
                 if time.monotonic() - looked >= upkeep:
                     looked = time.monotonic()
                     self.subscriptions.tick(store.aware(self.clock()))

@@ -167,27 +167,32 @@ class Subscriptions:
         if sub.state == "requested" and sub.attempts:
             unanswered = (f"the hub accepted the request but did not verify it within "
                           f"{self.config.websub.verify_timeout} s; asked again")
+        sent_at = store.aware(store.utcnow())
         try:
             status, answer = self.poster.post_form(sub.hub, fields)
         except FetchError as e:
             status, answer = None, str(e)
+
+        def settle(**changes: object) -> None:
+            # (the hub may have verified already, before its answer reached us: that stands)
+            store.websub.update_unless_answered(sub.id, sub.state, sent_at, **changes)
         if status is not None and 200 <= status < 300:
             if mode == "unsubscribe" and attempts > UNSUBSCRIBE_ATTEMPTS:
-                store.websub.update(sub.id, state="ended", next_attempt_at=None,
-                                    last_error="the hub did not confirm the unsubscription; stopped asking")
+                settle(state="ended", next_attempt_at=None,
+                       last_error="the hub did not confirm the unsubscription; stopped asking")
                 return
             state = "active" if sub.state == "active" else ("unsubscribing" if mode == "unsubscribe" else "requested")
-            store.websub.update(sub.id, state=state, requested_at=now, attempts=attempts, last_error=unanswered,
-                                next_attempt_at=now + backoff(attempts, self.config))
+            settle(state=state, requested_at=now, attempts=attempts, last_error=unanswered,
+                   next_attempt_at=now + backoff(attempts, self.config))
             return
         said = f"HTTP {status}: {answer[:300]}" if status is not None else answer
         if mode == "unsubscribe" and (attempts >= UNSUBSCRIBE_ATTEMPTS or (status is not None and 400 <= status < 500)):
-            store.websub.update(sub.id, state="ended", next_attempt_at=None,
-                                last_error=f"the hub refused the unsubscription ({said}); stopped asking")
+            settle(state="ended", next_attempt_at=None,
+                   last_error=f"the hub refused the unsubscription ({said}); stopped asking")
             return
         log.warning("WebSub %s at %s for %s failed: %s", mode, sub.hub, sub.topic, said)
-        store.websub.update(sub.id, attempts=attempts, next_attempt_at=now + backoff(attempts, self.config),
-                            last_error=f"the hub refused the {mode} request: {said}"[:2000])
+        settle(attempts=attempts, next_attempt_at=now + backoff(attempts, self.config),
+               last_error=f"the hub refused the {mode} request: {said}"[:2000])
 
 
 def subscription_view(sub: Any) -> dict[str, object] | None:

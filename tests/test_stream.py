@@ -82,7 +82,8 @@ def _item(event: dict[str, str]) -> dict:
 
 
 @contextmanager
-def served(tmp_path: Path, db_url: str, extra: str = "", workers: int = 1, threads: int = 2) -> Iterator[tuple[Config, int]]:
+def served(tmp_path: Path, db_url: str, extra: str = "", workers: int = 1,
+           threads: int = 2) -> Iterator[tuple[Config, int]]:
     """`feedhub serve` on a free port (one worker, two threads unless asked), stopped at the end."""
     port = free_port()
     cfg = write_config(tmp_path, db_url, extra=extra)

@@ -109,6 +109,17 @@ def update(sub_id: int, **fields: object) -> None:
         S.update(**values).where(S.id == sub_id).execute()
 
 
+def update_unless_answered(sub_id: int, was: str, sent_at: datetime, **fields: object) -> bool:
+    """Set fields after a request to the hub, unless the hub has answered it meanwhile (a hub
+    may verify before its 202 reaches us): the subscription is still in ``was`` and was not
+    verified since ``sent_at``. Returns whether it was set."""
+    values = {k: stored(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+    with write_transaction():
+        return bool(S.update(**values).where(
+            S.id == sub_id, S.state == was,
+            S.verified_at.is_null() | (S.verified_at < stored(sent_at))).execute())
+
+
 def by_callback(callback_id: str) -> Subscription | None:
     row = S.get_or_none(S.callback_id == callback_id)
     return _of(row) if row is not None else None
