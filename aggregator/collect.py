@@ -415,6 +415,10 @@ class Collector:
                             fatal = fatal or store.diagnose(e)
                         continue
                     summary.outcomes.append(outcome)
+                    if self.on_topics and outcome.topics:
+                        # The hubs hear of a source's changes once they are committed, not
+                        # when the whole run ends (breaking news must not wait for it).
+                        self.on_topics(set(outcome.topics))
                     if progress:
                         progress(outcome)
                 if len(self._pending) >= FLUSH_EVERY and fatal is None:
@@ -439,8 +443,6 @@ class Collector:
                     raise
                 store.reset_connection()
                 log.warning("could not note this collect run: %s", store.diagnose(e))
-        if self.on_topics and summary.topics:
-            self.on_topics(summary.topics)
         return summary
 
     def _collect_again(self, error: Exception, row: store.SourceRow, tries: int, fatal: FeedhubError | None) -> bool:

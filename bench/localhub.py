@@ -29,8 +29,7 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom">
   <title>Wire desk</title>
   <id>urn:example:wire</id>
-  <link rel="hub" href="{hub}"/>
-  <link rel="self" href="{topic}"/>
+{hub_link}  <link rel="self" href="{topic}"/>
   <link rel="alternate" href="https://wire.example.org/"/>
   <updated>{updated}</updated>
 {entries}</feed>
@@ -47,11 +46,13 @@ ENTRY = """  <entry>
 """
 
 
-def atom_feed(hub: str, topic: str, entries: list[tuple[str, str, str]]) -> bytes:
-    """An Atom feed naming ``hub``; entries are (guid, title, summary), newest first."""
+def atom_feed(hub: str | None, topic: str, entries: list[tuple[str, str, str]]) -> bytes:
+    """An Atom feed naming ``hub`` (None: no hub, a feed only polling finds changed); entries
+    are (guid, title, summary), newest first."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     body = "".join(ENTRY.format(guid=g, title=t, summary=s, updated=now) for g, t, s in entries)
-    return ATOM.format(hub=hub, topic=topic, updated=now, entries=body).encode()
+    hub_link = f'  <link rel="hub" href="{hub}"/>\n' if hub else ""
+    return ATOM.format(hub_link=hub_link, topic=topic, updated=now, entries=body).encode()
 
 
 @dataclass
@@ -71,6 +72,8 @@ class LocalHub:
         self.subscribers: dict[tuple[str, str], Subscriber] = {}  # (topic, callback) -> subscriber
         self.events: list[tuple[str, str, float]] = []
         self.entries: list[tuple[str, str, str]] = [("first", "A first wire story", "Its summary.")]
+        #: the entries of /plain.xml, a feed that names no hub
+        self.plain_entries: list[tuple[str, str, str]] = [("plain-first", "A first polled story", "Its summary.")]
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -164,6 +167,10 @@ class LocalHub:
                 if self.path.split("?")[0] == "/feed.xml":
                     hub.log("feed-fetched")
                     self._send(200, hub.feed(), "application/atom+xml")
+                elif self.path.split("?")[0] == "/plain.xml":
+                    hub.log("plain-fetched")
+                    self._send(200, atom_feed(None, f"{hub.url}/plain.xml", hub.plain_entries),
+                               "application/atom+xml")
                 else:
                     self._send(404, b"no such page")
 
@@ -197,6 +204,9 @@ class LocalHub:
         return Handler
 
     def _fetch_and_deliver(self, url: str) -> None:
+        with self.lock:
+            if not any(t == url for t, _ in self.subscribers):
+                return  # nobody to deliver to (a hub fetches what it has subscribers for)
         try:
             with urllib.request.urlopen(url, timeout=10) as r:
                 body, ctype = r.read(), r.headers.get("Content-Type", "application/octet-stream")

@@ -175,20 +175,25 @@ class StreamHub:
         so nothing committed meanwhile falls between the two."""
         self._start()
         key = (req.path, req.query_string(), base)
-        first = _preamble(req.path)
-        replayed: list[tuple[str, bytes]] = []
-        if resume is not None and self.config.stream.replay:
-            rows = store.stream_rows(_query(req, self.config), resume[0] - GRACE, self.config.stream.replay)
-            last = event_id(*resume)
-            replayed = [(eid, data) for eid, data in events_for(rows, req, self.config, base) if eid != last]
-        client = Client(key, {eid for eid, _ in replayed})
+        client = Client(key, set())
         with self._lock:
             feed = self._feeds.get(key)
             if feed is None:
                 feed = self._feeds[key] = _Feed(req, base)
             feed.clients.add(client)
             self._count += 1
-        return client, first + b"".join(data for _, data in replayed)
+        replayed: list[tuple[str, bytes]] = []
+        try:
+            if resume is not None and self.config.stream.replay:
+                rows = store.stream_rows(_query(req, self.config), resume[0] - GRACE, self.config.stream.replay)
+                last = event_id(*resume)
+                replayed = [(eid, data) for eid, data in events_for(rows, req, self.config, base) if eid != last]
+        except BaseException:
+            self.unregister(client)
+            raise
+        # (live events queued meanwhile are sent after the replay; a copy of a replayed one is dropped)
+        client.skip.update(eid for eid, _ in replayed)
+        return client, _preamble(req.path) + b"".join(data for _, data in replayed)
 
     def unregister(self, client: Client) -> None:
         with self._lock:
@@ -221,6 +226,12 @@ class StreamHub:
     async def _serve_socket(self, client: Client, sock: socket.socket, head: bytes) -> None:
         loop = asyncio.get_running_loop()
         client.aqueue = asyncio.Queue(BACKLOG)
+        while True:  # what the dispatcher queued before the socket was handed over, in order
+            try:
+                early = client.tqueue.get_nowait()
+            except queue.Empty:
+                break
+            client.aqueue.put_nowait(early)
         heartbeat = self.config.stream.heartbeat
         gone = loop.create_task(self._until_closed(sock))
         try:
@@ -330,8 +341,8 @@ class StreamHub:
                 if current is None and now - looked < BLIND_TICK:
                     continue
                 version, looked = current, now
-                with self._lock:
-                    feeds = list(self._feeds.values())
+                with self._lock:  # (a snapshot: clients come and go meanwhile)
+                    feeds = [(feed, list(feed.clients)) for feed in self._feeds.values()]
                 if not feeds:
                     since = store.utcnow() - GRACE
                     sent.clear()
@@ -343,18 +354,19 @@ class StreamHub:
                 version = None
                 time.sleep(BLIND_TICK)
 
-    def _send_new(self, feeds: list[_Feed], since: datetime, sent: dict[tuple[int, datetime], float]) -> datetime:
+    def _send_new(self, feeds: list[tuple[_Feed, list[Client]]], since: datetime,
+                  sent: dict[tuple[int, datetime], float]) -> datetime:
         start = store.utcnow()
         written = [w for w in store.written_since(since, 10_000) if w not in sent]
         if written:
             ids = sorted({entry_id for entry_id, _ in written})
             fresh = set(written)
             batches = []
-            for feed in feeds:
+            for feed, clients in feeds:
                 rows = store.stream_rows(_query(feed.req, self.config), written[0][1], len(written), among=ids)
                 rows = [r for r in rows if (r.row.id, r.stored_at) in fresh]
                 if rows:
-                    batches.append((list(feed.clients), events_for(rows, feed.req, self.config, feed.base)))
+                    batches.append((clients, events_for(rows, feed.req, self.config, feed.base)))
             expires = time.monotonic() + 3 * GRACE.total_seconds()
             for w in written:
                 sent[w] = expires
