@@ -887,6 +887,9 @@ class Collector:
         """Collect due sources until ``stop`` is set; sleeps in short ticks so stop is prompt.
         Each tick also announces the feeds whose embargoed entries came out meanwhile. Hub
         deliveries and subscriptions are kept by a thread of their own (run_push)."""
+        # A long-running collector starts its parsers now: the first pushed item (or poll) must
+        # not wait the second a spawned parser takes to import everything.
+        self.pool.start()
         push = threading.Thread(target=self.run_push, args=(stop,), name="websub-in", daemon=True)
         push.start()
         looked = store.aware(self.clock())

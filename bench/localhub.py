@@ -46,11 +46,17 @@ ENTRY = """  <entry>
 """
 
 
+#: when each entry was first written into a feed: its atom:updated stays that (a real feed's
+#: entries do not change every time the feed is rendered)
+_FIRST_WRITTEN: dict[str, str] = {}
+
+
 def atom_feed(hub: str | None, topic: str, entries: list[tuple[str, str, str]]) -> bytes:
     """An Atom feed naming ``hub`` (None: no hub, a feed only polling finds changed); entries
     are (guid, title, summary), newest first."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    body = "".join(ENTRY.format(guid=g, title=t, summary=s, updated=now) for g, t, s in entries)
+    body = "".join(ENTRY.format(guid=g, title=t, summary=s, updated=_FIRST_WRITTEN.setdefault(g, now))
+                   for g, t, s in entries)
     hub_link = f'  <link rel="hub" href="{hub}"/>\n' if hub else ""
     return ATOM.format(hub_link=hub_link, topic=topic, updated=now, entries=body).encode()
 

@@ -116,18 +116,28 @@ def events_for(rows: list[store.StreamRow], req: FeedRequest, config: Config, ba
     return out
 
 
+#: a new stream (no Last-Event-ID) is sent what was written from this long before it connected
+#: on: a write stamped just before the connection may commit just after it
+NEW_CLIENT_LOOKBACK = timedelta(seconds=1)
+
+
 class Client:
     """One open stream: a queue of events, fed by the dispatcher, drained by its writer."""
 
-    def __init__(self, key: tuple[str, ...], skip: set[str]):
+    def __init__(self, key: tuple[str, ...], skip: set[str], after: int = 0):
         self.key = key
         #: event ids already sent by the resume (a live copy of one of them is dropped)
         self.skip = skip
+        #: events of writes before this (microseconds, as in event ids) are not for this client
+        self.after = after
         self.closed = threading.Event()
         # Socket clients are drained by the loop (an asyncio queue, set when attached);
         # threaded ones by their own generator.
         self.aqueue: asyncio.Queue[tuple[str, bytes] | None] | None = None
         self.tqueue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(BACKLOG)
+
+    def wants(self, eid: str) -> bool:
+        return eid not in self.skip and int(eid.partition("-")[0]) >= self.after
 
 
 @dataclass
@@ -175,7 +185,11 @@ class StreamHub:
         so nothing committed meanwhile falls between the two."""
         self._start()
         key = (req.path, req.query_string(), base)
-        client = Client(key, set())
+        # A resuming client is sent everything since its last event (the replay, then live
+        # events, whatever their write time); a new one only what is written from now on.
+        after = 0 if resume is not None else int(
+            (datetime.now(timezone.utc) - NEW_CLIENT_LOOKBACK).timestamp() * 1_000_000)
+        client = Client(key, set(), after)
         with self._lock:
             feed = self._feeds.get(key)
             if feed is None:
@@ -248,7 +262,7 @@ class StreamHub:
                     event = getter.result()
                     if event is None:  # dropped: too far behind
                         break
-                    if event[0] in client.skip:
+                    if not client.wants(event[0]):
                         continue
                     data = event[1]
                 # A client that stops reading for longer than two heartbeats is gone.
@@ -287,7 +301,7 @@ class StreamHub:
                     continue
                 if event is None:
                     return
-                if event[0] not in client.skip:
+                if client.wants(event[0]):
                     yield event[1]
         finally:
             self.unregister(client)
