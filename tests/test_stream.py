@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -114,8 +115,11 @@ def test_a_desk_push_reaches_every_client_without_a_thread_each(tmp_path: Path, 
     """Thirty streams on one worker with two threads: each gets the pushed item, as a JSON Feed
     item, and the worker still answers feed requests meanwhile (no thread is held by a stream)."""
     with served(tmp_path, db_url) as (config, port):
-        clients = [SseClient(port, "/feeds/breaking/stream") for _ in range(30)]
+        # opened all at once: the first streams of a process start its loop (once, for all)
+        with ThreadPoolExecutor(10) as pool:
+            clients = list(pool.map(lambda _: SseClient(port, "/feeds/breaking/stream"), range(30)))
         try:
+            assert [c.status for c in clients] == [200] * 30
             first = clients[0]
             assert first.status == 200
             assert first.headers["content-type"] == "text/event-stream; charset=utf-8"

@@ -85,6 +85,30 @@ def active(collector: Collector, hub: LocalHub) -> store.websub.Subscription:
     return sub
 
 
+def shown_state(config: Config, port: int) -> dict[str, dict]:
+    """The subscription as `feedhub sources --json` and GET /api/v1/sources/wire show it."""
+    import contextlib
+    import io
+
+    from aggregator import auth
+    from web import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["--config", str(config.path), "sources", "--json"]) == 0
+    (listed,) = [s for s in json.loads(out.getvalue()) if s["id"] == "wire"]
+    token = auth.new_token()
+    try:
+        store.add_user("websub-admin", "admin", auth.hash_password("a long enough password"), store.utcnow())
+    except store.UserExists:
+        pass
+    store.add_token("websub-admin", "tests", auth.token_digest(token), store.utcnow())
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/sources/wire",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return {"cli": listed["websub"], "api": json.load(r)["websub"]}
+
+
 def titles(port: int) -> list[str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/latest.json?limit=200", timeout=10) as r:
         return [i["title"] for i in json.load(r)["items"]]
@@ -107,6 +131,10 @@ def test_subscribe_verify_deliver_renew(tmp_path: Path, db_url: str):
         health = [h for h in store.sources_health() if h.key == "wire"][0]
         assert health.websub["state"] == "active" and health.websub["deliveries"] == 1
         assert store.fetch_log(row.id, 1)[0].outcome == "pushed"
+        shown = shown_state(config, port)
+        assert shown["cli"]["state"] == shown["api"]["state"] == "active"
+        assert shown["api"]["hub"] == hub.hub and shown["api"]["topic"] == hub.topic
+        assert "secret" not in shown["api"] and shown["cli"]["deliveries"] == 1
 
         # renewal: due at 80 % of the lease; the hub verifies again and the lease moves on
         later = store.aware(store.utcnow()) + timedelta(seconds=600 * 0.8 + 1)

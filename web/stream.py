@@ -167,13 +167,13 @@ class StreamHub:
     # --- opening and closing -------------------------------------------------------------
 
     def _start(self) -> None:
-        with self._lock:
+        with self._lock:  # (the whole start: a second stream arriving meanwhile needs the loop)
             if self._started:
                 return
+            loop = self._loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="stream-loop", daemon=True).start()
+            threading.Thread(target=self._dispatch, name="stream-dispatch", daemon=True).start()
             self._started = True
-        loop = self._loop = asyncio.new_event_loop()
-        threading.Thread(target=loop.run_forever, name="stream-loop", daemon=True).start()
-        threading.Thread(target=self._dispatch, name="stream-dispatch", daemon=True).start()
 
     def full(self) -> bool:
         """Whether the process holds as many streams as it may."""

@@ -209,6 +209,18 @@ def _walk(q: FeedQuery, low: int | None = None, high: int | None = None) -> _Wal
     return _Walk(source, where, params, key)
 
 
+def _in_feeds_allowed(q: FeedQuery, feed_ids: list[int], key: str, where: list[str], params: list[Any]) -> None:
+    """Add the conditions that the entry (sort key ``key``) is in every one of these feeds and
+    that its source's copy may be carried by ``q``'s audience."""
+    for feed_id in feed_ids:
+        where.append(_in_feed(key))
+        params.append(feed_id)
+    if q.rights or q.source_kinds:
+        sql, extra = _allowed_sources(q.rights, q.source_kinds)
+        where.append(sql)
+        params += extra
+
+
 def _in_feed(key: str) -> str:
     """The condition that the entry with sort key ``key`` is in the feed given as a parameter."""
     return f"EXISTS (SELECT 1 FROM {index.FEED_TABLE} o WHERE o.feed_id = {db.obj.param} AND o.key = {key})"
@@ -408,13 +420,7 @@ def tombstone_rows(q: FeedQuery, since: datetime, count: int) -> list[tuple[str,
     p, key = db.obj.param, index.key_sql("e")
     where = [f"e.edition = {p}", f"e.retracted_at >= {p}"]
     params: list[Any] = [q.edition, stored(since)]
-    for feed in wanted:
-        where.append(_in_feed(key))
-        params.append(ids[feed])
-    if q.rights or q.source_kinds:
-        sql, extra = _allowed_sources(q.rights, q.source_kinds)
-        where.append(sql)
-        params += extra
+    _in_feeds_allowed(q, [ids[feed] for feed in wanted], key, where, params)
     select = (f"SELECT e.public_id, e.retracted_at, e.retraction_reason, e.id, e.published "
               f"FROM {Entry._meta.table_name} e WHERE {' AND '.join(where)} ORDER BY e.retracted_at DESC, e.id DESC")
     if plan.search is None:
@@ -513,13 +519,7 @@ def stream_rows(q: FeedQuery, since: datetime, count: int, among: list[int] | No
     if plan.since is not None:
         where.append(f"e.updated >= {p}")
         params.append(stored(plan.since))
-    for feed in wanted:
-        where.append(_in_feed(key))
-        params.append(ids[feed])
-    if q.rights or q.source_kinds:
-        sql, extra = _allowed_sources(q.rights, q.source_kinds)
-        where.append(sql)
-        params += extra
+    _in_feeds_allowed(q, [ids[feed] for feed in wanted], key, where, params)
     sql = (f"SELECT {_PAGE_COLUMNS}, e.stored_at, e.retracted_at, e.retraction_reason "
            f"FROM {Entry._meta.table_name} e WHERE {' AND '.join(where)} ORDER BY e.stored_at, e.id LIMIT {int(count)}")
     out = []
