@@ -274,3 +274,27 @@ def test_events_fan_out_across_two_web_processes(tmp_path: Path):
                 two.close()
     finally:
         schema.drop()
+
+
+@pytest.mark.postgres
+def test_streams_carry_on_when_postgresql_connections_are_ended(tmp_path: Path):
+    """The server's connections are ended (pg_terminate_backend, as a restart or failover does)
+    while a stream is open: the dispatcher replaces its connection and the next item arrives."""
+    from .conftest import PG_URL, PgSchema
+    from .faults import terminate_backends, with_application_name
+
+    schema = PgSchema()
+    name = f"fh-stream-{time.monotonic_ns() % 10**9}"
+    try:
+        with served(tmp_path, with_application_name(schema.url, name)) as (config, port):
+            client = SseClient(port, "/feeds/breaking/stream")
+            try:
+                first = push(config, "Before the connections were ended")
+                assert _item(client.event())["id"] == first.public_id
+                assert terminate_backends(PG_URL, name) >= 1
+                second = push(config, "After the connections were ended")
+                assert _item(client.event())["id"] == second.public_id
+            finally:
+                client.close()
+    finally:
+        schema.drop()
