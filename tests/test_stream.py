@@ -298,3 +298,27 @@ def test_streams_carry_on_when_postgresql_connections_are_ended(tmp_path: Path):
                 client.close()
     finally:
         schema.drop()
+
+
+def test_a_client_that_falls_too_far_behind_is_closed(newsroom: Config):
+    """A client whose queue holds BACKLOG events it has not taken is closed (it comes back with
+    Last-Event-ID), instead of the process keeping an unbounded queue for it."""
+    from feeds.select import parse_request
+    from web import create_app
+    from web.stream import BACKLOG
+
+    app = create_app(newsroom)
+    hub = app.extensions["feedhub.streams"]
+    try:
+        with app.app_context():
+            req = parse_request(newsroom, "breaking", None, None, {})
+            client, head = hub.register(req, "http://127.0.0.1", None)
+        assert hub.clients == 1
+        now = int(time.time() * 1_000_000)
+        for i in range(BACKLOG + 10):  # (the dispatcher's side: nobody reads meanwhile)
+            hub._deliver(client, (f"{now}-{i}", b"data: {}\n\n"))
+        assert list(hub.iterate(client, head)) == [head]  # what was queued is dropped, then the end
+        assert hub.clients == 0
+    finally:
+        hub.close()
+        app.extensions["feedhub.usage"].close()
