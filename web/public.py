@@ -103,13 +103,19 @@ def slug_stream(kind: str, name: str, edition: str | None = None) -> ResponseRet
     return _stream(kind, name, edition)
 
 
+def _to_root(kind: str, slug: str | None, edition: str, tail: str) -> ResponseReturnValue:
+    """308 to the same feed (``tail``: its format suffix, "/stream" or nothing for its page) at
+    the root: the main edition lives there, one canonical URL per feed."""
+    target = feed_path(kind, slug, edition, edition) + tail
+    if request.query_string:
+        target += "?" + request.query_string.decode("latin-1")
+    return redirect(target, code=308)
+
+
 def _stream(kind: str, slug: str | None, edition: str | None) -> ResponseReturnValue:
     config = _config()
     if edition == config.site.default_edition:
-        target = feed_path(kind, slug, edition, edition) + "/stream"
-        if request.query_string:
-            target += "?" + request.query_string.decode("latin-1")
-        return redirect(target, code=308)
+        return _to_root(kind, slug, edition, "/stream")
     args = request.args.to_dict()
     for name in ("q", "page"):
         if name in args:
@@ -131,11 +137,7 @@ def _stream(kind: str, slug: str | None, edition: str | None) -> ResponseReturnV
 def _serve(kind: str, slug: str | None, edition: str | None, fmt: str) -> ResponseReturnValue:
     config = _config()
     if edition == config.site.default_edition:
-        # The main edition lives at the root; keep one canonical URL per feed.
-        target = feed_path(kind, slug, edition, edition) + f".{fmt}"
-        if request.query_string:
-            target += "?" + request.query_string.decode("latin-1")
-        return redirect(target, code=308)
+        return _to_root(kind, slug, edition, f".{fmt}")
     req: FeedRequest = parse_request(config, kind, slug, edition, request.args.to_dict())
     return respond_feed(req, base_url(), fmt)
 
@@ -344,10 +346,7 @@ def _feed_page(kind: str, slug: str | None, edition: str | None) -> ResponseRetu
     with its subscribe links (the feed URLs stay exactly as they are)."""
     config = _config()
     if edition == config.site.default_edition:
-        target = feed_path(kind, slug, edition, edition)
-        if request.query_string:
-            target += "?" + request.query_string.decode("latin-1")
-        return redirect(target, code=308)
+        return _to_root(kind, slug, edition, "")
     args = request.args.to_dict()
     feed = parse_request(config, kind, slug, edition, args)  # the feed the page subscribes to
     req = feed if "limit" in args else dataclasses.replace(feed, limit=PAGE_ENTRIES)
