@@ -379,7 +379,8 @@ def _render_xml(doc: FeedDoc, fmt: str, fragments: Fragments | None) -> bytes:
 
 # --- JSON Feed 1.1 ---------------------------------------------------------------------
 
-def _rfc3339(dt: datetime) -> str:
+def rfc3339(dt: datetime) -> str:
+    """An instant as JSON Feed dates write it (UTC, whole seconds)."""
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -400,8 +401,8 @@ def json_item(item: FeedItem) -> dict[str, Any]:
     lead = item.lead_image
     if lead is not None:
         out["image"] = lead.url
-    out["date_published"] = _rfc3339(item.published)
-    out["date_modified"] = _rfc3339(item.updated)
+    out["date_published"] = rfc3339(item.published)
+    out["date_modified"] = rfc3339(item.updated)
     if item.authors:
         out["authors"] = [{"name": a.name, **({"url": a.url} if a.url else {})} for a in item.authors]
     labels = [t.label for t in item.terms if t.kind == "tag"]

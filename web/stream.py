@@ -35,7 +35,7 @@ from flask import Response
 
 from aggregator import store
 from aggregator.config import Config
-from feeds.render import json_item
+from feeds.render import json_item, rfc3339
 from feeds.select import FeedRequest, feed_query, load_items
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def events_for(rows: list[store.StreamRow], req: FeedRequest, config: Config, ba
         if r.retracted_at is None:
             out.append((eid, sse_event(eid, "entry", json_item(built[r.row.id]))))
             continue
-        when = r.retracted_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = rfc3339(r.retracted_at)
         item = {"id": r.row.public_id, "title": r.row.title, "content_text": "",
                 "date_modified": when, "language": r.row.language,
                 "_feedhub": {"retracted": True, "retracted_at": when, "retraction_reason": r.reason or ""}}
@@ -130,7 +130,6 @@ class Client:
         self.skip = skip
         #: events of writes before this (microseconds, as in event ids) are not for this client
         self.after = after
-        self.closed = threading.Event()
         # Socket clients are drained by the loop (an asyncio queue, set when attached);
         # threaded ones by their own generator.
         self.aqueue: asyncio.Queue[tuple[str, bytes] | None] | None = None
@@ -162,7 +161,6 @@ class StreamHub:
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
-        self.sent = 0  # events handed to clients (for tests and the benchmark)
 
     # --- opening and closing -------------------------------------------------------------
 
@@ -199,7 +197,7 @@ class StreamHub:
         replayed: list[tuple[str, bytes]] = []
         try:
             if resume is not None and self.config.stream.replay:
-                rows = store.stream_rows(_query(req, self.config), resume[0] - GRACE, self.config.stream.replay)
+                rows = store.stream_rows(feed_query(req, self.config), resume[0] - GRACE, self.config.stream.replay)
                 last = event_id(*resume)
                 replayed = [(eid, data) for eid, data in events_for(rows, req, self.config, base) if eid != last]
         except BaseException:
@@ -217,7 +215,6 @@ class StreamHub:
                 self._count -= 1
                 if not feed.clients:
                     del self._feeds[client.key]
-        client.closed.set()
 
     @property
     def clients(self) -> int:
@@ -335,7 +332,6 @@ class StreamHub:
             for client in clients:
                 for event in events:
                     self._deliver(client, event)
-                    self.sent += 1
 
     # --- the dispatcher ------------------------------------------------------------------
 
@@ -377,7 +373,7 @@ class StreamHub:
             fresh = set(written)
             batches = []
             for feed, clients in feeds:
-                rows = store.stream_rows(_query(feed.req, self.config), written[0][1], len(written), among=ids)
+                rows = store.stream_rows(feed_query(feed.req, self.config), written[0][1], len(written), among=ids)
                 rows = [r for r in rows if (r.row.id, r.stored_at) in fresh]
                 if rows:
                     batches.append((clients, events_for(rows, feed.req, self.config, feed.base)))
@@ -391,10 +387,6 @@ class StreamHub:
         for w in [w for w, until in sent.items() if until < horizon]:
             del sent[w]
         return start - GRACE
-
-
-def _query(req: FeedRequest, config: Config) -> store.FeedQuery:
-    return feed_query(req, config)
 
 
 def take_connection(environ: dict[str, Any]) -> socket.socket | None:
