@@ -578,10 +578,9 @@ class Collector:
             if result.not_modified:
                 return self._record_cheaply(*self._success(row, started, t0, "not-modified", result))
             outcome = self._ingest(row, sc, result, started, t0, "ok")
-            body = result.body
-            if outcome.outcome == "ok" and body is not None and self.subscriptions.enabled():
-                fetched = result
-                self._store_call(lambda: self.subscriptions.want(row.id, body, fetched.headers, fetched.url, started))
+            if outcome.outcome == "ok" and result.body is not None:
+                body, headers, url = result.body, result.headers, result.url  # (what the call needs)
+                self._store_call(lambda: self.subscriptions.want(row.id, body, headers, url, started))
             return outcome
         except ClaimLost as e:
             # Not ours any more: the source's health and log are the other collector's to write.

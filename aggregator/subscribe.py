@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urljoin
 
 from . import store
@@ -194,7 +194,3 @@ class Subscriptions:
         settle(attempts=attempts, next_attempt_at=now + backoff(attempts, self.config),
                last_error=f"the hub refused the {mode} request: {said}"[:2000])
 
-
-def subscription_view(sub: Any) -> dict[str, object] | None:
-    """A source's subscription as admins see it (None: no hub, or not subscribing)."""
-    return sub.view() if sub is not None else None

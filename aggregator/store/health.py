@@ -76,7 +76,8 @@ def sources_health(keys: list[str] | None = None) -> list[SourceHealth]:
         query = query.where(Source.key.in_(keys))
         counts = counts.join(Source).where(Source.key.in_(keys))
     stored = dict(counts.tuples())
-    subscriptions = websub.by_source()
+    rows = list(query.order_by(Source.key))
+    subscriptions = websub.by_source([s.id for s in rows] if keys is not None else None)
     return [SourceHealth(
         key=s.key, name=s.name, url=s.url, kind=s.kind, enabled=s.enabled,
         status=source_status(s.enabled, s.disabled_reason, s.last_fetched_at, s.consecutive_failures),
@@ -87,7 +88,7 @@ def sources_health(keys: list[str] | None = None) -> list[SourceHealth]:
         warnings=tuple(s.warnings.splitlines()) if s.warnings else (), entries_stored=stored.get(s.id, 0),
         managed=s.managed, settings=json.loads(s.settings) if s.settings else {},
         websub=subscriptions[s.id].view() if s.id in subscriptions else None)
-        for s in query.order_by(Source.key)]
+        for s in rows]
 
 
 def status_counts() -> dict[str, int]:

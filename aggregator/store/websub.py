@@ -71,6 +71,11 @@ def _of(r: WebSubSubscription) -> Subscription:
         last_delivery_at=aware(r.last_delivery_at))
 
 
+def _unsubscribing(now: datetime) -> dict[str, object]:
+    """The fields of a subscription the hub is to be told to end, from ``now`` on."""
+    return {"state": "unsubscribing", "next_attempt_at": stored(now), "attempts": 0, "last_error": None}
+
+
 def want_subscription(source_id: int, hub: str, topic: str, now: datetime) -> bool:
     """The source's feed names ``hub`` for ``topic``: make sure a subscription is wanted there,
     and that any other of the source's is ended. True when a new one was made."""
@@ -80,8 +85,7 @@ def want_subscription(source_id: int, hub: str, topic: str, now: datetime) -> bo
             return False
         others = [r.id for r in live]
         if others:
-            S.update(state="unsubscribing", next_attempt_at=stored(now), attempts=0,
-                     last_error=None).where(S.id.in_(others)).execute()
+            S.update(**_unsubscribing(now)).where(S.id.in_(others)).execute()
         S.insert(source=source_id, callback_id=secrets.token_urlsafe(24), hub=hub, topic=topic,
                  secret=secrets.token_hex(32), state="new", created_at=stored(now),
                  next_attempt_at=stored(now)).execute()
@@ -92,7 +96,7 @@ def retire_orphans(now: datetime) -> int:
     """Subscriptions of sources disabled, removed or gone become ``unsubscribing``; returns how many."""
     gone = Source.select(Source.id).where((Source.enabled == False) | Source.removed_at.is_null(False))  # noqa: E712
     with write_transaction():
-        return (S.update(state="unsubscribing", next_attempt_at=stored(now), attempts=0, last_error=None)
+        return (S.update(**_unsubscribing(now))
                 .where(S.state.in_(LIVE), S.source.is_null() | S.source.in_(gone)).execute())
 
 
@@ -100,13 +104,6 @@ def due(now: datetime, limit: int = 100) -> list[Subscription]:
     """Subscriptions the collector should act on now (ask, ask again, renew, unsubscribe)."""
     return [_of(r) for r in S.select().where(S.state.in_(ACTIONABLE), S.next_attempt_at <= stored(now))
             .order_by(S.next_attempt_at).limit(limit)]
-
-
-def update(sub_id: int, **fields: object) -> None:
-    """Set a subscription's fields (instants aware or naive UTC)."""
-    values = {k: stored(v) if isinstance(v, datetime) else v for k, v in fields.items()}
-    with write_transaction():
-        S.update(**values).where(S.id == sub_id).execute()
 
 
 def update_unless_answered(sub_id: int, was: str, sent_at: datetime, **fields: object) -> bool:
@@ -217,6 +214,6 @@ def pushed_sources(now: datetime) -> set[int]:
                                                    (S.expires_at.is_null()) | (S.expires_at > stored(now))).tuples()}
 
 
-__all__ = ["Subscription", "Delivery", "want_subscription", "retire_orphans", "due", "update", "by_callback",
-           "verified", "denied", "receive", "reject", "pending", "any_pending", "delivered", "prune_deliveries",
-           "by_source", "pushed_sources"]
+__all__ = ["Subscription", "Delivery", "want_subscription", "retire_orphans", "due", "update_unless_answered",
+           "by_callback", "verified", "denied", "receive", "reject", "pending", "any_pending", "delivered",
+           "prune_deliveries", "by_source", "pushed_sources"]
