@@ -167,3 +167,30 @@ def test_processes_creating_one_store_at_once_all_succeed(pg_schema: PgSchema):
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
     store.init_db(pg_schema.url)
     assert store.MetaInfo.get(store.MetaInfo.key == "schema_version").value == str(store.SCHEMA_VERSION)
+
+
+def test_opening_the_store_survives_its_connection_being_ended(pg_schema: PgSchema, monkeypatch):
+    """The connection is ended twice: while it sits idle between two opens (a thread that keeps
+    its connection, as the web and test threads do), and in the middle of creating the schema.
+    Each open finishes on a new connection, and the schema is whole: its creation is one
+    transaction, so the ended attempt left nothing behind to trip over."""
+    from aggregator.store import index
+
+    name = f"fh-init-{uuid.uuid4().hex[:8]}"
+    url = with_application_name(pg_schema.url, name)
+    original = index.create_tables
+    ended: list[int] = []
+
+    def create_after_the_end(database) -> None:
+        if not ended:
+            ended.append(terminate_backends(PG_URL, name))
+            assert ended == [1]
+        original(database)
+
+    monkeypatch.setattr(index, "create_tables", create_after_the_end)
+    store.init_db(url)
+    assert ended == [1]
+    assert store.MetaInfo.get(store.MetaInfo.key == "schema_version").value == str(store.SCHEMA_VERSION)
+    assert terminate_backends(PG_URL, name) == 1  # the idle connection this thread kept
+    store.init_db(url)
+    assert store.Source.select().count() == 0

@@ -7,7 +7,7 @@ import peewee as pw
 from playhouse.migrate import SchemaMigrator, migrate
 
 from ..errors import StoreDamaged, StoreError, StoreFull
-from .connection import db, open_database, redact_url, utcnow, write_transaction
+from .connection import db, open_database, redact_url, reset_connection, utcnow, write_transaction
 from .integrity import diagnose
 
 SCHEMA_VERSION = 12
@@ -514,17 +514,16 @@ def init_db(url: str) -> pw.Database:
     """
     database = open_database(url)
     try:
-        database.connect(reuse_if_open=True)
-        if _schema_version() == SCHEMA_VERSION:
-            return database
-        postgres = isinstance(database, pw.PostgresqlDatabase)
-        if postgres:
-            database.execute_sql("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
         try:
-            _prepare(database)
-        finally:
-            if postgres:
-                database.execute_sql("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+            _open(database)
+        except (pw.OperationalError, pw.InterfaceError):
+            if not _connection_lost(database):
+                raise
+            # The connection was ended under us (a restart, a failover, pg_terminate_backend),
+            # perhaps mid-creation: that transaction rolled back with it and the advisory lock
+            # went with the session, so starting over on a new connection is safe.
+            reset_connection()
+            _open(database)
     except (StoreError, StoreFull):
         raise
     except Exception as e:
@@ -535,6 +534,25 @@ def init_db(url: str) -> pw.Database:
             raise StoreError(f"cannot prepare the store at {redact_url(url)}: {e}") from e
         raise
     return database
+
+
+def _open(database: pw.Database) -> None:
+    database.connect(reuse_if_open=True)
+    if _schema_version() == SCHEMA_VERSION:
+        return
+    postgres = isinstance(database, pw.PostgresqlDatabase)
+    if postgres:
+        database.execute_sql("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+    try:
+        _prepare(database)
+    finally:
+        if postgres and not _connection_lost(database):
+            database.execute_sql("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
+
+def _connection_lost(database: pw.Database) -> bool:
+    return isinstance(database, pw.PostgresqlDatabase) and not database.is_closed() \
+        and not database.is_connection_usable()
 
 
 def _prepare(database: pw.Database) -> None:
