@@ -148,6 +148,21 @@ def test_search_over_http(searchable):
 
 # --- every feed query answers what a plain filter answers --------------------------------
 
+def tombstones(q: store.FeedQuery) -> list[int]:
+    return [int(t[0].rsplit("/", 1)[1]) for t in store.tombstone_rows(q, NOW - timedelta(days=3650), 100)]
+
+
+def filed_in(tax, q: store.FeedQuery, e: model.Entry) -> bool:
+    """Whether ``q``'s feed holds ``e`` by its filing (its time bounds aside)."""
+    def holds(kind: str, value: str) -> bool:
+        if kind == "section":
+            return e.section in tax.section_family(value)
+        return value in {"region": e.regions, "tag": tuple(t.slug for t in e.tags),
+                         "author": tuple(a.slug for a in e.authors), "coverage": e.coverage}[kind]
+    return (e.edition == q.edition and (e.breaking or not q.breaking) and all(holds(k, v) for k, v in q.criteria)
+            and (not q.sections_any or any(e.section in tax.section_family(s) for s in q.sections_any)))
+
+
 def test_feed_index_agrees_with_a_plain_filter(config: Config):
     """A few hundred entries filed at random, updated, refiled, retracted; every feed kind and
     filter combination, with paging and time bounds, answers exactly what filtering the entries
@@ -174,35 +189,31 @@ def test_feed_index_agrees_with_a_plain_filter(config: Config):
         written[n] = (e, n % 3)
     for k in range(3):
         save(config, sources[k], [e for n, (e, s) in written.items() if s == k])
-    # Updates that refile entries (the publication date stays what was first stored).
-    for n in rng.sample(range(1, 301), 40):
-        old, s = written[n]
-        new = random_entry(n)
-        written[n] = (model.Entry(**{**new.__dict__, "published": old.published, "updated": NOW,
-                                     "edition": old.edition, "language": old.edition,
-                                     "fingerprint": f"changed-{n}"}), s)
-        save(config, sources[s], [written[n][0]])
+    def refile(numbers: list[int], change: str) -> None:
+        for n in numbers:  # (the publication date stays what was first stored)
+            old, s = written[n]
+            new = random_entry(n)
+            written[n] = (model.Entry(**{**new.__dict__, "published": old.published, "updated": NOW,
+                                         "edition": old.edition, "language": old.edition,
+                                         "fingerprint": f"{change}-{n}"}), s)
+            save(config, sources[s], [written[n][0]])
+    refile(rng.sample(range(1, 301), 40), "changed")
     gone = set(rng.sample(range(1, 301), 25))
+    retracted = sorted(gone)  # in this order, each a moment after the last
     with store.write_transaction():
-        for n in gone:
+        for n in retracted:
             e, s = written[n]
             store.retract(store.entry_ids(sources[s].id, [e.guid]), store.utcnow(), "gone", tax.parents)
+    # Sources change some retracted entries, refiling them: they stay tombstones, of their new feeds.
+    refile(retracted[::4], "changed-again")
     ids = {n: store.entry_ids(sources[s].id, [e.guid])[0] for n, (e, s) in written.items()}
-
-    def holds(e: model.Entry, kind: str, value: str) -> bool:
-        if kind == "section":
-            return e.section in tax.section_family(value)
-        return value in {"region": e.regions, "tag": tuple(t.slug for t in e.tags),
-                         "author": tuple(a.slug for a in e.authors), "coverage": e.coverage}[kind]
 
     def expected(q: store.FeedQuery, start: tuple[datetime, int] | None) -> list[int]:
         found = []
         for n, (e, _) in written.items():
             second = e.published.replace(microsecond=0)
-            if (n in gone or e.edition != q.edition or (q.breaking and not e.breaking)
-                    or not all(holds(e, k, v) for k, v in q.criteria)
+            if (n in gone or not filed_in(tax, q, e)
                     or (q.until is not None and e.published > q.until.replace(tzinfo=None))
-                    or (q.sections_any and not any(e.section in tax.section_family(s) for s in q.sections_any))
                     or (start is not None and (second, ids[n]) > (start[0].replace(tzinfo=None), start[1]))):
                 continue
             found.append((second, ids[n], n))
@@ -220,6 +231,8 @@ def test_feed_index_agrees_with_a_plain_filter(config: Config):
                             until=until, sections_any=tuple(rng.sample(sections, 3)) if rng.random() < 0.15 else ())
         want = expected(q, None)
         assert guids(q) == want, (trial, q)
+        if not q.sections_any:  # (a partner's scope filters its pages; its tombstones are its feed's)
+            assert tombstones(q) == [n for n in reversed(retracted) if filed_in(tax, q, written[n][0])], (trial, q)
         if len(want) > 3:  # a page from the middle, by cursor
             n = want[len(want) // 2]
             start = (written[n][0].published.replace(microsecond=0), ids[n])
@@ -264,8 +277,8 @@ def plan_queries(config: Config) -> dict[str, store.FeedQuery]:
 
 
 def test_main_feed_queries_walk_indexes(config: Config):
-    """EXPLAIN of every main feed query, first page and a deep one: no full scan of a big
-    table and no temporary sort (the rows come out of an index in feed order)."""
+    """EXPLAIN of every main feed query, first page and a deep one, and of its tombstones: no
+    full scan of a big table and no temporary sort (the rows come out of an index in feed order)."""
     store.init_db(config.database_url)
     sources = source_rows(2)
     rng = random.Random(3)
@@ -277,6 +290,9 @@ def test_main_feed_queries_walk_indexes(config: Config):
                 tags=(f"t{n % 5}",), authors=(f"a{n % 4}",), coverage=(cov,) if n % 9 == 0 else (),
                 breaking=n % 11 == 0)
             for n in range(k * 600 + 1, k * 600 + 601)])
+    with store.write_transaction():
+        store.retract(store.entry_ids(sources[0].id, [f"https://index.example.org/{n}" for n in range(1, 600, 5)]),
+                      store.utcnow(), "gone", config.taxonomy.parents)
     store.analyze()
     database = store.db.obj
     sqlite = isinstance(database, pw.SqliteDatabase)
@@ -288,8 +304,12 @@ def test_main_feed_queries_walk_indexes(config: Config):
         database.execute_sql("SET enable_sort = off")
     try:
         for name, q in plan_queries(config).items():
-            for start in (None, (NOW - timedelta(minutes=300), 10_000)):
-                sql, params = store.plan_sql(q, start)
+            queries = [store.plan_sql(q, start) for start in (None, (NOW - timedelta(minutes=300), 10_000))]
+            if "q" not in dict(q.criteria):  # (a search's tombstones: at most 60 rows, checked for the word)
+                found = store.tombstone_sql(q, NOW - timedelta(days=30), 20)
+                assert found is not None, name
+                queries.append(found)
+            for sql, params in queries:
                 if sqlite:
                     plan = [r[3] for r in database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]
                     text = "\n".join(plan)
@@ -384,6 +404,31 @@ def test_a_store_from_before_the_index_is_indexed_at_start(collected: Config):
     with create_app(collected).test_client() as client:
         after = {url: [i["id"] for i in get_json(client, url)["items"]] for url in before}
     assert after == before
+
+
+def test_a_store_from_before_the_retraction_index_keeps_its_tombstones(collected: Config):
+    """A schema-12 store (no per-feed retraction index) with retracted entries is migrated: every
+    feed shows the same tombstones as before."""
+    (ticker,) = store.source_ids(["ticker"])
+    ids = [i for (i,) in store.Entry.select(store.Entry.id).where(store.Entry.source == ticker)
+           .order_by(store.Entry.id).limit(3).tuples()]
+    with store.write_transaction():
+        store.retract(ids[:2], store.utcnow(), "error", collected.taxonomy.parents)
+        store.retract(ids[2:], store.utcnow(), "withdrawn", collected.taxonomy.parents)
+    week = datetime.now() - timedelta(days=7)
+    queries = [store.FeedQuery("en"), store.FeedQuery("en", breaking=True),
+               store.FeedQuery("en", (("section", "live"),)), store.FeedQuery("ar")]
+    before = [store.tombstone_rows(q, week, 10) for q in queries]
+    assert len(before[1]) == 3 and before[3] == []
+    database = store.db.obj
+    with store.write_transaction():
+        database.execute_sql(f"DROP TABLE {index.RETRACTION_TABLE}")
+        store.MetaInfo.update(value="12").where(store.MetaInfo.key == "schema_version").execute()
+    database.close()
+    store.db.initialize(None)  # as a fresh process would see it
+    store.init_db(collected.database_url)
+    assert store.schema_version() == store.SCHEMA_VERSION
+    assert [store.tombstone_rows(q, week, 10) for q in queries] == before
 
 
 def test_an_entry_keeps_its_best_related_links_only(config: Config):

@@ -127,6 +127,7 @@ from .reads import (
                          stream_rows,
                          tag_name,
                          tombstone_rows,
+                         tombstone_sql,
                          written_since,
 )
 from .retention import PruneReport, oldest_published, prune
@@ -229,7 +230,7 @@ __all__ = [
     "stored",
     "StreamRow", "stream_rows", "written_since",
     "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
-    "page_rows", "tag_name", "tombstone_rows", "plan_sql", "prepare_index", "analyze",
+    "page_rows", "tag_name", "tombstone_rows", "tombstone_sql", "plan_sql", "prepare_index", "analyze",
     "PruneReport", "oldest_published", "prune", "repost", "unpost_entries", "deferred_bumps",
     "SourceRow",
     "FETCH_LOG_COLUMNS", "insert_fetch_log",

@@ -98,14 +98,18 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
     guids = list(dict.fromkeys(e.guid for e in entries))
     existing: dict[str, tuple[int, str, datetime, int]] = {}
     published_of: dict[int, datetime] = {}
+    retracted_of: dict[int, datetime] = {}  # a retracted entry a source changes stays retracted
     carried: set[str] = set()
     for chunk in pw.chunked(guids, 400):
         marks = placeholders(len(chunk))
-        for entry_id, guid, fingerprint, updated, revision, published in database.execute_sql(
-                f"SELECT id, guid, fingerprint, updated, revision, published FROM {Entry._meta.table_name} "
-                f"WHERE source_id = {database.param} AND guid IN ({marks})", (source.id, *chunk)):
+        for entry_id, guid, fingerprint, updated, revision, published, retracted in database.execute_sql(
+                f"SELECT id, guid, fingerprint, updated, revision, published, retracted_at "
+                f"FROM {Entry._meta.table_name} WHERE source_id = {database.param} AND guid IN ({marks})",
+                (source.id, *chunk)):
             existing[guid] = (entry_id, fingerprint, _naive(updated), revision)
             published_of[entry_id] = _naive(published)
+            if retracted is not None:
+                retracted_of[entry_id] = _naive(retracted)
         # One story, one entry: what another source brought first is only recorded as carried here.
         carried.update(g for (g,) in database.execute_sql(
             f"SELECT guid FROM {EntrySource._meta.table_name} WHERE source_id = {database.param} "
@@ -185,7 +189,8 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
         topics |= own
         # An update keeps the entry's publication date, so its place in the feeds.
         published = published_of.get(entry_id, e.published)
-        fresh_postings.append(index.Posting(index.sort_key(published, entry_id), own, document(e.title, e.summary)))
+        fresh_postings.append(index.Posting(index.sort_key(published, entry_id), own, document(e.title, e.summary),
+                                            retracted_of.get(entry_id)))
     index.unpost([index.sort_key(published_of[i], i) for i in replaced])
     index.post(fresh_postings)
     bump_topics(topics, now)
@@ -455,6 +460,7 @@ def retract(entry_ids: list[int], when: datetime, reason: str, parents: dict[str
     # A retracted entry also leaves the related lists of other entries (and so their feeds).
     topics = stored_topics(live + _relating_to(live), parents)
     Entry.update(retracted_at=when, retraction_reason=reason, stored_at=utcnow()).where(Entry.id.in_(live)).execute()
+    index.mark_retracted(index.keys_of(live), when)
     bump_topics(topics, when)
     return topics
 
@@ -482,6 +488,7 @@ def unretract(entry_ids: list[int], when: datetime, parents: dict[str, str]) -> 
     if not dead:
         return set()
     Entry.update(retracted_at=None, retraction_reason=None, stored_at=utcnow()).where(Entry.id.in_(dead)).execute()
+    index.unmark_retracted(index.keys_of(dead))
     topics = stored_topics(dead + _relating_to(dead), parents)
     bump_topics(topics, when)
     return topics

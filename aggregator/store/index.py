@@ -10,7 +10,11 @@ walk. ``entry_search`` holds each entry's searchable words under the same key (a
 on SQLite, whose rowids it orders by; a tsvector with a GIN index on PostgreSQL), so search
 walks newest matches first too.
 
-Both are written in the transaction that writes the entry, and rebuilt (in batches) when the
+``feed_retraction`` holds a row (feed, retracted at, key) for each feed a retracted entry is
+in, so a feed's tombstones are one seek too: reading the edition's retractions and checking
+each against the feed cost one random probe per retraction of the whole tombstone window.
+
+All are written in the transaction that writes the entry, and rebuilt (in batches) when the
 store was made by an older feedhub or the taxonomy moved a subsection to another section.
 """
 from __future__ import annotations
@@ -39,6 +43,7 @@ MASK = (1 << SHIFT) - 1
 
 FEED_TABLE = "feed_entry"
 SEARCH_TABLE = "entry_search"
+RETRACTION_TABLE = "feed_retraction"
 #: bump when what the index holds changes: stores built before are rebuilt at start
 INDEX_VERSION = 1
 
@@ -72,6 +77,8 @@ def create_tables(database: pw.Database) -> None:
             f"PRIMARY KEY (feed_id, key)) WITHOUT ROWID",
             # The words are made by aggregator.search; 'ascii' only splits them at the spaces.
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH_TABLE} USING fts5(words, tokenize = 'ascii')",
+            f"CREATE TABLE IF NOT EXISTS {RETRACTION_TABLE} (feed_id INTEGER NOT NULL, retracted DATETIME NOT NULL, "
+            f"key INTEGER NOT NULL, PRIMARY KEY (feed_id, retracted, key)) WITHOUT ROWID",
         ]
     else:
         statements = [
@@ -79,8 +86,11 @@ def create_tables(database: pw.Database) -> None:
             f"PRIMARY KEY (feed_id, key))",
             f"CREATE TABLE IF NOT EXISTS {SEARCH_TABLE} (key bigint PRIMARY KEY, words tsvector NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {SEARCH_TABLE}_words ON {SEARCH_TABLE} USING GIN (words)",
+            f"CREATE TABLE IF NOT EXISTS {RETRACTION_TABLE} (feed_id integer NOT NULL, retracted timestamp NOT NULL, "
+            f"key bigint NOT NULL, PRIMARY KEY (feed_id, retracted, key))",
         ]
     statements.append(f"CREATE INDEX IF NOT EXISTS {FEED_TABLE}_key ON {FEED_TABLE} (key)")
+    statements.append(f"CREATE INDEX IF NOT EXISTS {RETRACTION_TABLE}_key ON {RETRACTION_TABLE} (key)")
     for sql in statements:
         database.execute_sql(sql)
 
@@ -134,12 +144,13 @@ def feed_keys_like(prefix: str) -> list[str]:
 
 
 class Posting:
-    """What the index holds of one entry: its sort key, its feeds, its searchable words."""
+    """What the index holds of one entry: its sort key, its feeds, its searchable words, and
+    when it was retracted (naive UTC; None for a live entry)."""
 
-    __slots__ = ("key", "topics", "words")
+    __slots__ = ("key", "topics", "words", "retracted")
 
-    def __init__(self, key: int, topics: Iterable[str], words: list[str]):
-        self.key, self.topics, self.words = key, set(topics), words
+    def __init__(self, key: int, topics: Iterable[str], words: list[str], retracted: datetime | None = None):
+        self.key, self.topics, self.words, self.retracted = key, set(topics), words, retracted
 
 
 def post(postings: list[Posting]) -> None:
@@ -153,6 +164,12 @@ def post(postings: list[Posting]) -> None:
     for chunk in pw.chunked(rows, 450):
         database.execute_sql(f"INSERT INTO {FEED_TABLE} (feed_id, key) VALUES " + ", ".join([one] * len(chunk))
                              + " ON CONFLICT DO NOTHING", [v for row in chunk for v in row])
+    gone = sorted((ids[t], p.retracted, p.key) for p in postings if p.retracted is not None for t in p.topics)
+    three = f"({database.param}, {database.param}, {database.param})"
+    for chunk in pw.chunked(gone, 300):
+        database.execute_sql(f"INSERT INTO {RETRACTION_TABLE} (feed_id, retracted, key) VALUES "
+                             + ", ".join([three] * len(chunk)) + " ON CONFLICT DO NOTHING",
+                             [v for row in chunk for v in row])
     sqlite = isinstance(database, pw.SqliteDatabase)
     searchable = [(p.key, _words_value(p.words, sqlite)) for p in postings if p.words]
     mark = database.param
@@ -172,7 +189,7 @@ def _words_value(words: list[str], sqlite: bool) -> str:
 
 
 def unpost(keys: list[int]) -> None:
-    """Take entries (by sort key) out of every feed and out of search."""
+    """Take entries (by sort key) out of every feed, out of search and out of the tombstones."""
     if not keys:
         return
     database = db.obj
@@ -181,6 +198,33 @@ def unpost(keys: list[int]) -> None:
         marks = placeholders(len(chunk))
         database.execute_sql(f"DELETE FROM {FEED_TABLE} WHERE key IN ({marks})", chunk)
         database.execute_sql(f"DELETE FROM {SEARCH_TABLE} WHERE {column} IN ({marks})", chunk)
+        database.execute_sql(f"DELETE FROM {RETRACTION_TABLE} WHERE key IN ({marks})", chunk)
+
+
+def mark_retracted(keys: list[int], when: datetime) -> None:
+    """Entries (by sort key) were retracted at ``when``: they become tombstones of every feed
+    they are in (call in the retraction's transaction)."""
+    database = db.obj
+    for chunk in pw.chunked(sorted(set(keys)), 400):
+        database.execute_sql(
+            f"INSERT INTO {RETRACTION_TABLE} (feed_id, retracted, key) SELECT feed_id, {database.param}, key "
+            f"FROM {FEED_TABLE} WHERE key IN ({placeholders(len(chunk))}) ON CONFLICT DO NOTHING",
+            [stored(when), *chunk])
+
+
+def unmark_retracted(keys: list[int]) -> None:
+    """Entries (by sort key) were published again: their tombstones go."""
+    for chunk in pw.chunked(sorted(set(keys)), 400):
+        db.obj.execute_sql(f"DELETE FROM {RETRACTION_TABLE} WHERE key IN ({placeholders(len(chunk))})", chunk)
+
+
+def keys_of(entry_ids: list[int]) -> list[int]:
+    """The sort keys of stored entries, as they are stored now."""
+    keys = []
+    for chunk in pw.chunked(sorted(set(entry_ids)), 400):
+        keys += [sort_key(aware(published), entry_id) for entry_id, published in db.obj.execute_sql(
+            f"SELECT id, published FROM {Entry._meta.table_name} WHERE id IN ({placeholders(len(chunk))})", chunk)]
+    return keys
 
 
 def postings(entry_ids: list[int], parents: dict[str, str]) -> list[Posting]:
@@ -188,22 +232,18 @@ def postings(entry_ids: list[int], parents: dict[str, str]) -> list[Posting]:
     topics = topics_by_entry(entry_ids, parents)
     found = []
     for chunk in pw.chunked(sorted(set(entry_ids)), 400):
-        for entry_id, published, title, summary in db.obj.execute_sql(
-                f"SELECT id, published, title, summary FROM {Entry._meta.table_name} "
+        for entry_id, published, title, summary, retracted in db.obj.execute_sql(
+                f"SELECT id, published, title, summary, retracted_at FROM {Entry._meta.table_name} "
                 f"WHERE id IN ({placeholders(len(chunk))})", chunk):
             found.append(Posting(sort_key(aware(published), entry_id), topics.get(entry_id, ()),
-                                 document(title, summary)))
+                                 document(title, summary), _naive(retracted)))
     return found
 
 
 def unpost_entries(entry_ids: list[int]) -> None:
     """Take stored entries out of the index, as they are stored now (before a change of their
     publication date, which moves them in every feed: re-index them with ``repost`` after)."""
-    keys = []
-    for chunk in pw.chunked(sorted(set(entry_ids)), 400):
-        keys += [sort_key(aware(published), entry_id) for entry_id, published in db.obj.execute_sql(
-            f"SELECT id, published FROM {Entry._meta.table_name} WHERE id IN ({placeholders(len(chunk))})", chunk)]
-    unpost(keys)
+    unpost(keys_of(entry_ids))
 
 
 def repost(entry_ids: list[int], parents: dict[str, str]) -> None:
@@ -211,6 +251,10 @@ def repost(entry_ids: list[int], parents: dict[str, str]) -> None:
     fresh = postings(entry_ids, parents)
     unpost([p.key for p in fresh])
     post(fresh)
+
+
+def _naive(value: datetime | str | None) -> datetime | None:
+    return None if value is None else stored(aware(value))
 
 
 def _fingerprint(parents: dict[str, str]) -> str:

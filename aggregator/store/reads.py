@@ -411,31 +411,36 @@ def feed_sources(ids: list[int]) -> dict[int, FeedSource]:
 
 def tombstone_rows(q: FeedQuery, since: datetime, count: int) -> list[tuple[str, datetime, str | None]]:
     """(public id, retracted at, reason) of the feed's entries retracted since ``since``, newest
-    first: the (edition, retracted_at) index, then the feed index for each."""
+    first: one seek in the feed's own range of the retraction index, as a page is one seek in
+    its range of the feed index (filters are index probes on the same key)."""
+    found = tombstone_sql(q, since, count)
+    if found is None:
+        return []
+    return [(r[0], aware(r[1]), r[2]) for r in db.obj.execute_sql(*found)]
+
+
+def tombstone_sql(q: FeedQuery, since: datetime, count: int) -> tuple[str, list[Any]] | None:
+    """The SQL and parameters ``tombstone_rows`` runs; None when the feed can have none."""
     plan = _plan(q)
     wanted = [plan.drive, *plan.also]
     ids = index.feed_ids(wanted)
-    if any(key not in ids for key in wanted):
-        return []
-    p, key = db.obj.param, index.key_sql("e")
-    where = [f"e.edition = {p}", f"e.retracted_at >= {p}"]
-    params: list[Any] = [q.edition, stored(since)]
-    _in_feeds_allowed(q, [ids[feed] for feed in wanted], key, where, params)
-    select = (f"SELECT e.public_id, e.retracted_at, e.retraction_reason, e.id, e.published "
-              f"FROM {Entry._meta.table_name} e WHERE {' AND '.join(where)} ORDER BY e.retracted_at DESC, e.id DESC")
+    if any(key not in ids for key in wanted) or (plan.search is not None and plan.search.empty):
+        return None
+    p = db.obj.param
+    where = [f"t.feed_id = {p}", f"t.retracted >= {p}"]
+    params: list[Any] = [ids[plan.drive], stored(since)]
+    _in_feeds_allowed(q, [ids[feed] for feed in plan.also], "t.key", where, params)
+    select = (f"SELECT e.public_id, e.retracted_at, e.retraction_reason, t.retracted, t.key "
+              f"FROM {index.RETRACTION_TABLE} t JOIN {Entry._meta.table_name} e ON e.id = (t.key & {index.MASK}) "
+              f"WHERE {' AND '.join(where)} ORDER BY t.retracted DESC, t.key DESC")
     if plan.search is None:
-        rows = db.obj.execute_sql(f"{select} LIMIT {int(count)}", params)
-    elif plan.search.empty:
-        return []
-    else:
-        # A search is checked on the feed's newest SEARCH_TOMBSTONES retractions only: one
-        # search per retraction, over a whole tombstone window, cost more than the feed itself.
-        match, term = _match("s", plan.search)
-        rows = db.obj.execute_sql(
-            f"SELECT * FROM ({select} LIMIT {SEARCH_TOMBSTONES}) e WHERE EXISTS (SELECT 1 FROM "
-            f"{index.SEARCH_TABLE} s WHERE s.{index.search_key_column()} = {key} AND {match}) "
-            f"ORDER BY e.retracted_at DESC, e.id DESC LIMIT {int(count)}", [*params, term])
-    return [(r[0], aware(r[1]), r[2]) for r in rows]
+        return f"{select} LIMIT {int(count)}", params
+    # A search is checked on the feed's newest SEARCH_TOMBSTONES retractions only: one search
+    # per retraction, over a whole tombstone window, cost more than the feed itself.
+    match, term = _match("s", plan.search)
+    return (f"SELECT * FROM ({select} LIMIT {SEARCH_TOMBSTONES}) t WHERE EXISTS (SELECT 1 FROM "
+            f"{index.SEARCH_TABLE} s WHERE s.{index.search_key_column()} = t.key AND {match}) "
+            f"ORDER BY t.retracted DESC, t.key DESC LIMIT {int(count)}", [*params, term])
 
 
 #: the newest retractions of a feed that its searches look for tombstones among

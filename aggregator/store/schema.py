@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, reset_connection, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 
 class BaseModel(pw.Model):
@@ -688,10 +688,23 @@ def _to_v12(database: pw.Database) -> None:
     deliveries (created with the other missing tables and indexes)."""
 
 
+def _to_v13(database: pw.Database) -> None:
+    """v13: the per-feed retraction index (store.index), filled from the entries retracted so far."""
+    from . import index  # (it reads these models)
+
+    index.create_tables(database)
+    database.execute_sql(
+        f"INSERT INTO {index.RETRACTION_TABLE} (feed_id, retracted, key) "
+        f"SELECT fe.feed_id, e.retracted_at, fe.key FROM {Entry._meta.table_name} e "
+        f"JOIN {index.FEED_TABLE} fe ON fe.key = {index.key_sql('e')} "
+        f"WHERE e.retracted_at IS NOT NULL ON CONFLICT DO NOTHING")
+
+
 # version -> function that upgrades a store from version-1 to version
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6,
                                                              7: _to_v7, 8: _to_v8, 9: _to_v9,
-                                                             10: _to_v10, 11: _to_v11, 12: _to_v12}
+                                                             10: _to_v10, 11: _to_v11, 12: _to_v12,
+                                                             13: _to_v13}
 
 
 def schema_version() -> int:
