@@ -305,6 +305,10 @@ def test_main_feed_queries_walk_indexes(config: Config):
         # Each connection is opened without parallel plans: a parallel worker costs more to start
         # than any feed query takes (bench/scale saw a search matching nothing at 2.85x at 1M).
         assert database.execute_sql("SHOW max_parallel_workers_per_gather").fetchone()[0] == "0"
+        # and the search words carry the statistics that tell a rare word from a common one
+        assert database.execute_sql(
+            f"SELECT attstattarget FROM pg_attribute WHERE attrelid = '{index.SEARCH_TABLE}'::regclass "
+            "AND attname = 'words'").fetchone()[0] == 1000
     try:
         for name, q in plan_queries(config).items():
             queries = [store.plan_sql(q, start) for start in (None, (NOW - timedelta(minutes=300), 10_000))]

@@ -88,6 +88,14 @@ def create_tables(database: pw.Database) -> None:
             f"CREATE INDEX IF NOT EXISTS {SEARCH_TABLE}_words ON {SEARCH_TABLE} USING GIN (words)",
             f"CREATE TABLE IF NOT EXISTS {RETRACTION_TABLE} (feed_id integer NOT NULL, retracted timestamp NOT NULL, "
             f"key bigint NOT NULL, PRIMARY KEY (feed_id, retracted, key))",
+            # The planner chooses between walking the newest entries for a word and taking the
+            # word's matches from the GIN index by how common it thinks the word is; a word not
+            # among the commonest it keeps statistics for is taken to be half as common as the
+            # rarest of those. With the default 100, at a million entries, that was 1,300
+            # matches for a word found nowhere: it walked all million rows (240 ms) where the
+            # GIN index answers in 0.2 ms. Ten times the statistics make such words rarer than
+            # a page, so rare words come from the GIN index; ANALYZE still takes under a second.
+            f"ALTER TABLE {SEARCH_TABLE} ALTER COLUMN words SET STATISTICS 1000",
         ]
     statements.append(f"CREATE INDEX IF NOT EXISTS {FEED_TABLE}_key ON {FEED_TABLE} (key)")
     statements.append(f"CREATE INDEX IF NOT EXISTS {RETRACTION_TABLE}_key ON {RETRACTION_TABLE} (key)")

@@ -689,7 +689,8 @@ def _to_v12(database: pw.Database) -> None:
 
 
 def _to_v13(database: pw.Database) -> None:
-    """v13: the per-feed retraction index (store.index), filled from the entries retracted so far."""
+    """v13: the per-feed retraction index (store.index), filled from the entries retracted so far;
+    on PostgreSQL, more planner statistics for the search words (used from the next ANALYZE)."""
     from . import index  # (it reads these models)
 
     index.create_tables(database)
