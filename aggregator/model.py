@@ -146,3 +146,7 @@ class Entry:
     dropped: bool = False
     #: fields the [collect] caps shortened, each with its size and limit ("title (5000000 characters, limit 500)")
     truncated: tuple[str, ...] = ()
+    #: the searchable words (search.document of title and summary) joined by spaces, made where
+    #: the entry is normalised, in a parse worker, so the one writing process need not; None:
+    #: the writer makes them (an entry built elsewhere: the desk, a test)
+    words: str | None = None

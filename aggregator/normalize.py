@@ -22,6 +22,7 @@ import nh3
 
 from .config import Caps, Config, Edition, Rule, SourceConfig, Taxonomy
 from .model import Author, Entry, Media, RawEntry, RawFeed, RawMedia, Tag
+from .search import document
 
 # XML 1.0 allows only these characters; anything else (C0 controls, lone
 # surrogates, U+FFFE/U+FFFF) would make every feed we generate invalid.
@@ -733,7 +734,7 @@ def normalize_entry(raw: RawEntry, feed: RawFeed, source: SourceConfig, ctx: Con
         date_missing=dates.missing, date_clamped=dates.clamped, published_raw=raw.published_raw,
         updated_raw=raw.updated_raw, coverage=cast("tuple[str, ...]", meaningful["coverage"]),
         fingerprint=fingerprint(meaningful), title_key=title_key(title), rule_trace=tuple(filed.trace),
-        dropped=filed.dropped, truncated=tuple(cut))
+        dropped=filed.dropped, truncated=tuple(cut), words=" ".join(document(title, summary)))
 
 
 def title_key(title: str) -> str:

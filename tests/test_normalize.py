@@ -7,13 +7,25 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aggregator.config import load_config
 from aggregator.model import Category, Person, RawEntry, RawFeed, RawMedia
-from aggregator.normalize import (Context, canonical_link, choose_id_rule, entry_dates, normalize_entry, normalize_feed,
-                                  plain_text, public_id, sanitize_html, slugify, split_credit,
-                                  truncate_words, xml_safe)
+from aggregator.normalize import (
+    Context,
+    canonical_link,
+    choose_id_rule,
+    entry_dates,
+    normalize_entry,
+    normalize_feed,
+    plain_text,
+    public_id,
+    sanitize_html,
+    slugify,
+    split_credit,
+    truncate_words,
+    xml_safe,
+)
+from aggregator.search import document
 
-from .conftest import ROOT, newsroom_config
+from .conftest import newsroom_config
 
 NOW = datetime(2026, 11, 25, 12, 0)
 CONFIG = newsroom_config()
@@ -160,6 +172,8 @@ def test_normalize_entry_classifies_and_cleans():
     assert (img.kind, img.lead, img.caption, img.credit) == ("image", True, "Chamber", "AP")
     assert e.edition == "en" and e.language == "en" and e.reading_time == 1
     assert e.published == datetime(2026, 11, 20, 10)
+    # its search words are made here (a parse worker), as the store would make them
+    assert e.words is not None and e.words.split() == document(e.title, e.summary) == ["budget", "approved", "summary"]
 
 
 def test_relative_links_in_bodies_resolve_against_the_feeds_location():
@@ -247,7 +261,7 @@ def test_media_lead_prefers_full_image_over_thumbnail():
 
 
 def _feed(*items: tuple[str | None, str | None, str]) -> RawFeed:
-    return RawFeed(format="rss20", entries=[RawEntry(guid=g, link=l, title=t) for g, l, t in items])
+    return RawFeed(format="rss20", entries=[RawEntry(guid=g, link=link, title=t) for g, link, t in items])
 
 
 def test_identity_rule_stays_on_guids_that_work():

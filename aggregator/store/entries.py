@@ -189,7 +189,8 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
         topics |= own
         # An update keeps the entry's publication date, so its place in the feeds.
         published = published_of.get(entry_id, e.published)
-        fresh_postings.append(index.Posting(index.sort_key(published, entry_id), own, document(e.title, e.summary),
+        searchable = e.words.split() if e.words is not None else document(e.title, e.summary)
+        fresh_postings.append(index.Posting(index.sort_key(published, entry_id), own, searchable,
                                             retracted_of.get(entry_id)))
     index.unpost([index.sort_key(published_of[i], i) for i in replaced])
     index.post(fresh_postings)
