@@ -439,6 +439,41 @@ def test_a_store_from_before_the_retraction_index_keeps_its_tombstones(collected
     assert [store.tombstone_rows(q, week, 10) for q in queries] == before
 
 
+def test_indexes_another_index_begins_with_are_dropped_from_an_older_store(collected: Config):
+    """A schema-13 store still has single-column indexes that a composite index begins with:
+    they are dropped (and a new store never makes them); feeds answer as before."""
+    from aggregator.store.schema import _REDUNDANT_INDEXES
+
+    from .test_feeds import get_json
+
+    urls = ("/feeds/latest.json", "/feeds/tag/wire.json", "/feeds/section/news.json")
+    with create_app(collected).test_client() as client:
+        before = {url: get_json(client, url)["items"] for url in urls}
+    assert all(before.values())
+    database = store.db.obj
+
+    def names() -> set[str]:
+        if isinstance(database, pw.SqliteDatabase):
+            return {n for (n,) in database.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        return {n for (n,) in database.execute_sql(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
+    assert not names() & set(_REDUNDANT_INDEXES)
+    with store.write_transaction():
+        for name in _REDUNDANT_INDEXES:  # as schema 13 had them: "<table>_<column>"
+            table = next(t for t in ("entry_author", "entry_tag", "entry_region", "entry_coverage", "related", "entry")
+                         if name.startswith(t + "_"))
+            database.execute_sql(f'CREATE INDEX "{name}" ON "{table}" ("{name[len(table) + 1:]}")')
+        store.MetaInfo.update(value="13").where(store.MetaInfo.key == "schema_version").execute()
+    assert set(_REDUNDANT_INDEXES) <= names()
+    database.close()
+    store.db.initialize(None)  # as a fresh process would see it
+    store.init_db(collected.database_url)
+    database = store.db.obj
+    assert store.schema_version() == store.SCHEMA_VERSION and not names() & set(_REDUNDANT_INDEXES)
+    with create_app(collected).test_client() as client:
+        assert {url: get_json(client, url)["items"] for url in urls} == before
+
+
 def test_an_entry_keeps_its_best_related_links_only(config: Config):
     """Every later entry of a busy tag links back to the newest ones; each entry keeps its best
     RELATED_STORED links, so a feed never reads hundreds of them for one entry."""

@@ -10,7 +10,7 @@ from ..errors import StoreDamaged, StoreError, StoreFull
 from .connection import db, open_database, redact_url, reset_connection, utcnow, write_transaction
 from .integrity import diagnose
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 
 class BaseModel(pw.Model):
@@ -90,7 +90,9 @@ class Source(BaseModel):
 
 class Entry(BaseModel):
     id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
-    source = pw.ForeignKeyField(Source, backref="entries", on_delete="CASCADE")
+    # (no index of its own: (source, guid) and (source, published) begin with it, and each
+    # index is one more B-tree every new entry is written into)
+    source = pw.ForeignKeyField(Source, backref="entries", on_delete="CASCADE", index=False)
     guid = pw.TextField()  # identity within the source
     public_id = pw.TextField(index=True)  # what feeds publish as id/guid
     title = pw.TextField()
@@ -147,7 +149,7 @@ class Author(BaseModel):
 
 class EntryAuthor(BaseModel):
     id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
-    entry = pw.ForeignKeyField(Entry, backref="author_links", on_delete="CASCADE")
+    entry = pw.ForeignKeyField(Entry, backref="author_links", on_delete="CASCADE", index=False)  # (entry, author)
     author = pw.ForeignKeyField(Author, backref="entry_links", on_delete="CASCADE")
     position = pw.IntegerField(default=0)
 
@@ -163,8 +165,8 @@ class Tag(BaseModel):
 
 class EntryTag(BaseModel):
     id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
-    entry = pw.ForeignKeyField(Entry, backref="tag_links", on_delete="CASCADE")
-    tag = pw.ForeignKeyField(Tag, backref="entry_links", on_delete="CASCADE")
+    entry = pw.ForeignKeyField(Entry, backref="tag_links", on_delete="CASCADE", index=False)  # (entry, tag)
+    tag = pw.ForeignKeyField(Tag, backref="entry_links", on_delete="CASCADE", index=False)  # (tag, entry)
     position = pw.IntegerField(default=0)
 
     class Meta:
@@ -174,7 +176,7 @@ class EntryTag(BaseModel):
 
 class EntryRegion(BaseModel):
     id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
-    entry = pw.ForeignKeyField(Entry, backref="region_links", on_delete="CASCADE")
+    entry = pw.ForeignKeyField(Entry, backref="region_links", on_delete="CASCADE", index=False)  # (entry, region)
     region = pw.CharField(max_length=64, index=True)
 
     class Meta:
@@ -196,8 +198,8 @@ class EntrySource(BaseModel):
 
 class EntryCoverage(BaseModel):
     id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
-    entry = pw.ForeignKeyField(Entry, backref="coverage_links", on_delete="CASCADE")
-    coverage = pw.CharField(max_length=100, index=True)
+    entry = pw.ForeignKeyField(Entry, backref="coverage_links", on_delete="CASCADE", index=False)  # (entry, coverage)
+    coverage = pw.CharField(max_length=100)  # (coverage, entry)
 
     class Meta:
         indexes = ((("entry", "coverage"), True), (("coverage", "entry"), False))
@@ -211,7 +213,7 @@ class Related(BaseModel):
     """
 
     id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)
-    entry = pw.ForeignKeyField(Entry, backref="related_links", on_delete="CASCADE")
+    entry = pw.ForeignKeyField(Entry, backref="related_links", on_delete="CASCADE", index=False)  # (entry, related)
     related = pw.ForeignKeyField(Entry, backref="related_from", on_delete="CASCADE")
     score = pw.IntegerField()
 
@@ -701,11 +703,24 @@ def _to_v13(database: pw.Database) -> None:
         f"WHERE e.retracted_at IS NOT NULL ON CONFLICT DO NOTHING")
 
 
+#: indexes that a composite index beginning with the same column made redundant (schema 14)
+_REDUNDANT_INDEXES = ("entry_source_id", "entry_author_entry_id", "entry_tag_entry_id", "entry_tag_tag_id",
+                      "entry_region_entry_id", "entry_coverage_entry_id", "entry_coverage_coverage", "related_entry_id")
+
+
+def _to_v14(database: pw.Database) -> None:
+    """v14: indexes that only repeated the first column of another index are dropped. Every new
+    entry and each of its tags, authors, regions, dossiers and related links was written into
+    them: the inserts into those tables took 15% longer with them (measured on SQLite)."""
+    for name in _REDUNDANT_INDEXES:
+        database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+
 # version -> function that upgrades a store from version-1 to version
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6,
                                                              7: _to_v7, 8: _to_v8, 9: _to_v9,
                                                              10: _to_v10, 11: _to_v11, 12: _to_v12,
-                                                             13: _to_v13}
+                                                             13: _to_v13, 14: _to_v14}
 
 
 def schema_version() -> int:
