@@ -152,6 +152,13 @@ def open_database(url: str) -> pw.Database:
             "foreign_keys": 1,
             "busy_timeout": 10_000,
             "synchronous": "normal",
+            # A commit that fills the WAL past this many pages copies them into the database file
+            # (a checkpoint) and syncs it. At a million entries a save of 100 entries dirties
+            # pages all over a 3 GB file; with SQLite's 1,000 every other save paid for a
+            # checkpoint (saves at 1M cost 1.5x those at 10k). Ten times as many pages per
+            # checkpoint means a tenth of the syncs, and a page written by many saves (the newest
+            # end of a busy feed) copied once: 1.26x. The WAL grows to 40 MiB between them.
+            "wal_autocheckpoint": 10_000,
         })
     else:
         try:
