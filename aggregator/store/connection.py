@@ -155,9 +155,10 @@ def open_database(url: str) -> pw.Database:
             # A commit that fills the WAL past this many pages copies them into the database file
             # (a checkpoint) and syncs it. At a million entries a save of 100 entries dirties
             # pages all over a 3 GB file; with SQLite's 1,000 every other save paid for a
-            # checkpoint (saves at 1M cost 1.5x those at 10k). Ten times as many pages per
-            # checkpoint means a tenth of the syncs, and a page written by many saves (the newest
-            # end of a busy feed) copied once: 1.26x. The WAL grows to 40 MiB between them.
+            # checkpoint. Ten times as many pages per checkpoint means a tenth of the syncs, and a
+            # page written by many saves (the newest end of a busy feed) copied once: 12 rounds of
+            # saving and retracting 100 entries at 1M went from 1.48x their cost at 10k to 1.26x
+            # (README, bench/scale). The WAL grows to 40 MiB between checkpoints.
             "wal_autocheckpoint": 10_000,
         })
     else:
