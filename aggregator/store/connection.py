@@ -43,6 +43,11 @@ def stored(value: datetime) -> datetime:
     return value if value.tzinfo is None else value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def naive(value: datetime | str) -> datetime:
+    """A stored instant read with plain SQL (SQLite gives text), as the store compares them: naive UTC."""
+    return stored(aware(value))
+
+
 class PostgresDatabase(pw.PostgresqlDatabase):
     """PostgreSQL that replaces a lost connection by itself, where that cannot lose work.
 

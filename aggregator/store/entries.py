@@ -19,7 +19,7 @@ import peewee as pw
 from .. import model
 from ..search import document
 from . import index
-from .connection import aware, db, insert_rows, placeholders, stored, utcnow
+from .connection import aware, db, insert_rows, naive, placeholders, stored, utcnow
 from .schema import (
     Author,
     BaseModel,
@@ -106,10 +106,10 @@ def save_entries(source: SourceRow, entries: Iterable[model.Entry], now: datetim
                 f"SELECT id, guid, fingerprint, updated, revision, published, retracted_at "
                 f"FROM {Entry._meta.table_name} WHERE source_id = {database.param} AND guid IN ({marks})",
                 (source.id, *chunk)):
-            existing[guid] = (entry_id, fingerprint, _naive(updated), revision)
-            published_of[entry_id] = _naive(published)
+            existing[guid] = (entry_id, fingerprint, naive(updated), revision)
+            published_of[entry_id] = naive(published)
             if retracted is not None:
-                retracted_of[entry_id] = _naive(retracted)
+                retracted_of[entry_id] = naive(retracted)
         # One story, one entry: what another source brought first is only recorded as carried here.
         carried.update(g for (g,) in database.execute_sql(
             f"SELECT guid FROM {EntrySource._meta.table_name} WHERE source_id = {database.param} "
@@ -291,11 +291,6 @@ RELATED_POOL = 20  # newest entries of each shared tag or coverage considered
 
 
 COVERAGE_WEIGHT = 2  # one shared coverage dossier counts as much as two shared tags (see relate)
-
-
-def _naive(value: datetime | str) -> datetime:
-    """A stored instant read with plain SQL, as the store compares them: naive UTC."""
-    return aware(value).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

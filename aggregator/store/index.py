@@ -31,7 +31,7 @@ import peewee as pw
 
 from ..errors import StoreError
 from ..search import document
-from .connection import aware, db, placeholders, stored, write_transaction
+from .connection import aware, db, naive, placeholders, stored, write_transaction
 from .schema import Entry, FeedKey, MetaInfo
 from .topics import topics_by_entry
 
@@ -244,7 +244,7 @@ def postings(entry_ids: list[int], parents: dict[str, str]) -> list[Posting]:
                 f"SELECT id, published, title, summary, retracted_at FROM {Entry._meta.table_name} "
                 f"WHERE id IN ({placeholders(len(chunk))})", chunk):
             found.append(Posting(sort_key(aware(published), entry_id), topics.get(entry_id, ()),
-                                 document(title, summary), _naive(retracted)))
+                                 document(title, summary), None if retracted is None else naive(retracted)))
     return found
 
 
@@ -259,10 +259,6 @@ def repost(entry_ids: list[int], parents: dict[str, str]) -> None:
     fresh = postings(entry_ids, parents)
     unpost([p.key for p in fresh])
     post(fresh)
-
-
-def _naive(value: datetime | str | None) -> datetime | None:
-    return None if value is None else stored(aware(value))
 
 
 def _fingerprint(parents: dict[str, str]) -> str:

@@ -14,8 +14,8 @@ from datetime import datetime
 import peewee as pw
 
 from . import index
-from .connection import aware, db, placeholders, stored, write_transaction
-from .entries import _naive, _relating_to
+from .connection import aware, db, naive, placeholders, stored, write_transaction
+from .entries import _relating_to
 from .schema import Entry, EntryCoverage
 from .topics import bump_topics, stored_topics
 
@@ -58,7 +58,7 @@ def prune(editions: list[str], cutoff: datetime, keep_coverage: list[str], paren
                 f"WHERE {where} ORDER BY e.published, e.id LIMIT {int(batch)}", args).fetchall()
             if not rows:
                 break
-            after = (_naive(rows[-1][1]), rows[-1][0])
+            after = (naive(rows[-1][1]), rows[-1][0])
             ids = [r[0] for r in rows]
             if keep_coverage:
                 kept = _kept(ids, keep_coverage)
