@@ -8,6 +8,7 @@ worker, workers started on demand.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing
@@ -16,9 +17,10 @@ import queue
 import signal
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -106,12 +108,36 @@ def _serve_jobs(conn: Connection, ctx: Context, work: Callable[[ParseJob, Contex
             conn.send(("error", "internal", describe_failure(e), f"{type(e).__name__}: {e}"))
 
 
+#: the signals feedhub's commands turn into an exception (web.cli): Ctrl-C, SIGTERM, SIGHUP
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold the stopping signals in this thread while a worker is spawned, and deliver them after.
+
+    Process.start() starts the interpreter first and then writes its start-up message down a
+    pipe. A handler raising between the two leaves the child reading a half-sent message, and
+    it dies with an EOFError traceback before any of our code runs (seen when `run` was stopped
+    while its collector was starting its workers). The spawned child starts with no signal held.
+    """
+    # Starting multiprocessing's resource tracker unblocks SIGINT and SIGTERM on its way out,
+    # which would undo the hold below: start it first (a no-op once it runs).
+    resource_tracker.ensure_running()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 class _Worker:
     def __init__(self, mp: Any, ctx: Context, target: str):
         self.conn, child = mp.Pipe()
         self.process = mp.Process(target=_worker_main, args=(child, ctx, target), daemon=True,
                                   name="feedhub-parse")
-        self.process.start()
+        with _stop_signals_held():
+            self.process.start()
         child.close()
         #: the worker answered a ping: its imports are done, so a job's clock measures the job
         self.ready = False

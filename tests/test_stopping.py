@@ -193,3 +193,47 @@ os._exit(9)  # killed before the answer: the worker's send finds no reader
     # stderr is read to its end, which comes only when the orphaned worker has exited too.
     assert proc.returncode == 9
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+
+
+def test_a_stop_while_a_parse_worker_is_being_started_leaves_no_traceback(tmp_path: Path):
+    """SIGTERM lands between the spawn of a parse worker and the start-up message it is sent
+    (the window `run` hit when stopped while its collector was starting): the command stops
+    with its own exception once the worker has started, and the worker prints nothing."""
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from multiprocessing import util
+from aggregator.config import load_config
+from aggregator.normalize import Context
+from aggregator.work import ParsePool
+
+class Stopped(Exception):
+    pass
+
+def on_term(signum, frame):
+    raise Stopped()
+
+signal.signal(signal.SIGTERM, on_term)
+real_spawn = util.spawnv_passfds
+
+def spawn_then_stop(path, args, passfds):
+    pid = real_spawn(path, args, passfds)
+    if "--multiprocessing-fork" in args:  # a worker (not multiprocessing's resource tracker)
+        os.kill(os.getpid(), signal.SIGTERM)  # it is running; its start-up message is not sent yet
+    return pid
+
+util.spawnv_passfds = spawn_then_stop
+cfg = load_config({str(write_config(tmp_path, "sqlite:///var/x.db"))!r}, environ={{}})
+pool = ParsePool(Context.from_config(cfg), size=1)
+try:
+    pool.start()
+except Stopped:
+    print("stopped")
+pool.close()
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    # stderr is read to its end, which comes only when the spawned worker has exited too.
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "stopped"
+    assert "Traceback" not in proc.stderr and "EOFError" not in proc.stderr, proc.stderr
