@@ -52,17 +52,17 @@ def test_paging_walks_every_entry_once_in_order(client):
 
 def test_rfc5005_links_in_atom_and_rss(client):
     first = etree.fromstring(client.get("/feeds/latest.atom?limit=20").get_data())
-    rels = {l.get("rel"): l.get("href") for l in first.findall(f"{ATOM}link")}
+    rels = {ln.get("rel"): ln.get("href") for ln in first.findall(f"{ATOM}link")}
     assert "next" in rels and "previous" not in rels and "first" not in rels
     second = etree.fromstring(client.get(path_of(rels["next"])).get_data())
-    rels2 = {l.get("rel"): l.get("href") for l in second.findall(f"{ATOM}link")}
+    rels2 = {ln.get("rel"): ln.get("href") for ln in second.findall(f"{ATOM}link")}
     assert rels2["first"] == "http://localhost/feeds/latest.atom?limit=20"
     assert rels2["previous"] == rels2["first"]  # the page before page two is page one
     third = etree.fromstring(client.get(path_of(rels2["next"])).get_data())
-    rels3 = {l.get("rel"): l.get("href") for l in third.findall(f"{ATOM}link")}
+    rels3 = {ln.get("rel"): ln.get("href") for ln in third.findall(f"{ATOM}link")}
     assert rels3["previous"] == rels["next"]  # previous of page three is page two, exactly
     rss = etree.fromstring(client.get(path_of(rels["next"]).replace(".atom", ".rss")).get_data())
-    rss_rels = {l.get("rel") for l in rss.findall(f"channel/{ATOM}link")}
+    rss_rels = {ln.get("rel") for ln in rss.findall(f"channel/{ATOM}link")}
     assert {"self", "first", "previous", "next"} <= rss_rels
 
 
@@ -308,7 +308,8 @@ def test_retracted_entry_becomes_a_tombstone(collected: Config):
     assert main(["--config", str(collected.path), "retract", victim, "--reason", "Published in error"]) == 0
     with app.test_client() as c:
         assert victim not in {i["id"] for i in get_json(c, "/feeds/breaking.json")["items"]}
-        assert victim not in {e.id for e in feedparser.parse(io.BytesIO(c.get("/feeds/breaking.rss").get_data())).entries}
+        rss = feedparser.parse(io.BytesIO(c.get("/feeds/breaking.rss").get_data()))
+        assert victim not in {e.id for e in rss.entries}
         atom = etree.fromstring(c.get("/feeds/breaking.atom").get_data())
         (gone,) = atom.findall(f"{TOMBSTONE}deleted-entry")
         assert gone.get("ref") == victim and gone.findtext(f"{TOMBSTONE}comment") == "Published in error"
@@ -364,9 +365,14 @@ def test_breaking_items_leave_the_ticker_after_the_configured_hours(config_facto
     shift = store.utcnow() - timedelta(hours=5) - newest
     ids = [e.id for e in store.Entry.select()]
     store.unpost_entries(ids)  # a new publication date moves them in every feed
-    for e in store.Entry.select():
-        store.Entry.update(published=e.published + shift, updated=e.updated + shift).where(
-            store.Entry.id == e.id).execute()
+    # Read everything first, then write in one transaction that queues for the write lock: an
+    # UPDATE issued while a SELECT cursor is still open would have to upgrade that cursor's read
+    # snapshot, which SQLite refuses at once (no busy wait) if any other connection wrote since.
+    rows = list(store.Entry.select(store.Entry.id, store.Entry.published, store.Entry.updated))
+    with store.write_transaction():
+        for e in rows:
+            store.Entry.update(published=e.published + shift, updated=e.updated + shift).where(
+                store.Entry.id == e.id).execute()
     store.repost(ids, cfg.taxonomy.parents)
     six = dataclasses.replace(cfg, site=dataclasses.replace(cfg.site, breaking_hours=6))
     app = create_app(six)
