@@ -181,16 +181,17 @@ def test_opening_the_store_survives_its_connection_being_ended(pg_schema: PgSche
     original = index.create_tables
     ended: list[int] = []
 
+    # (At least one: a background thread of an earlier test's app, such as its usage writer, may
+    # have connected to the store in use now, under the same name.)
     def create_after_the_end(database) -> None:
         if not ended:
             ended.append(terminate_backends(PG_URL, name))
-            assert ended == [1]
         original(database)
 
     monkeypatch.setattr(index, "create_tables", create_after_the_end)
     store.init_db(url)
-    assert ended == [1]
+    assert len(ended) == 1 and ended[0] >= 1
     assert store.MetaInfo.get(store.MetaInfo.key == "schema_version").value == str(store.SCHEMA_VERSION)
-    assert terminate_backends(PG_URL, name) == 1  # the idle connection this thread kept
+    assert terminate_backends(PG_URL, name) >= 1  # the idle connection this thread kept
     store.init_db(url)
     assert store.Source.select().count() == 0
