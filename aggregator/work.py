@@ -28,7 +28,6 @@ from .config import SourceConfig
 from .errors import ParseError, SourceError, describe_failure
 from .model import Entry
 from .normalize import Context, choose_id_rule, normalize_feed
-from .parse import parse_feed
 
 log = logging.getLogger("feedhub.parse")
 
@@ -63,6 +62,11 @@ class ParseOutput:
 
 def parse_and_normalize(job: ParseJob, ctx: Context) -> ParseOutput:
     """The work itself: bytes -> normalised entries (pure; runs in a worker process)."""
+    # Here, not at the top: the collector's own process never parses, and the parsers'
+    # imports (feedparser, lxml) are a tenth of a warm `feedhub collect`. Workers import them
+    # before they say they are ready (_worker_main).
+    from .parse import parse_feed
+
     feed = parse_feed(job.body, job.url, job.content_type)
     rule, reason = choose_id_rule(feed, job.source, job.id_rule, job.previous)
     filtered: list[str] = []
@@ -84,6 +88,7 @@ def _worker_main(conn: Connection, ctx: Context, target: str) -> None:
     # the pipe or kills us), so a worker never prints a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        importlib.import_module("aggregator.parse")  # before the first ping: a job's clock is the job's
         _serve_jobs(conn, ctx, _resolve(target))
     except (EOFError, OSError):
         pass  # the parent is gone (killed, or stopped without closing us): leave quietly

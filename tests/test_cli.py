@@ -6,8 +6,8 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -77,6 +77,21 @@ def test_init_collect_sources_on_a_fresh_store(tmp_path: Path, db_url: str):
     assert all(d["status"] == "ok" and d["last_error"] is None for d in data)
     unknown = feedhub("collect", "--source", "nope", cwd=tmp_path, env=env)
     assert unknown.returncode == 2 and "unknown source 'nope'" in unknown.stderr
+
+
+def test_a_collect_with_nothing_to_parse_loads_no_parser_or_renderer(tmp_path: Path):
+    """A warm `collect` (cron runs it every few minutes) is mostly its own start-up: the parsers
+    live in the parse processes, the renderers in the web layer, and peewee's URL backends are
+    for PostgreSQL, so the command's process imports none of them when nothing changed."""
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db")
+    assert feedhub("--config", str(cfg), "collect", cwd=tmp_path).returncode == 0
+    script = (f"import sys; from web import cli; rc = cli.main(['--config', {str(cfg)!r}, 'collect']); "
+              "heavy = ('feedparser', 'lxml', 'feedgen', 'playhouse.db_url', 'aggregator.parse', 'feeds.render'); "
+              "print(rc, sorted(m for m in heavy if m in sys.modules))")
+    again = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert "7 source(s): 0 new, 0 updated, 0 failed" in again.stdout, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == "0 []"
 
 
 def test_collect_exits_1_when_every_source_fails(tmp_path: Path):
@@ -234,9 +249,9 @@ def test_rules_test_shows_what_each_entry_becomes_and_writes_nothing(tmp_path: P
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split()[:3] == ["#", "KEPT", "SECTION"]
-    weather = [l for l in lines if "Weather service" in l]
-    assert weather and all("environment" in l and "rule 1 (keyword 'weather')" in l for l in weather)
-    assert any(l.split()[1] == "no" and "rule 2 (category 'asia')" in l for l in lines[1:-1])
+    weather = [line for line in lines if "Weather service" in line]
+    assert weather and all("environment" in line and "rule 1 (keyword 'weather')" in line for line in weather)
+    assert any(line.split()[1] == "no" and "rule 2 (category 'asia')" in line for line in lines[1:-1])
     assert lines[-1].startswith("25 entries:") and "dropped (2 rules)" in lines[-1]
     assert not (tmp_path / "never.db").exists()  # nothing written, not even a store
     bad = feedhub("--config", str(tmp_path / "config.toml"), "rules", "test", "nope", "x.rss", cwd=tmp_path)

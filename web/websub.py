@@ -17,8 +17,6 @@ from urllib.parse import urlencode
 import urllib3
 
 from aggregator.config import Config
-from feeds.render import SUFFIXES
-from feeds.select import topic_path
 
 log = logging.getLogger("feedhub.websub")
 
@@ -41,6 +39,11 @@ class HubPublisher:
 
     def urls(self, topics: Iterable[str]) -> list[str]:
         """The public URLs of the topics, in every format."""
+        # Here, not at the top: `feedhub collect` publishes through this class, and the feed
+        # renderers' imports (feedgen, lxml, dateutil) would otherwise be part of its start-up.
+        from feeds.render import SUFFIXES
+        from feeds.select import topic_path
+
         base = self.config.server.base_url
         default = self.config.site.default_edition
         return sorted(f"{base}{topic_path(t, default)}.{suffix}" for t in set(topics) for suffix in SUFFIXES.values())

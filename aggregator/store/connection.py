@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 import peewee as pw
-from playhouse.db_url import connect as url_connect
-from playhouse.db_url import register_database
 
 from ..errors import StoreError
 
@@ -111,9 +109,6 @@ def _is_read(sql: str) -> bool:
     return sql.lstrip()[:6].upper() in ("SELECT", "PRAGMA") or sql.lstrip()[:4].upper() == "SHOW"
 
 
-register_database(PostgresDatabase, "postgres", "postgresql")
-
-
 def reset_connection() -> None:
     """Forget this thread's connection if it is broken, so its next use opens a new one.
 
@@ -167,6 +162,12 @@ def open_database(url: str) -> pw.Database:
             "wal_autocheckpoint": 10_000,
         })
     else:
+        # Imported here: playhouse.db_url pulls in every backend peewee has, which a command on
+        # the default SQLite store would load at each start for nothing.
+        from playhouse.db_url import connect as url_connect
+        from playhouse.db_url import register_database
+
+        register_database(PostgresDatabase, "postgres", "postgresql")
         try:
             database = url_connect(url)
         except Exception as e:  # unknown scheme, bad URL syntax
