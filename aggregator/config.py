@@ -205,11 +205,14 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """How long the store keeps entries."""
+    """How long the store keeps entries, and how often a command checks a SQLite file."""
 
     #: entries published longer ago than this many days are removed (0: keep everything),
     #: except those in a dossier marked keep
     keep_days: int = 0
+    #: a command that opens a SQLite store (collect, serve, run) first runs its integrity check
+    #: when no check has passed for this many hours (0: at every start)
+    integrity_check_hours: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -625,9 +628,13 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
     cache = c.table(top["cache"], "cache", {"redis_url": (str, ""), "memory_mb": (int, CacheConfig.memory_mb)})
     if cache["memory_mb"] is not None and cache["memory_mb"] < 4:
         c.problem("cache.memory_mb", f"must be at least 4 (MiB), got {cache['memory_mb']}")
-    kept = c.table(top["store"], "store", {"keep_days": (int, 0)})
+    kept = c.table(top["store"], "store", {"keep_days": (int, 0), "integrity_check_hours": (
+        float, StoreConfig.integrity_check_hours)})
     if kept["keep_days"] is not None and kept["keep_days"] < 0:
         c.problem("store.keep_days", f"must be 0 (keep everything) or a number of days, got {kept['keep_days']}")
+    if kept["integrity_check_hours"] is not None and kept["integrity_check_hours"] < 0:
+        c.problem("store.integrity_check_hours",
+                  f"must be 0 (check at every start) or a number of hours, got {kept['integrity_check_hours']}")
     if cache["redis_url"] and urlsplit(cache["redis_url"]).scheme not in ("redis", "rediss", "unix"):
         c.problem("cache.redis_url", f"must be a redis://, rediss:// or unix:// URL, got {cache['redis_url']!r}")
     rel = c.table(top["related"], "related", {"max_tag_share": (float, RelatedConfig.max_tag_share),
@@ -657,7 +664,9 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
                   admin=AdminConfig(enabled=adm["enabled"] is not False, bind=adm["bind"] or ""),
                   partner_profiles=profiles,
                   cache=CacheConfig(redis_url=cache["redis_url"] or "", memory_mb=cache["memory_mb"]),
-                  store=StoreConfig(keep_days=kept["keep_days"] or 0),
+                  store=StoreConfig(keep_days=kept["keep_days"] or 0, integrity_check_hours=(
+                      StoreConfig.integrity_check_hours if kept["integrity_check_hours"] is None
+                      else kept["integrity_check_hours"])),
                   related=RelatedConfig(max_tag_share=rel["max_tag_share"], recent_entries=rel["recent_entries"]),
                   stream=StreamConfig(max_clients=live["max_clients"], heartbeat=live["heartbeat"],
                                       replay=live["replay"]),

@@ -98,6 +98,8 @@ def test_feedhub_config_environment_chooses_the_file(tmp_path: Path, monkeypatch
      "sources[0] (id 'a').url", "local files must be under the samples directory"),
     ('[[sources]]\nid = "Bad Id"\nname = "A"\nurl = "https://a.example.org/f"\n',
      "sources[0] (id 'Bad Id').id", "lowercase words joined by '-'"),
+    ('[store]\nintegrity_check_hours = -1\n', "store.integrity_check_hours", "must be 0 (check at every start)"),
+    ('[store]\nintegrity_check_hours = "daily"\n', "store.integrity_check_hours", "must be a number"),
 ])
 def test_each_mistake_is_named(tmp_path: Path, snippet: str, key: str, fragment: str):
     found = problems(tmp_path, snippet)

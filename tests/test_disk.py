@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from aggregator import store
 from aggregator.collect import Collector
 from aggregator.config import Config, load_config
-from aggregator.errors import StoreFull
+from aggregator.errors import StoreDamaged, StoreFull
 from bench.feedserver import FeedServer, sources_toml
 
 from .conftest import LOOPBACK, ROOT, close_store, write_config
@@ -135,6 +136,58 @@ def test_collect_and_serve_refuse_a_damaged_store_with_exit_3(damaged: Config, c
     last = result.stderr.strip().splitlines()[-1]
     assert "malformed" in last and "damaged" in last and "restore the last backup" in last
     assert "Traceback" not in result.stderr
+
+
+def test_a_passed_integrity_check_is_recorded_and_spares_later_starts(tmp_path: Path):
+    """quick_check reads the whole file (seconds at a million entries), so a pass is recorded in
+    the store and a start within [store] integrity_check_hours skips it, whichever process ran
+    it; a record that is too old, unreadable or from the future never spares a check."""
+    cfg = sqlite_config(tmp_path)
+    store.init_db(cfg.database_url)
+    with Collector(cfg) as c:
+        c.collect()
+    assert store.check_integrity(max_age=3600) is True  # nothing on record yet
+    recorded = store.MetaInfo.get(store.MetaInfo.key == "integrity_checked_at").value
+    assert abs((store.utcnow() - datetime.fromisoformat(recorded)).total_seconds()) < 60
+    assert store.check_integrity(max_age=3600) is False  # passed a moment ago
+    close_store()
+    damage_sqlite(Path(store.db.obj.database))
+    store.init_db(cfg.database_url)
+    assert store.check_integrity(max_age=3600) is False  # spared: the damage came after the pass
+    with pytest.raises(StoreDamaged, match="malformed"):
+        store.check_integrity()  # 0: always
+    for stale in ((store.utcnow() - timedelta(hours=2)).isoformat(), "yesterday",
+                  (store.utcnow() + timedelta(days=3)).isoformat()):
+        store.MetaInfo.update(value=stale).where(store.MetaInfo.key == "integrity_checked_at").execute()
+        with pytest.raises(StoreDamaged):
+            store.check_integrity(max_age=3600)
+    # Each serving process has its own watch; one that finds a fresh pass on record does not
+    # read the whole file again.
+    store.MetaInfo.update(value=store.utcnow().isoformat()).where(
+        store.MetaInfo.key == "integrity_checked_at").execute()
+    store.IntegrityWatch(every=300).check()
+    with pytest.raises(StoreDamaged):
+        store.IntegrityWatch(every=0).check()
+
+
+def test_collect_checks_the_file_only_when_no_check_passed_recently(tmp_path: Path):
+    """The command's start: the first collect checks (and records the pass), the next one within
+    integrity_check_hours does not, and 0 checks at every start."""
+    cfg = sqlite_config(tmp_path)
+    config_file = str(tmp_path / "config.toml")
+    assert feedhub("--config", config_file, "collect", cwd=tmp_path).returncode == 0
+    conn = sqlite3.connect(tmp_path / "var" / "feedhub.db")
+    first = conn.execute("SELECT value FROM feedhub_meta WHERE key = 'integrity_checked_at'").fetchone()
+    assert first is not None
+    assert feedhub("--config", config_file, "collect", cwd=tmp_path).returncode == 0
+    assert conn.execute("SELECT value FROM feedhub_meta WHERE key = 'integrity_checked_at'").fetchone() == first
+    (tmp_path / "config.toml").write_text((tmp_path / "config.toml").read_text(encoding="utf-8")
+                                          + "\n[store]\nintegrity_check_hours = 0\n", encoding="utf-8")
+    assert load_config(config_file, environ={}).store.integrity_check_hours == 0
+    assert feedhub("--config", config_file, "collect", cwd=tmp_path).returncode == 0
+    assert conn.execute("SELECT value FROM feedhub_meta WHERE key = 'integrity_checked_at'").fetchone() > first
+    conn.close()
+    assert cfg.store.integrity_check_hours == 24
 
 
 # --- backups -------------------------------------------------------------------------------

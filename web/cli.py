@@ -301,9 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def open_store(config: Config) -> None:
-    """Open (create, migrate) the store and refuse to work on a damaged one (exit 3)."""
+    """Open (create, migrate) the store and refuse to work on a damaged one (exit 3): SQLite's
+    integrity check reads the whole file, so it runs when none has passed for
+    ``[store] integrity_check_hours``, not at every start of a command run from cron."""
     store.init_db(config.database_url)
-    store.check_integrity()
+    store.check_integrity(max_age=config.store.integrity_check_hours * 3600)
 
 
 def cmd_backup(config: Config, args: argparse.Namespace) -> int:
