@@ -180,6 +180,43 @@ def test_source_removed_from_config_is_disabled_not_deleted(config_factory, tmp_
     assert not ticker.enabled and ticker.entries.count() == 15
 
 
+def test_syncing_unchanged_sources_reads_one_row_and_waits_for_no_writer(config_factory, tmp_path: Path):
+    """Every command and collector start syncs config.toml's sources. When the store was last
+    synced with exactly these, the sync only compares a recorded digest: it takes no write lock
+    (here another connection holds it, and a sync that wanted it would fail after the busy
+    timeout), and it changes nothing. Any change to a source or to the filing rules syncs again."""
+    cfg = config_factory()
+    if not cfg.database_url.startswith("sqlite"):
+        pytest.skip("SQLite only (the held write lock)")
+    store.init_db(cfg.database_url)
+    assert store.sync_sources(cfg) == 7
+    before = {s.key: (s.name, s.enabled) for s in store.Source.select()}
+    import sqlite3
+
+    writer = sqlite3.connect(store.db.obj.database, isolation_level=None)
+    writer.execute("PRAGMA busy_timeout = 0")
+    writer.execute("BEGIN IMMEDIATE")  # holds the write lock
+    store.db.execute_sql("PRAGMA busy_timeout = 50")
+    try:
+        assert store.sync_sources(cfg) == 7
+        renamed = dataclasses.replace(cfg, sources=[dataclasses.replace(s, name="Renamed") if s.id == "ticker" else s
+                                                    for s in cfg.sources])
+        with pytest.raises(Exception, match="locked"):
+            store.sync_sources(renamed)  # a change needs the write lock
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        store.db.execute_sql("PRAGMA busy_timeout = 10000")
+    assert {s.key: (s.name, s.enabled) for s in store.Source.select()} == before
+    store.sync_sources(renamed)
+    assert store.Source.get(store.Source.key == "ticker").name == "Renamed"
+    assert store.sync_sources(cfg) == 7  # and back
+    assert {s.key: (s.name, s.enabled) for s in store.Source.select()} == before
+    fewer = broken_config(config_factory, tmp_path)
+    store.sync_sources(fewer)
+    assert not store.Source.get(store.Source.key == "ticker").enabled
+
+
 def test_store_newer_than_the_code_is_refused(config: Config):
     store.init_db(config.database_url)
     store.MetaInfo.update(value="999").where(store.MetaInfo.key == "schema_version").execute()
@@ -269,7 +306,8 @@ def test_a_new_dossier_gathers_entries_already_stored(config_factory):
     with Collector(cfg) as c:
         c.collect(source_ids=["cms-spanish"])
     assert not store.EntryCoverage.select().where(store.EntryCoverage.coverage == "cafes").exists()
-    with_dossier = config_factory(extra='\n[coverage.cafes]\ntitle = "Cafés"\ntags = ["Café"]\nkeywords = ["cafetería"]\n')
+    with_dossier = config_factory(
+        extra='\n[coverage.cafes]\ntitle = "Cafés"\ntags = ["Café"]\nkeywords = ["cafetería"]\n')
     with Collector(with_dossier) as c:
         summary = c.collect(source_ids=["cms-spanish"])  # same bytes: re-read because the rules changed
     assert summary.updated == 2 and summary.new == 0
