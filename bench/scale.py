@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -456,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
             cells = [results[s][kind]["cold_ms"] for s in sizes]
             ratios = [c / cells[0] for c in cells[1:]]
             worst = max([worst, *ratios])
+            hot = results[sizes[-1]][kind]["hot_ms"]
             summary["feeds"][kind] = {"cold_ms": dict(zip(sizes, cells)), "ratios": ratios,  # type: ignore[index]
-                                      "hot_ms": results[sizes[-1]][kind]["hot_ms"]}
+                                      "hot_ms": None if math.isnan(hot) else hot}  # (JSON has no NaN)
             print(f"  {kind:30s}" + "".join(f"{c:16.1f}" for c in cells) + "".join(f"{r:11.2f}x" for r in ratios)
                   + f"{results[sizes[-1]][kind]['hot_ms']:10.1f}"
                   + f"{'/'.join(str(int(results[s][kind].get('entries', 0))) for s in sizes):>9s}")
@@ -470,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["memory_within_ceiling"] = peak < CEILING_MIB
         print(f"  serving process after {args.urls:,} distinct URLs: at most {peak:.0f} MiB "
               f"(ceiling {CEILING_MIB} MiB: {'met' if peak < CEILING_MIB else 'NOT met'})")
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
     finally:
         store.db.close()
         shutil.rmtree(tmp, ignore_errors=True)
