@@ -632,7 +632,7 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
         float, StoreConfig.integrity_check_hours)})
     if kept["keep_days"] is not None and kept["keep_days"] < 0:
         c.problem("store.keep_days", f"must be 0 (keep everything) or a number of days, got {kept['keep_days']}")
-    if kept["integrity_check_hours"] is not None and kept["integrity_check_hours"] < 0:
+    if kept["integrity_check_hours"] < 0:  # (a value of the wrong type is a problem already, and the default)
         c.problem("store.integrity_check_hours",
                   f"must be 0 (check at every start) or a number of hours, got {kept['integrity_check_hours']}")
     if cache["redis_url"] and urlsplit(cache["redis_url"]).scheme not in ("redis", "rediss", "unix"):
@@ -664,9 +664,8 @@ def parse_config(raw: dict[str, Any], path: Path, environ: Mapping[str, str] | N
                   admin=AdminConfig(enabled=adm["enabled"] is not False, bind=adm["bind"] or ""),
                   partner_profiles=profiles,
                   cache=CacheConfig(redis_url=cache["redis_url"] or "", memory_mb=cache["memory_mb"]),
-                  store=StoreConfig(keep_days=kept["keep_days"] or 0, integrity_check_hours=(
-                      StoreConfig.integrity_check_hours if kept["integrity_check_hours"] is None
-                      else kept["integrity_check_hours"])),
+                  store=StoreConfig(keep_days=kept["keep_days"] or 0,
+                                    integrity_check_hours=kept["integrity_check_hours"]),
                   related=RelatedConfig(max_tag_share=rel["max_tag_share"], recent_entries=rel["recent_entries"]),
                   stream=StreamConfig(max_clients=live["max_clients"], heartbeat=live["heartbeat"],
                                       replay=live["replay"]),

@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["feeds"][kind] = {"cold_ms": dict(zip(sizes, cells)), "ratios": ratios,  # type: ignore[index]
                                       "hot_ms": None if math.isnan(hot) else hot}  # (JSON has no NaN)
             print(f"  {kind:30s}" + "".join(f"{c:16.1f}" for c in cells) + "".join(f"{r:11.2f}x" for r in ratios)
-                  + f"{results[sizes[-1]][kind]['hot_ms']:10.1f}"
+                  + f"{hot:10.1f}"
                   + f"{'/'.join(str(int(results[s][kind].get('entries', 0))) for s in sizes):>9s}")
         wr = [writes[s] / writes[base] for s in sizes[1:]]
         print(f"  {'write path, 100 entries':30s}" + "".join(f"{writes[s]:16.1f}" for s in sizes)
