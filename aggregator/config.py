@@ -178,7 +178,7 @@ class ServerConfig:
     #: worker processes serving the feeds; 0 means one per core
     workers: int = 0
     #: seconds between SQLite integrity checks made for /healthz (each reads every page once)
-    integrity_check_every: int = 300
+    integrity_check_every: int = 3600
 
 
 @dataclass(frozen=True)

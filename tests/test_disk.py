@@ -170,6 +170,48 @@ def test_a_passed_integrity_check_is_recorded_and_spares_later_starts(tmp_path: 
         store.IntegrityWatch(every=0).check()
 
 
+def test_a_due_integrity_check_runs_beside_the_health_probes_not_in_them(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """At a million entries quick_check reads a 3 GB file for seconds, longer than a load
+    balancer waits for /healthz. The first probe checks as the command's start does and waits;
+    after it, a due check runs in a thread of its own, probes meanwhile get the last result, and
+    the damage it finds is reported by the probes that follow."""
+    from aggregator.store import integrity
+
+    store.init_db(sqlite_config(tmp_path).database_url)
+    now = [0.0]
+    watch = store.IntegrityWatch(every=60, clock=lambda: now[0], start_max_age=24 * 3600)
+    calls: list[float] = []
+    started, release = threading.Event(), threading.Event()
+
+    def slow_check(max_age: float = 0.0) -> bool:
+        calls.append(max_age)
+        if len(calls) == 1:
+            return True
+        started.set()
+        assert release.wait(60)
+        raise StoreDamaged("page 7 is malformed")
+
+    monkeypatch.setattr(integrity, "check_integrity", slow_check)
+    watch.check()
+    assert calls == [24 * 3600]  # the first probe: a pass within the start rule's hours counts
+    now[0] = 59
+    watch.check()
+    assert len(calls) == 1  # not due
+    now[0] = 61
+    watch.check()  # due: the check starts, and this probe returns at once with the last result
+    assert started.wait(60)
+    watch.check()  # still running: no second check beside it
+    assert calls == [24 * 3600, 60]
+    release.set()
+    for thread in threading.enumerate():
+        if thread.name == "integrity-check":
+            thread.join(60)
+    with pytest.raises(StoreDamaged, match="page 7"):
+        watch.check()
+    assert len(calls) == 2  # the damage found is the answer until the next check falls due
+
+
 def test_collect_checks_the_file_only_when_no_check_passed_recently(tmp_path: Path):
     """The command's start: the first collect checks (and records the pass), the next one within
     integrity_check_hours does not, and 0 checks at every start."""

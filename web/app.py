@@ -52,7 +52,8 @@ def create_app(config: Config, parts: str = "all") -> Flask:
         # dropped) must not poison the thread's next requests.
         store.reset_connection()
 
-    app.extensions["feedhub.integrity"] = store.IntegrityWatch(config.server.integrity_check_every)
+    app.extensions["feedhub.integrity"] = store.IntegrityWatch(
+        config.server.integrity_check_every, start_max_age=config.store.integrity_check_hours * 3600)
     memory = config.cache.memory_mb << 20
     app.extensions["feedhub.cache"] = RenderCache(max_bytes=memory * 3 // 4)
     app.extensions["feedhub.fragments"] = Fragments(max_bytes=memory // 4)

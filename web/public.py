@@ -408,7 +408,8 @@ def index() -> ResponseReturnValue:
 @public.route("/healthz")
 def healthz() -> ResponseReturnValue:
     """Is the store readable? Live reads of what feeds read first, plus SQLite's integrity check
-    (run at most every few minutes); 503 with the reason when the store is away or damaged."""
+    (run every [server] integrity_check_every s, beside the probes: a probe never waits for one
+    after the first); 503 with the reason when the store is away or damaged."""
     try:
         body: dict[str, object] = {"status": "ok", **store.health_summary()}
         current_app.extensions["feedhub.integrity"].check()

@@ -301,9 +301,7 @@ def prepare(parents: dict[str, str]) -> int:
 
 def mark_prepared(parents: dict[str, str]) -> None:
     """Record that the (empty, or freshly written) index matches ``parents``."""
-    want = _fingerprint(parents)
-    MetaInfo.insert(key="feed_index", value=want).on_conflict(
-        conflict_target=[MetaInfo.key], update={MetaInfo.value: want}).execute()
+    MetaInfo.put("feed_index", _fingerprint(parents))
 
 
 #: the tables PostgreSQL's maintenance vacuums (what every feed read and search plans against)

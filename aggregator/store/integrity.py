@@ -13,7 +13,7 @@ from pathlib import Path
 import peewee as pw
 
 from ..errors import StoreDamaged, StoreError, StoreFull, StoreUnavailable
-from .connection import db, redact_url, utcnow
+from .connection import close_connection, db, redact_url, utcnow
 
 log = logging.getLogger("feedhub.store")
 
@@ -104,8 +104,7 @@ def check_integrity(max_age: float = 0.0) -> bool:
         raise StoreDamaged(f"{redact_url(db.obj.feedhub_url)} is damaged ({'; '.join(rows)}); stop feedhub and "
                            "restore the last backup (see the README, Failure modes)")
     try:
-        MetaInfo.insert(key=_CHECKED_KEY, value=utcnow().isoformat()).on_conflict(
-            conflict_target=[MetaInfo.key], update={MetaInfo.value: pw.EXCLUDED.value}).execute()
+        MetaInfo.put(_CHECKED_KEY, utcnow().isoformat())
     except Exception as e:  # a full disk, a long write lock: the next start just checks again
         log.info("could not record the integrity check that passed: %s", e)
     return True
@@ -122,32 +121,54 @@ def _age(recorded: str, now: datetime) -> float:
 
 
 class IntegrityWatch:
-    """``check_integrity`` at most every ``every`` seconds, for a health endpoint polled often:
-    the first caller past the interval runs it, callers meanwhile get the last result. A check
-    another process passed within ``every`` seconds counts (each serving process has a watch)."""
+    """``check_integrity`` at most every ``every`` seconds, for a health endpoint polled often.
 
-    def __init__(self, every: float = 300.0, clock: Callable[[], float] = time.monotonic):
+    The first call checks as a command's start does: it counts a pass on record within
+    ``start_max_age`` seconds (the serving command's own start has just checked or found one),
+    and waits for the check when none is. Later checks run in a thread of their own, callers
+    getting the last result meanwhile: at a million entries a check reads a 3 GB file for
+    seconds, longer than a load balancer waits for a health probe. A check another process
+    passed within ``every`` seconds counts (each serving process has a watch)."""
+
+    def __init__(self, every: float = 3600.0, clock: Callable[[], float] = time.monotonic,
+                 start_max_age: float = 0.0):
         self.every = every
         self.clock = clock
+        self.start_max_age = max(every, start_max_age)
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self._failure: StoreError | None = None
+        self._running: threading.Thread | None = None
 
     def check(self) -> None:
-        """Raise the last check's StoreDamaged, running a new check first if it is due."""
-        due = self._checked_at is None or self.clock() - self._checked_at >= self.every
-        if due and self._lock.acquire(blocking=self._checked_at is None):
-            try:
-                try:
-                    check_integrity(max_age=self.every)
-                    self._failure = None
-                except StoreDamaged as e:
-                    self._failure = e
-                self._checked_at = self.clock()
-            finally:
-                self._lock.release()
+        """Raise the last check's StoreDamaged, starting a new check first if one is due."""
+        with self._lock:
+            checked_at = self._checked_at
+            first = checked_at is None
+            due = checked_at is None or self.clock() - checked_at >= self.every
+            if due and self._running is None:
+                self._running = threading.Thread(target=self._run, args=(self.start_max_age if first else self.every,),
+                                                 name="integrity-check", daemon=True)
+                self._running.start()
+            running = self._running
+        if first and running is not None:
+            running.join()
         if self._failure is not None:
             raise self._failure
+
+    def _run(self, max_age: float) -> None:
+        failure: StoreError | None = self._failure
+        try:
+            check_integrity(max_age=max_age)
+            failure = None
+        except StoreDamaged as e:
+            failure = e
+        except StoreError as e:  # the store away: /healthz's live reads say so; checked again when due
+            log.warning("integrity check did not run: %s", e)
+        finally:
+            close_connection()  # this thread's own
+            with self._lock:
+                self._failure, self._checked_at, self._running = failure, self.clock(), None
 
 
 def backup_sqlite(target: Path) -> int:

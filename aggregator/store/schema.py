@@ -26,6 +26,12 @@ class MetaInfo(BaseModel):
     class Meta:
         table_name = "feedhub_meta"
 
+    @classmethod
+    def put(cls, key: str, value: str) -> None:
+        """Set one row, whether or not it exists (one statement: safe when processes race)."""
+        cls.insert(key=key, value=value).on_conflict(
+            conflict_target=[cls.key], update={cls.value: pw.EXCLUDED.value}).execute()
+
 
 class Source(BaseModel):
     id = pw.AutoField()  # (peewee's implicit key, declared so type checkers see it)

@@ -36,7 +36,7 @@ def sync_sources(config: Config) -> int:
     if dict(MetaInfo.select(MetaInfo.key, MetaInfo.value).where(MetaInfo.key.in_(list(digests))).tuples()) == digests:
         return Source.select().count()
     with write_transaction():
-        _reclassify_on_change(config)
+        _reclassify_on_change(digests["classification"])
         rows = {s.key: s for s in Source.select()}
         wanted = {s.id for s in config.sources}
         new: list[dict[str, object]] = []
@@ -66,8 +66,7 @@ def sync_sources(config: Config) -> int:
                 Source.update(enabled=False).where(Source.id == row.id).execute()
         for source_id in sorted(set(rights_changed) | set(latest_changed)):
             bump_source_topics(source_id, config.taxonomy.parents, refile=source_id in latest_changed)
-        MetaInfo.insert(key=_SYNCED_KEY, value=digests[_SYNCED_KEY]).on_conflict(
-            conflict_target=[MetaInfo.key], update={MetaInfo.value: pw.EXCLUDED.value}).execute()
+        MetaInfo.put(_SYNCED_KEY, digests[_SYNCED_KEY])
     return len(rows)
 
 
@@ -226,20 +225,17 @@ def classification_digest(config: Config) -> str:
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()
 
 
-def _reclassify_on_change(config: Config) -> None:
-    """When the filing rules change, forget every source's validators and body hash.
+def _reclassify_on_change(digest: str) -> None:
+    """When the filing rules change (``digest``: their classification_digest), forget every
+    source's validators and body hash.
 
     The next collect then parses and normalises every source again; entries whose
     classification changed get a new fingerprint and are updated (with their feeds).
     """
-    digest = classification_digest(config)
     row = MetaInfo.get_or_none(MetaInfo.key == "classification")
     if row is not None and row.value == digest:
         return
-    if row is None:
-        MetaInfo.insert(key="classification", value=digest).on_conflict_ignore().execute()
-    else:
-        MetaInfo.update(value=digest).where(MetaInfo.key == "classification").execute()
+    MetaInfo.put("classification", digest)
     Source.update(etag=None, last_modified=None, content_hash=None).execute()
 
 
