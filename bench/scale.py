@@ -20,6 +20,14 @@ and, in process, the write path: saving a batch of 100 new entries (mean of 9, e
 share of the WAL checkpoint that copies their pages; see write_path).
 It prints each figure's ratio against 10k; the last line is a JSON summary.
 
+Every figure is taken with the store's files in the operating system's page cache, as on a
+server whose memory holds the store: before the write path and before each fresh server, the
+bench reads them (SQLite: the database and its WAL; PostgreSQL: the schema's tables, indexes
+and TOAST with pg_prewarm, when the extension can be created). "Cold" is the first rendering
+by a fresh process, not the first read from disk. Without this, how much of a 3 GB file the
+machine had evicted since it was last touched decided the 1M figures: some hosts (this
+project's VM among them) page out file pages no process touched for a minute.
+
     python -m bench.scale                 # SQLite, 10k, 100k, 1M
     python -m bench.scale --quick         # stops at 100k
     python -m bench.scale --postgres URL  # the same on PostgreSQL (a schema of its own)
@@ -40,6 +48,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -276,16 +285,57 @@ def feed_kinds(newsroom: Newsroom) -> dict[str, str]:
     return kinds
 
 
-def measure(config_path: Path, newsroom: Newsroom, urls: int) -> dict[str, dict[str, float]]:
+def page_cache_warmer(database_url: str, postgres_url: str | None) -> Callable[[], str]:
+    """A function that reads the store's files into the OS page cache and says what it read."""
+    if postgres_url is None:
+        path = Path(database_url.removeprefix("sqlite:///"))
+
+        def warm_sqlite() -> str:
+            read = 0
+            for part in (path, path.with_name(path.name + "-wal")):
+                if part.exists():
+                    with part.open("rb", buffering=0) as f:
+                        while chunk := f.read(1 << 20):
+                            read += len(chunk)
+            return f"{read / 2**20:,.0f} MiB of files"
+        return warm_sqlite
+
+    import psycopg2
+
+    def warm_postgres() -> str:
+        conn = psycopg2.connect(postgres_url)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+                except psycopg2.Error as e:
+                    return f"nothing (pg_prewarm unavailable: {str(e).strip()})"
+                # 'read': into the OS page cache, as for SQLite (shared_buffers hold a fraction).
+                cur.execute("""SELECT coalesce(sum(pg_prewarm(c.oid::regclass, 'read')), 0) FROM pg_class c
+                               WHERE c.relkind IN ('r', 'i', 't') AND (
+                                 c.relnamespace = 'feedhub_scale'::regnamespace
+                                 OR c.oid IN (SELECT reltoastrelid FROM pg_class
+                                              WHERE relnamespace = 'feedhub_scale'::regnamespace))""")
+                (blocks,) = cur.fetchone()
+            return f"{blocks * 8 / 1024:,.0f} MiB of relations"
+        finally:
+            conn.close()
+    return warm_postgres
+
+
+def measure(config_path: Path, newsroom: Newsroom, urls: int,
+            warm: Callable[[], str]) -> dict[str, dict[str, float]]:
     """Cold and hot milliseconds per feed kind and deep paging (three fresh servers: each
     rendering is the first of its URL, with no entry of it rendered before), then the memory
-    of a fourth after ``urls`` distinct URLs."""
+    of a fourth after ``urls`` distinct URLs. ``warm`` runs before each server starts."""
     kinds = feed_kinds(newsroom)
     cold: dict[str, list[float]] = {k: [] for k in kinds}
     hot: dict[str, list[float]] = {k: [] for k in kinds}
     paging: list[float] = []
     entries: dict[str, int] = {}
     for _ in range(3):
+        warm()
         server = Server(config_path)
         try:
             server.get("/es/feeds/section/sports.json?limit=3")  # the process's own first-request costs
@@ -300,6 +350,7 @@ def measure(config_path: Path, newsroom: Newsroom, urls: int) -> dict[str, dict[
     out = {k: {"cold_ms": statistics.median(cold[k]), "hot_ms": statistics.median(hot[k]),
                "entries": float(entries[k])} for k in kinds}
     out["next x20 (each)"] = {"cold_ms": statistics.median(paging), "hot_ms": float("nan")}
+    warm()
     server = Server(config_path)
     try:
         server.get("/es/feeds/section/sports.json?limit=3")
@@ -424,9 +475,10 @@ def main(argv: list[str] | None = None) -> int:
         store.prepare_index(cfg.taxonomy.parents)
         newsroom = Newsroom(cfg)
         sources = source_rows(40)
+        warm = page_cache_warmer(url, args.postgres)
         print(f"bench/scale on {label}: sizes {', '.join(f'{s:,}' for s in sizes)}; cold = first rendering "
-              f"of a URL by a freshly started `feedhub serve`, over HTTP, median of 3 servers; memory "
-              f"after {args.urls:,} distinct URLs", flush=True)
+              f"of a URL by a freshly started `feedhub serve`, over HTTP, median of 3 servers, the store's "
+              f"files in the OS page cache; memory after {args.urls:,} distinct URLs", flush=True)
         results: dict[int, dict[str, dict[str, float]]] = {}
         writes: dict[int, float] = {}
         have = 0
@@ -437,9 +489,10 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             have = size
             store.analyze()
+            print(f"  read into the page cache before each measurement: {warm()}", flush=True)
             writes[size] = write_path(newsroom, sources, size)
             store.db.close()
-            results[size] = measure(config_path, newsroom, args.urls)
+            results[size] = measure(config_path, newsroom, args.urls, warm)
             store.db.connect(reuse_if_open=True)
             mem = results[size]["memory"]
             print(f"  at {size:,}: write path {writes[size]:.1f} ms per 100 entries; serving process "
