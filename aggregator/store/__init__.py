@@ -130,7 +130,7 @@ from .reads import (
                          tombstone_sql,
                          written_since,
 )
-from .retention import PruneReport, oldest_published, prune
+from .retention import PruneReport, oldest_published, prune, remove_entries
 from .schema import (
                          MODELS,
                          SCHEMA_VERSION,
@@ -231,7 +231,7 @@ __all__ = [
     "StreamRow", "stream_rows", "written_since",
     "FeedQuery", "FeedSource", "PageRow", "author_name", "feed_sources", "item_rows", "newer_rows", "newest_update",
     "page_rows", "tag_name", "tombstone_rows", "tombstone_sql", "plan_sql", "prepare_index", "analyze",
-    "PruneReport", "oldest_published", "prune", "repost", "unpost_entries", "deferred_bumps",
+    "PruneReport", "oldest_published", "prune", "remove_entries", "repost", "unpost_entries", "deferred_bumps",
     "SourceRow",
     "FETCH_LOG_COLUMNS", "insert_fetch_log",
     "connect", "close_connection", "is_sqlite", "savepoint", "entry_ids", "recent_published", "record_move",

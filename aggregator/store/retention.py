@@ -67,7 +67,7 @@ def prune(editions: list[str], cutoff: datetime, keep_coverage: list[str], paren
             if not rows:
                 continue
             if not dry_run:
-                _remove([r[0] for r in rows], parents, now)
+                remove_entries([r[0] for r in rows], parents, now)
             report.batches += 1
             report.removed += len(rows)
             report.tombstones += sum(1 for r in rows if r[2])
@@ -84,8 +84,9 @@ def _kept(ids: list[int], keep_coverage: list[str]) -> set[int]:
         f"AND coverage IN ({placeholders(len(keep_coverage))})", [*ids, *keep_coverage])}
 
 
-def _remove(ids: list[int], parents: dict[str, str], now: datetime) -> None:
-    """One batch: the entries, their index rows and (by cascade) their children and links."""
+def remove_entries(ids: list[int], parents: dict[str, str], now: datetime) -> None:
+    """Delete entries outright, in one transaction (retention's batch): the entries, their
+    index rows and (by cascade) their children, links and search rows; no tombstone stays."""
     with write_transaction():
         # Re-read inside the transaction: an entry may have changed since it was picked.
         found = [(i, aware(pub)) for i, pub in db.obj.execute_sql(
