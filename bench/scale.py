@@ -224,7 +224,8 @@ class Server:
                 return  # it answers (a store without sources reports itself unhealthy)
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"feedhub serve exited: {self.proc.stderr.read().decode()[-2000:]}")
+                    said = self.proc.stderr.read() if self.proc.stderr else b""
+                    raise RuntimeError(f"feedhub serve exited: {said.decode(errors='replace')[-2000:]}")
                 time.sleep(0.1)
         raise RuntimeError("feedhub serve did not start in 120 s")
 
