@@ -64,6 +64,8 @@ PER_DAY = 2740
 #: the default [cache] memory_mb = 64 (README: "A year of news")
 CEILING_MIB = 256
 BATCH = 1000
+#: the PostgreSQL schema the bench grows its store in (dropped and made again at each run)
+PG_SCHEMA = "feedhub_scale"
 EDITIONS = (("en", 0.6), ("ar", 0.2), ("es", 0.2))
 
 # Syllables the synthetic words are made of (original, meaningless text: no real articles).
@@ -315,9 +317,10 @@ def page_cache_warmer(database_url: str, postgres_url: str | None) -> Callable[[
                 # 'read': into the OS page cache, as for SQLite (shared_buffers hold a fraction).
                 cur.execute("""SELECT coalesce(sum(pg_prewarm(c.oid::regclass, 'read')), 0) FROM pg_class c
                                WHERE c.relkind IN ('r', 'i', 't') AND (
-                                 c.relnamespace = 'feedhub_scale'::regnamespace
+                                 c.relnamespace = %(schema)s::regnamespace
                                  OR c.oid IN (SELECT reltoastrelid FROM pg_class
-                                              WHERE relnamespace = 'feedhub_scale'::regnamespace))""")
+                                              WHERE relnamespace = %(schema)s::regnamespace))""",
+                            {"schema": PG_SCHEMA})
                 (blocks,) = cur.fetchone()
             return f"{blocks * 8 / 1024:,.0f} MiB of relations"
         finally:
@@ -456,7 +459,7 @@ def make_config(folder: Path, database_url: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="stop at 100k entries")
-    p.add_argument("--postgres", metavar="URL", help="run on PostgreSQL at URL (schema feedhub_scale, recreated)")
+    p.add_argument("--postgres", metavar="URL", help=f"run on PostgreSQL at URL (schema {PG_SCHEMA}, recreated)")
     p.add_argument("--urls", type=int, default=20_000, help="distinct URLs before the memory figure")
     p.add_argument("--sizes", help="comma-separated sizes (default 10000,100000,1000000)")
     args = p.parse_args(argv)
@@ -471,10 +474,10 @@ def main(argv: list[str] | None = None) -> int:
             conn = psycopg2.connect(args.postgres)
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute("DROP SCHEMA IF EXISTS feedhub_scale CASCADE; CREATE SCHEMA feedhub_scale")
+                cur.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE; CREATE SCHEMA {PG_SCHEMA}")
             conn.close()
             sep = "&" if "?" in args.postgres else "?"
-            url = f"{args.postgres}{sep}options={quote('-csearch_path=feedhub_scale')}"
+            url = f"{args.postgres}{sep}options={quote(f'-csearch_path={PG_SCHEMA}')}"
             label = "PostgreSQL"
         else:
             url = f"sqlite:///{tmp}/scale.db"

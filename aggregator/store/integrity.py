@@ -124,7 +124,8 @@ class IntegrityWatch:
     """``check_integrity`` at most every ``every`` seconds, for a health endpoint polled often.
 
     The first call checks as a command's start does: it counts a pass on record within
-    ``start_max_age`` seconds (the serving command's own start has just checked or found one),
+    ``start_max_age`` or ``every`` seconds, whichever is longer (the serving command's own start
+    has just checked or found one),
     and waits for the check when none is. Later checks run in a thread of their own, callers
     getting the last result meanwhile: at a million entries a check reads a 3 GB file for
     seconds, longer than a load balancer waits for a health probe. A check another process
